@@ -1,0 +1,249 @@
+"""Per-instrument decision state: threshold baseline + alert coalescing (pure, no Flink).
+
+`InstrumentState` is everything the AdaptiveThreshold process function keeps per key,
+as one small JSON document (no pickling; readable in a savepoint dump). Its size is
+bounded: fixed-size estimators, channel normals (<= MAX_CHANNELS), one open episode
+with <= 2 x top_participants participants, and a reorder buffer of <= max_pending
+windows.
+
+Episode state machine (one alert id per episode):
+
+    no episode --window above threshold--> OPEN
+    open       --window above-------------> UPDATE (on a new peak, a new leading
+                                             scenario, or every `update_every` windows)
+    open       --`close_after` consecutive windows below--> CLOSE (below_threshold)
+    open       --no window for `quiet_gap_ms` of event time-> CLOSE (quiet_gap)
+    open       --`max_episode_windows` above-------------> CLOSE (max_duration)
+
+The baseline learns only from windows that are below threshold *and* outside an open
+episode (river's protect_anomaly_detector): overlapping sliding windows right after an
+episode still contain its events, and must not teach the baseline that abuse is normal.
+
+Windows must be fed in event-time order; `enqueue`/`release` reorder what the async
+scoring stage delivers out of order, releasing a window once the watermark passed it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from udfs.alerts import SCHEMA_VERSION, alert_id, top_features
+from udfs.records import ScoredWindow
+from udfs.schemas import SCENARIOS
+from udfs.thresholds import Baseline, RobustEwma, Threshold, ThresholdConfig
+
+MAX_CHANNELS = 64  # channel normals kept per instrument (the model has far fewer)
+
+
+@dataclass
+class Episode:
+    alert_id: str
+    instrument: str
+    model_version: str
+    start: int  # window_start of the first window above threshold
+    last_above_end: int
+    peak_score: float
+    peak_end: int
+    n_above: int = 1
+    below: int = 0  # consecutive windows below threshold since the last one above
+    seq: int = 0
+    prob_sum: list[float] = field(default_factory=lambda: [0.0] * len(SCENARIOS))
+    participants: dict[str, float] = field(default_factory=dict)
+    peak_features: list[dict[str, Any]] = field(default_factory=list)
+    degraded: bool = False
+
+    def scenario(self) -> tuple[str, float]:
+        """Most likely non-normal scenario by mean probability over flagged windows."""
+        means = [p / max(self.n_above, 1) for p in self.prob_sum]
+        best = max(range(1, len(SCENARIOS)), key=lambda i: (means[i], -i))
+        return SCENARIOS[best], means[best]
+
+
+@dataclass
+class InstrumentState:
+    baseline: Baseline = field(default_factory=Baseline)
+    channels: list[RobustEwma] = field(default_factory=list)
+    episode: Episode | None = None
+    last_end: int | None = None  # window_end of the last window processed
+    pending: list[str] = field(default_factory=list)  # reorder buffer: ScoredWindow JSON
+    stale: int = 0  # windows that arrived after a later one was already processed
+    last_thr: list[Any] | None = None  # [value, source, regime, global] of the last window
+
+    # ---- serialization (JSON of primitives) ------------------------------------------
+    def to_json(self) -> str:
+        ep = None
+        if self.episode is not None:
+            ep = dict(self.episode.__dict__)
+        return json.dumps(
+            {
+                "baseline": self.baseline.to_dict(),
+                "channels": [c.to_list() for c in self.channels],
+                "episode": ep,
+                "last_end": self.last_end,
+                "pending": self.pending,
+                "stale": self.stale,
+                "last_thr": self.last_thr,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> InstrumentState:
+        d = json.loads(text)
+        ep = Episode(**d["episode"]) if d["episode"] else None
+        return cls(
+            baseline=Baseline.from_dict(d["baseline"]),
+            channels=[RobustEwma.from_list(v) for v in d["channels"]],
+            episode=ep,
+            last_end=d["last_end"],
+            pending=list(d["pending"]),
+            stale=int(d["stale"]),
+            last_thr=d["last_thr"],
+        )
+
+
+# ---- reorder buffer -------------------------------------------------------------------
+def enqueue(state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig) -> list[ScoredWindow]:
+    """Buffer a window until the watermark passes it; returns windows forced out early.
+
+    The buffer is bounded: past `max_pending` the oldest windows are released now (in
+    order), which is only wrong if an even older one is still in flight.
+    """
+    state.pending.append(w.to_json())
+    if len(state.pending) <= cfg.max_pending:
+        return []
+    ws = sorted((ScoredWindow.from_json(p) for p in state.pending), key=lambda x: x.window_end)
+    n_out = len(ws) - cfg.max_pending
+    state.pending = [x.to_json() for x in ws[n_out:]]
+    return ws[:n_out]
+
+
+def release(state: InstrumentState, watermark: int) -> list[ScoredWindow]:
+    """Windows whose end the watermark has passed (window_end - 1 <= watermark), in order."""
+    ws = [ScoredWindow.from_json(p) for p in state.pending]
+    ready = sorted((w for w in ws if w.window_end - 1 <= watermark), key=lambda x: x.window_end)
+    state.pending = [w.to_json() for w in ws if w.window_end - 1 > watermark]
+    return ready
+
+
+# ---- decision -------------------------------------------------------------------------
+def _event(
+    ep: Episode, status: str, window_end: int, score: float, thr: Threshold, global_thr: float,
+    now_ms: int, cfg: ThresholdConfig, reason: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    scenario, prob = ep.scenario()
+    parts = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))
+    ev = {
+        "schema": SCHEMA_VERSION,
+        "alert_id": ep.alert_id,
+        "seq": ep.seq,
+        "status": status,
+        "instrument": ep.instrument,
+        "episode_start": ep.start,
+        "episode_end": ep.last_above_end,
+        "window_end": window_end,
+        "n_windows": ep.n_above,
+        "score": round(score, 6),
+        "peak_score": round(ep.peak_score, 6),
+        "peak_window_end": ep.peak_end,
+        "threshold": round(thr.value, 6),
+        "threshold_source": thr.source,
+        "regime": thr.regime,
+        "global_threshold": round(global_thr, 6),
+        "scenario": scenario,
+        "scenario_probability": round(prob, 4),
+        "top_features": ep.peak_features,
+        "participants": [{"participant": p, "weight": round(w, 4)} for p, w in parts[: cfg.top_participants]],
+        "close_reason": reason,
+        "model_version": ep.model_version,
+        "degraded": ep.degraded,
+        "emitted_at": now_ms,
+        "latency_ms": now_ms - window_end,
+    }
+    ep.seq += 1
+    return ev
+
+
+def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig) -> None:
+    """Fold one flagged window into the episode (bounded participant map)."""
+    ep.last_above_end, ep.below = w.window_end, 0
+    for i, p in enumerate(w.scenario_probs[: len(SCENARIOS)]):
+        ep.prob_sum[i] += p
+    for name, weight in w.participants:
+        ep.participants[name] = ep.participants.get(name, 0.0) + weight
+    keep = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))[: 2 * cfg.top_participants]
+    ep.participants = dict(keep)
+    ep.degraded = ep.degraded or w.degraded
+    if w.score > ep.peak_score or not ep.peak_features:
+        normals = [c.mean for c in state.channels] if state.channels else None
+        ep.peak_score, ep.peak_end = max(w.score, ep.peak_score), w.window_end
+        ep.peak_features = top_features(w.channel_z, w.features, normals, cfg.top_features)
+
+
+def close_if_quiet(state: InstrumentState, now_event: int, cfg: ThresholdConfig, now_ms: int) -> list[dict[str, Any]]:
+    """Close the open episode when no window came for quiet_gap_ms of event time."""
+    ep = state.episode
+    if ep is None or state.last_end is None or now_event < state.last_end + cfg.quiet_gap_ms:
+        return []
+    value, source, regime, global_thr = state.last_thr or [0.0, "global", "normal", 0.0]
+    thr = Threshold(value, source, regime)
+    deadline = state.last_end + cfg.quiet_gap_ms
+    ev = _event(ep, "close", deadline, ep.peak_score, thr, global_thr, now_ms, cfg, "quiet_gap")
+    state.episode = None
+    return [ev]
+
+
+def is_idle(state: InstrumentState, now_event: int, cfg: ThresholdConfig) -> bool:
+    """True when the instrument was silent for idle_ttl_ms: its state may be dropped."""
+    return state.last_end is not None and not state.pending and now_event >= state.last_end + cfg.idle_ttl_ms
+
+
+def step(state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig, now_ms: int) -> list[dict[str, Any]]:
+    """Decide on one window (event-time order); returns the alert events it causes."""
+    if state.last_end is not None and w.window_end <= state.last_end:
+        state.stale += 1  # straggler past the reorder buffer: deciding now would reorder history
+        return []
+    out = close_if_quiet(state, w.window_end, cfg, now_ms) if state.episode else []
+    thr = state.baseline.threshold(w.volatility, w.volume, w.global_threshold, cfg)
+    state.baseline.observe()
+    state.last_thr = [thr.value, thr.source, thr.regime, w.global_threshold]
+    ep = state.episode
+    if w.score > thr.value:
+        if ep is None:
+            ep = Episode(
+                alert_id=alert_id(w.instrument, w.window_end, w.model_version),
+                instrument=w.instrument, model_version=w.model_version, start=w.window_start,
+                last_above_end=w.window_end, peak_score=w.score, peak_end=w.window_end,
+            )  # fmt: skip
+            state.episode = ep
+            _absorb(ep, state, w, cfg)
+            out.append(_event(ep, "open", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg))
+        else:
+            old_peak, old_scenario = ep.peak_score, ep.scenario()[0]
+            ep.n_above += 1
+            _absorb(ep, state, w, cfg)
+            if ep.n_above >= cfg.max_episode_windows:
+                out.append(_event(ep, "close", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg, "max_duration"))
+                state.episode = None
+            elif w.score > old_peak or ep.scenario()[0] != old_scenario or (ep.n_above - 1) % cfg.update_every == 0:
+                out.append(_event(ep, "update", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg))
+    elif ep is not None:
+        ep.below += 1
+        if ep.below >= cfg.close_after:
+            out.append(_event(ep, "close", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg, "below_threshold"))
+            state.episode = None
+    else:
+        state.baseline.learn(w.score, w.volatility, w.volume, cfg)
+        _learn_channels(state, w, cfg)
+    state.last_end = w.window_end
+    return out
+
+
+def _learn_channels(state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig) -> None:
+    n = min(len(w.features), MAX_CHANNELS)
+    if len(state.channels) != n:
+        state.channels = [RobustEwma() for _ in range(n)]  # channel set changed: relearn
+    for est, v in zip(state.channels, w.features[:n], strict=True):
+        est.update(v, cfg.alpha, cfg.winsor_c)

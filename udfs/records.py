@@ -1,0 +1,87 @@
+"""The scored-window record: what the scoring stage hands to the decision stage.
+
+One record per (instrument, window) after the scorer answered. It travels between the
+async scoring operator and the AdaptiveThreshold process function as a compact JSON
+string (`Types.STRING()`): no pickling, readable in the web UI's sample, and the same
+layout is usable from tests and the backtest path without Flink.
+
+Fields (times are event time, epoch **milliseconds**):
+
+    instrument        str    key
+    window_start      int    first ms covered by the window
+    window_end        int    exclusive end of the window (= end of its last pane)
+    score             float  combined anomaly score from the scorer, high = anomalous
+    scenario_probs    [9]    probabilities in the order of udfs.schemas.SCENARIOS
+    recon_error       float  reconstruction error part of the score
+    channel_z         [F]    per-channel deviation (order of udfs.features.CHANNELS)
+    volatility        float  this window's price volatility (regime input), >= 0
+    volume            float  this window's traded volume (regime input), >= 0
+    features          [F]    optional raw per-channel window summary (e.g. mean over
+                             panes), for "value vs the instrument's normal"; [] if absent
+    participants      [[name, weight], ...]  optional top participants of the window
+    model_version     str    scorer metadata `parameters.version`
+    global_threshold  float  scorer metadata `parameters.threshold` (calibrated)
+    max_event_ts      int    largest event timestamp inside the window (ms)
+    degraded          bool   scored without the model (documented fallback mode)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ScoredWindow:
+    instrument: str
+    window_start: int
+    window_end: int
+    score: float
+    scenario_probs: tuple[float, ...]
+    recon_error: float
+    channel_z: tuple[float, ...]
+    volatility: float
+    volume: float
+    model_version: str
+    global_threshold: float
+    max_event_ts: int
+    features: tuple[float, ...] = ()
+    participants: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    degraded: bool = False
+
+    def __post_init__(self) -> None:
+        # A NaN score would compare False against every threshold and silently never
+        # alert; refuse it here, where the producer can still be named.
+        if not math.isfinite(self.score):
+            raise ValueError(f"{self.instrument}@{self.window_end}: score must be finite, got {self.score}")
+        if self.window_end <= self.window_start:
+            raise ValueError(f"{self.instrument}: window_end {self.window_end} <= window_start {self.window_start}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScoredWindow:
+        return cls(
+            instrument=str(d["instrument"]),
+            window_start=int(d["window_start"]),
+            window_end=int(d["window_end"]),
+            score=float(d["score"]),
+            scenario_probs=tuple(float(p) for p in d["scenario_probs"]),
+            recon_error=float(d.get("recon_error", 0.0)),
+            channel_z=tuple(float(z) for z in d.get("channel_z", ())),
+            volatility=float(d.get("volatility", 0.0)),
+            volume=float(d.get("volume", 0.0)),
+            model_version=str(d.get("model_version", "unknown")),
+            global_threshold=float(d["global_threshold"]),
+            max_event_ts=int(d.get("max_event_ts", d["window_end"])),
+            features=tuple(float(v) for v in d.get("features", ()) or ()),
+            participants=tuple((str(p), float(w)) for p, w in d.get("participants", ()) or ()),
+            degraded=bool(d.get("degraded", False)),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ScoredWindow:
+        return cls.from_dict(json.loads(text))
