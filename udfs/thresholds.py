@@ -14,6 +14,8 @@ How the threshold is made
   or volume z-score is above `regime_high` is "active", both below `regime_low` "calm",
   otherwise "normal". Each regime has its own baseline (scores are naturally higher in
   busy markets), used once it has `regime_min` samples, else the instrument-wide one.
+  Limit: a regime learns only from its unflagged windows, so a regime whose normal
+  scores sit above the instrument-wide threshold cannot warm up (its windows alert).
 * Warm-up: until `warmup_windows` windows were seen *and* `min_learned` were learned,
   the model's calibrated global threshold is used as is.
 * The result is clamped to [floor_ratio, ceil_ratio] x global threshold (when the
