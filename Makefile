@@ -1,0 +1,50 @@
+# The two README commands are `make demo` and `make test`; both install first.
+# Everything heavy is cached outside the clone (scripts/bootstrap.sh), so a second
+# clone on the same machine installs in seconds.
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: help bootstrap demo test test-unit lint up down status smoke docker-check bench
+
+help:
+	@echo "make demo        install, start the local stack, run the main job on generated data"
+	@echo "make test        install, run the test suite (starts the stack it needs)"
+	@echo "make test-unit   fast unit tests only"
+	@echo "make up|down|status|smoke   the local stack (Kafka :9092, Flink UI :8081)"
+	@echo "make docker-check           lint docker/ and check it against deps/ and requirements.lock"
+	@echo "make bench       stack start time and idle memory (JSON)"
+
+bootstrap:
+	scripts/bootstrap.sh
+
+# Until darkpool/demo.py exists (the main job's demo), the demo is the stack smoke test:
+# a real PyFlink Kafka round trip on the local cluster.
+demo: bootstrap
+	@if [[ -f darkpool/demo.py ]]; then $(VENV)/darkpool demo; else $(VENV)/darkpool stack smoke; fi
+
+test: bootstrap
+	$(VENV)/pytest -m "not slow"
+
+test-unit: bootstrap
+	$(VENV)/pytest tests/unit
+
+lint: bootstrap
+	$(VENV)/ruff check .
+
+up: bootstrap
+	$(VENV)/darkpool stack up
+
+down:
+	$(VENV)/darkpool stack down
+
+status:
+	$(VENV)/darkpool stack status
+
+smoke: bootstrap
+	$(VENV)/darkpool stack smoke
+
+docker-check: bootstrap
+	docker/check.sh
+
+bench: bootstrap
+	$(VENV)/python bench/stack_bench.py

@@ -1,0 +1,1 @@
+"""Local stack: Kafka KRaft broker + Flink standalone cluster (`darkpool stack`)."""

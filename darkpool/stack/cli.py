@@ -1,0 +1,112 @@
+"""`darkpool stack up | down | status | env | smoke`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict
+
+import click
+
+from darkpool.stack import core, flink, kafka
+from darkpool.stack.procs import StackError
+from darkpool.stack.settings import StackConfig
+
+
+def _cfg(timeout: float | None = None) -> StackConfig:
+    try:
+        return StackConfig.load(ready_timeout_s=timeout)
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(f"bad stack configuration (DARKPOOL_* environment): {exc}") from exc
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def stack() -> None:
+    """The local stack: a Kafka KRaft broker and a Flink standalone cluster."""
+
+
+@stack.command()
+@click.option("--only", type=click.Choice(core.PARTS), multiple=True, help="start only this part (repeatable)")
+@click.option("--timeout", type=float, default=None, help="seconds to wait for each part (default 120)")
+def up(only: tuple[str, ...], timeout: float | None) -> None:
+    """Start whatever is not running yet (idempotent) and wait until it is ready."""
+    cfg = _cfg(timeout)
+    result = _run(core.up, cfg, only or core.PARTS)
+    if result.started:
+        click.echo(f"started {', '.join(result.started)} in {result.seconds:.1f}s")
+    if result.already:
+        click.echo(f"already running: {', '.join(result.already)}")
+    if result.topics_created:
+        click.echo(f"created topics: {', '.join(result.topics_created)}")
+    _print_status(cfg)
+
+
+@stack.command()
+def down() -> None:
+    """Stop the processes this stack started (TaskManager and its Python workers, JobManager, broker)."""
+    cfg = _cfg()
+    stopped = _run(core.down, cfg)
+    click.echo(f"stopped {', '.join(stopped)}" if stopped else f"nothing to stop (no live pid files in {cfg.pid_dir})")
+
+
+@stack.command()
+@click.option("--features", is_flag=True, help="also ask the broker for its finalized feature levels")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(features: bool, as_json: bool) -> None:
+    """What runs, where it listens, which log to read. Exit 1 if a part is down."""
+    cfg = _cfg()
+    parts = core.status(cfg)
+    feats = _run(kafka.describe_features, cfg) if features and parts[0].running else None
+    if as_json:
+        click.echo(json.dumps({"parts": [asdict(p) for p in parts], "web_ui": cfg.rest_url, "features": feats}))
+    else:
+        _print_status(cfg, parts)
+        if feats:
+            click.echo("kafka features: " + ", ".join(f"{k}={v}" for k, v in sorted(feats.items())))
+    if not all(p.running for p in parts):
+        raise SystemExit(1)
+
+
+@stack.command()
+def env() -> None:
+    """Print shell exports to use Flink's own CLI against this stack: eval "$(darkpool stack env)"."""
+    cfg = _cfg()
+    variables = _run(flink.client_env, cfg)
+    for key in ("FLINK_HOME", "FLINK_CONF_DIR", "FLINK_LIB_DIR", "FLINK_PLUGINS_DIR", "FLINK_LOG_DIR"):
+        click.echo(f"export {key}={shlex.quote(variables[key])}")
+    click.echo(f'export PATH={shlex.quote(variables["FLINK_HOME"] + "/bin")}:"$PATH"')
+
+
+@stack.command()
+@click.option("-n", "--messages", default=20, show_default=True)
+def smoke(messages: int) -> None:
+    """Bring the stack up and push messages through a real PyFlink Kafka job on it."""
+    from darkpool.stack import smoke as smoke_mod
+
+    cfg = _cfg()
+    _run(core.up, cfg)
+    click.echo(f"submitting {smoke_mod.SMOKE_JOB.name} to {cfg.rest_url} ...")
+    result = _run(smoke_mod.run, cfg, messages)
+    click.echo(f"job {result.job_id} {result.state}: sent {result.sent}, read back {len(result.received)} (read_committed) in {result.seconds:.1f}s")
+    for record in result.received[:3]:
+        click.echo(f"  {json.dumps(record)}")
+    click.echo(f"web UI: {cfg.rest_url}/#/job/completed/{result.job_id}/overview")
+    if len(result.received) != result.sent:
+        raise click.ClickException(f"expected {result.sent} messages back, got {len(result.received)}")
+
+
+def _print_status(cfg: StackConfig, parts: list[core.PartStatus] | None = None) -> None:
+    parts = parts if parts is not None else core.status(cfg)
+    for p in parts:
+        state = f"running pid {p.pid} ({p.processes} proc, {p.rss_mb:.0f} MiB)" if p.running else "stopped"
+        click.echo(f"{p.name:18} {state:40} port {p.port}\n{'':18} log {p.log}")
+    click.echo(f"kafka bootstrap    {cfg.bootstrap_servers}")
+    click.echo(f"web UI             {cfg.rest_url}")
+    click.echo(f"run dir            {cfg.run_dir}")

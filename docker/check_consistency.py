@@ -1,0 +1,113 @@
+"""Check that docker/ mirrors the local stack: same versions, same config, valid compose.
+
+No Docker engine runs here, so this reads the files instead of building them. Each
+check prints one line; exit status 1 when any fails. Run by docker/check.sh.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ruamel.yaml import YAML  # noqa: E402
+
+from darkpool.stack import container, kafka  # noqa: E402
+from darkpool.stack.settings import StackConfig  # noqa: E402
+
+DOCKER = ROOT / "docker"
+failures: list[str] = []
+
+
+def check(ok: bool, what: str, detail: str = "") -> None:
+    print(f"{'ok  ' if ok else 'FAIL'} {what}{'' if ok else ': ' + detail}")
+    if not ok:
+        failures.append(what)
+
+
+def pom_property(pom: Path, name: str) -> str:
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ET.parse(pom).getroot().find(f"m:properties/m:{name}", ns)
+    if node is None or not node.text:
+        raise SystemExit(f"{pom} has no <{name}> property")
+    return node.text
+
+
+def lock_pin(package: str) -> str | None:
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        m = re.match(rf"^{re.escape(package)}==([^\s;]+)", line.strip(), re.IGNORECASE)
+        if m:
+            return m.group(1)
+    return None
+
+
+def props(text: str) -> dict[str, str]:
+    pairs = (ln.split("=", 1) for ln in text.splitlines() if ln.strip() and not ln.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def check_kafka(compose: dict) -> None:
+    version = pom_property(ROOT / "deps/kafka-broker/pom.xml", "kafka.version")
+    image = compose["services"]["kafka"]["image"]
+    check(image == f"apache/kafka:{version}", "kafka image = deps/kafka-broker version", f"{image} vs {version}")
+    command = " ".join(compose["services"]["kafka"]["command"])
+    want = f"transaction.version={kafka.TRANSACTION_VERSION}"
+    check(want in command, "kafka storage formatted with " + want, command)
+    # same broker settings as `darkpool stack up`, except where the broker listens/stores
+    local = props(kafka.server_properties(StackConfig(run_dir=Path("/x"))))
+    docker = props((DOCKER / "kafka/server.properties").read_text())
+    placement = {"controller.quorum.voters", "listeners", "advertised.listeners", "log.dirs"}
+    keys = (local.keys() | docker.keys()) - placement
+    diff = {k for k in keys if local.get(k) != docker.get(k)}
+    check(not diff, "docker/kafka/server.properties = local broker settings", f"differ in {sorted(diff)}")
+
+
+def check_flink(compose: dict) -> None:
+    flink_lock = lock_pin("apache-flink")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    check(flink_lock is not None and f'"apache-flink=={flink_lock}"' in pyproject, "apache-flink pin: requirements.lock = pyproject.toml", str(flink_lock))
+    dockerfile = (DOCKER / "Dockerfile.flink").read_text()
+    check("COPY deps/flink-jars/pom.xml" in dockerfile, "Dockerfile.flink fetches jars from deps/flink-jars/pom.xml")
+    check("requirements.lock" in dockerfile, "Dockerfile.flink installs requirements.lock")
+    check(re.search(r"FROM python:3\.11[.\d]*-", dockerfile) is not None, "Dockerfile.flink runs Python 3.11 (requires-python)")
+    check(re.search(r"FROM maven:\S+-17\b|FROM maven:\S+temurin-17", dockerfile) is not None, "Dockerfile.flink jar stage uses Java 17")
+    base = (ROOT / "flink-conf/config.yaml").read_text()
+    for name in ("jobmanager", "taskmanager"):
+        svc = compose["services"][name]
+        mounts = [v.split(":")[0:2] for v in svc.get("volumes", [])]
+        check(["../flink-conf/config.yaml", "/opt/darkpool/flink-conf/config.yaml"] in mounts, f"{name} mounts flink-conf/config.yaml")
+        rendered = YAML(typ="safe").load(container.render(base, svc["environment"]["FLINK_PROPERTIES"]))
+        check(rendered["jobmanager"]["rpc"]["address"] == "jobmanager", f"{name} FLINK_PROPERTIES render onto config.yaml")
+
+
+def check_compose_files(compose: dict) -> None:
+    for name, svc in compose["services"].items():
+        build = svc.get("build")
+        if build:
+            ctx = (DOCKER / build["context"]).resolve()
+            check((ctx / build["dockerfile"]).exists(), f"{name}: build dockerfile exists", str(ctx / build["dockerfile"]))
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0]
+            if src.startswith((".", "/")) and "artifacts" not in src:  # artifacts appear after training
+                check((DOCKER / src).exists(), f"{name}: mount source {src} exists")
+        for dep in svc.get("depends_on", {}):
+            check(dep in compose["services"], f"{name}: depends_on {dep} is a service")
+        image = svc.get("image", "")
+        check(":" in image and not image.endswith(":latest"), f"{name}: image tag pinned ({image})")
+
+
+def main() -> int:
+    compose = YAML(typ="safe").load((DOCKER / "compose.yaml").read_text())
+    check_kafka(compose)
+    check_flink(compose)
+    check_compose_files(compose)
+    print(f"{len(failures)} consistency check(s) failed" if failures else "docker/ is consistent with the local stack")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

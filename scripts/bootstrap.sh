@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Install everything this project needs, reusing a cache outside the clone.
+#
+#   $DARKPOOL_CACHE (default ~/.cache/darkpool)
+#     venv-<hash of requirements.lock>/        the full Python environment (torch, pyflink, ...)
+#     jars-kafka-broker-<hash of its pom>/      Apache Kafka broker + deps (Maven Central)
+#     jars-flink-jars-<hash of its pom>/        Flink Kafka connector etc. (Maven Central)
+#   ./.venv   a thin venv in the clone: a .pth file points at the cached environment's
+#             site-packages, and this project is installed editable into it (the
+#             `darkpool` command). Creating it takes seconds, so every clone gets its own.
+#
+# A cached folder is built in a temp folder and renamed when complete, so an interrupted
+# install never leaves a half-built cache behind that later runs would trust.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${DARKPOOL_CACHE:-$HOME/.cache/darkpool}"
+PYTHON="${PYTHON:-python3.11}"
+mkdir -p "$CACHE"
+
+say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[bootstrap] error:\033[0m %s\n' "$*" >&2; exit 1; }
+hash12() { sha256sum "$1" | cut -c1-12; }
+
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null \
+  || die "Python 3.11 is required (apache-flink 2.3 wheels); found $("$PYTHON" --version 2>&1). Install python3.11 or set PYTHON=/path/to/python3.11."
+command -v java >/dev/null || die "Java (17+) is required by Flink and Kafka but 'java' is not on PATH. Install a JDK 17 (e.g. apt-get install openjdk-17-jdk-headless)."
+command -v mvn >/dev/null || die "Maven is required to fetch the Kafka broker and Flink connector jars from Maven Central. Install it (e.g. apt-get install maven)."
+
+# ---- Python environment (cached) --------------------------------------------------
+VENV="$CACHE/venv-$(hash12 "$ROOT/requirements.lock")"
+if [[ ! -f "$VENV/.complete" ]]; then
+  say "building the Python environment in $VENV (first time on this machine: torch and pyflink are large, expect several minutes)"
+  TMP="$VENV.tmp.$$"
+  rm -rf "$TMP"
+  "$PYTHON" -m venv "$TMP"
+  "$TMP/bin/python" -m pip install -q --upgrade pip
+  "$TMP/bin/python" -m pip install -q --no-deps -r "$ROOT/requirements.lock" \
+    || die "pip install from requirements.lock failed (see the output above); is PyPI reachable?"
+  touch "$TMP/.complete"
+  rm -rf "$VENV" && mv "$TMP" "$VENV"
+  # venv scripts hard-code their folder; the rename breaks them, so re-point them.
+  sed -i "s|$TMP|$VENV|g" "$VENV"/bin/* 2>/dev/null || true
+else
+  say "Python environment: reusing $VENV"
+fi
+
+# ---- thin local venv ----------------------------------------------------------------
+SITE_CACHED="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [[ ! -x "$ROOT/.venv/bin/python" ]] || ! grep -qx "$SITE_CACHED" "$ROOT/.venv/.cached-site" 2>/dev/null; then
+  say "creating .venv (points at the cached environment)"
+  rm -rf "$ROOT/.venv"
+  "$PYTHON" -m venv "$ROOT/.venv"
+  SITE_LOCAL="$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$SITE_CACHED" > "$SITE_LOCAL/_darkpool_cached_env.pth"
+  echo "$SITE_CACHED" > "$ROOT/.venv/.cached-site"
+  # console scripts of the cached env (pytest, ruff, ...) become reachable from .venv/bin
+  for tool in pytest ruff hadolint; do
+    [[ -e "$VENV/bin/$tool" ]] && ln -sf "$VENV/bin/$tool" "$ROOT/.venv/bin/$tool"
+  done
+  "$ROOT/.venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT" \
+    || die "installing this project into .venv failed (see above)"
+fi
+
+# ---- Java dependencies (cached) ----------------------------------------------------
+fetch_jars() {  # $1 = deps/<name>, $2.. = extra maven flags
+  local name="$1"; shift
+  local dest="$CACHE/jars-$name-$(hash12 "$ROOT/deps/$name/pom.xml")"
+  if [[ -f "$dest/.complete" ]]; then
+    say "jars $name: reusing $dest"; return
+  fi
+  say "fetching jars $name from Maven Central into $dest"
+  local tmp="$dest.tmp.$$"
+  rm -rf "$tmp"
+  mvn -q -B -f "$ROOT/deps/$name/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$tmp" "$@" \
+    || die "Maven could not fetch deps/$name/pom.xml (is Maven Central reachable? run: mvn -f deps/$name/pom.xml dependency:copy-dependencies)"
+  touch "$tmp/.complete"
+  rm -rf "$dest" && mv "$tmp" "$dest"
+}
+fetch_jars kafka-broker -DincludeScope=runtime
+fetch_jars flink-jars -DexcludeTransitive=true
+
+say "ready: $ROOT/.venv/bin/darkpool"
