@@ -1,0 +1,124 @@
+"""AdaptiveThreshold on PyFlink's local mini cluster (parallelism 2, out-of-order input).
+
+The Flink wrapper must decide exactly what the pure functions decide on the same
+windows in event-time order (reordering by watermark, state restored per key), and it
+must drop an instrument's state once it has been quiet for idle_ttl_ms of event time:
+the instrument then warms up again on the global threshold.
+
+No broker needed (a collection source), but it starts a JVM and Python workers, so it
+lives with the integration tests.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+
+import pytest
+
+from udfs.coalesce import InstrumentState, close_if_quiet, step
+from udfs.records import ScoredWindow
+from udfs.schemas import SCENARIOS
+from udfs.thresholds import ThresholdConfig
+
+pytestmark = pytest.mark.integration
+
+SLIDE, T0 = 5_000, 1_700_000_000_000
+CFG = ThresholdConfig(warmup_windows=30, min_learned=20, regime_min=10, quiet_gap_ms=30_000, idle_ttl_ms=120_000)
+PAUSE = "__pause__"  # marker: the source stalls so periodic watermarks catch up
+
+
+def win(inst: str, i: int, score: float) -> ScoredWindow:
+    probs = [0.02] * len(SCENARIOS)
+    probs[3] = 0.84
+    end = T0 + i * SLIDE
+    return ScoredWindow(
+        instrument=inst, window_start=end - 60_000, window_end=end, score=score, scenario_probs=tuple(probs),
+        recon_error=0.1, channel_z=(0.5, 3.0, -1.0), volatility=0.003, volume=1000.0, model_version="it-1",
+        global_threshold=1.0, max_event_ts=end - 1, features=(1.0, 2.0, 3.0), participants=(("P1", 2.0),),
+    )  # fmt: skip
+
+
+def scenario() -> tuple[list[list[ScoredWindow]], dict[str, list[ScoredWindow]]]:
+    rng = random.Random(4)
+    a1 = [win("A", i, 3.0 if 45 <= i < 49 else rng.gauss(0.5, 0.05)) for i in range(80)]
+    b = [win("B", i, 3.0 if i in (60, 61, 110) else rng.gauss(0.5, 0.05)) for i in range(160)]
+    a3 = [win("A", i, 1.2 if i == 142 else rng.gauss(0.5, 0.05)) for i in range(140, 150)]
+    phases = [a1 + b[:80], b[80:140], a3 + b[140:]]
+    for p in phases:  # out of order inside a phase, but never by more than 20 s
+        p.sort(key=lambda w: w.window_end + rng.randrange(0, 15_000))
+    return phases, {"A": a1 + a3, "B": b}
+
+
+def expected_events(by_inst: dict[str, list[ScoredWindow]]) -> list[dict]:
+    out = []
+    for ws in by_inst.values():
+        st = InstrumentState()
+        for w in sorted(ws, key=lambda w: w.window_end):
+            if st.last_end is not None and w.window_end - 1 >= st.last_end + CFG.idle_ttl_ms:
+                out += close_if_quiet(st, st.last_end + CFG.idle_ttl_ms, CFG, 0)
+                st = InstrumentState()  # the housekeeping timer cleared it
+            out += step(st, w, CFG, 0)
+        out += close_if_quiet(st, 2**62, CFG, 0)  # end of input: the final watermark
+    return out
+
+
+def strip(ev: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v)) for k, v in ev.items() if k not in ("emitted_at", "latency_ms")))
+
+
+def run_on_mini_cluster(phases: list[list[ScoredWindow]]) -> tuple[list[dict], list[str]]:
+    from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
+    from pyflink.common.watermark_strategy import TimestampAssigner
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from udfs.process import HOUSEKEEPING, AdaptiveThreshold, instrument_of
+
+    class WindowEnd(TimestampAssigner):
+        def extract_timestamp(self, value, record_timestamp):
+            return json.loads(value)["window_end"] - 1
+
+    def stall(value):
+        if value == PAUSE:
+            time.sleep(1.5)  # let the periodic watermark (50 ms) reach everything before
+            return
+        yield value
+
+    conf = Configuration()
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.fn-execution.bundle.size", "1")  # no record waits in a bundle
+    conf.set_string("pipeline.auto-watermark-interval", "50 ms")
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(2)
+    records = [r for p in phases for r in ([w.to_json() for w in p] + [PAUSE])]
+    src = env.from_collection(records, type_info=Types.STRING())
+    timed = (
+        src.flat_map(stall, output_type=Types.STRING()).set_parallelism(1)
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(20)).with_timestamp_assigner(WindowEnd())
+        ).set_parallelism(1)
+    )  # fmt: skip
+    decided = timed.key_by(instrument_of, key_type=Types.STRING()).process(AdaptiveThreshold(CFG), output_type=Types.STRING())
+    tagged = decided.map(lambda s: "A" + s, output_type=Types.STRING()).union(
+        decided.get_side_output(HOUSEKEEPING).map(lambda s: "H" + s, output_type=Types.STRING())
+    )
+    with tagged.execute_and_collect("test-adaptive-threshold") as results:
+        got = list(results)
+    return [json.loads(r[1:]) for r in got if r[0] == "A"], [r[1:] for r in got if r[0] == "H"]
+
+
+def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments():
+    phases, by_inst = scenario()
+    events, housekeeping = run_on_mini_cluster(phases)
+    want = expected_events(by_inst)
+    assert sorted(map(strip, events)) == sorted(map(strip, want))
+    # A: one episode in phase 1; after 300 s of silence its state was dropped at
+    # last_end + idle_ttl (not at the end of input), so phase 3 starts on the global threshold
+    a_quiet_at = T0 + 79 * SLIDE + CFG.idle_ttl_ms
+    assert f"cleared A {a_quiet_at}" in housekeeping
+    a3 = [e for e in events if e["instrument"] == "A" and e["window_end"] >= T0 + 140 * SLIDE]
+    assert a3 and a3[0]["status"] == "open" and a3[0]["threshold_source"] == "global"
+    assert {e["status"] for e in events if e["instrument"] == "B"} >= {"open", "close"}
+    assert all(e["latency_ms"] >= 0 for e in events)
