@@ -1,0 +1,103 @@
+"""Scheduling of manipulation episodes: which pattern, where, when, how blatant.
+
+Episodes are drawn until the manipulator rows reach the target anomaly count. Patterns
+cycle through a shuffled order so even a tiny data set has every scenario; each episode
+gets a budget of rows so the total lands close to the target. Episodes on one
+instrument do not overlap when that can be avoided (so labels stay unambiguous).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from darkpool.market.config import NS, SimConfig
+from darkpool.market.events import Block, concat, size, take
+from darkpool.market.injectors import INJECTORS, EpisodeCtx
+from darkpool.market.nbbo import Impact
+from darkpool.market.universe import TIER_ACTIVITY, Universe
+from udfs.schemas import SCENARIOS
+
+MIN_BUDGET = 6  # rows; below this an episode is not worth drawing
+PLACEMENT_TRIES = 12
+
+
+def _overlaps(taken: list[tuple[int, int, int]], inst: int, t0: int, t1: int) -> bool:
+    return any(i == inst and t0 <= e and s <= t1 for i, s, e in taken)
+
+
+def _fit_session(cfg: SimConfig, b: Block, impacts: list[Impact]) -> tuple[Block, list[Impact]]:
+    """Shift an episode that runs past the close back into the session; drop what falls before the open."""
+    last = int(b["ts"].max())
+    shift = max(0, last - (cfg.close_ns - NS))
+    if shift:
+        b = dict(b, ts=b["ts"] - shift)
+        impacts = [Impact(m.inst, m.t0 - shift, m.t1 - shift, m.logret, m.revert, m.revert_s, m.spread_add)
+                   for m in impacts]
+    keep = b["ts"] >= cfg.open_ns
+    return (b if keep.all() else take(b, keep)), impacts
+
+
+def make_episodes(
+    cfg: SimConfig, rng: np.random.Generator, uni: Universe, target_rows: int, next_oid: list[int]
+) -> tuple[Block, list[Impact], dict[str, list]]:
+    """Episode rows (manipulators and their victims), impacts, and the episodes table rows."""
+    # Manipulation happens in thin names too, more than their share of volume.
+    w = np.sqrt(TIER_ACTIVITY[uni.tier])
+    p_inst = w / w.sum()
+    cap = max(20, target_rows // len(INJECTORS))
+    names = list(INJECTORS)
+    blocks: list[Block] = []
+    impacts: list[Impact] = []
+    taken: list[tuple[int, int, int]] = []
+    rows: dict[str, list] = {k: [] for k in
+                             ("episode_id", "scenario", "instrument", "participants", "start_ts", "end_ts", "n_events", "intensity")}
+    total, order, failures = 0, [], 0
+    taken_close: list[tuple[int, int, int]] = []
+    dur = cfg.close_ns - cfg.open_ns
+    while target_rows - total >= MIN_BUDGET:
+        if not order:
+            order = list(rng.permutation(names))
+        scen = order.pop()
+        ep = len(rows["episode_id"])
+        placed = None
+        # Two closes marked on one instrument would be one episode: only free instruments.
+        free = np.ones(uni.n_inst, dtype=bool)
+        if scen == "marking_the_close":
+            free[[i for i, *_ in taken_close]] = False
+        for _ in range(PLACEMENT_TRIES if free.any() else 0):
+            p = p_inst * free
+            inst = int(rng.choice(uni.n_inst, p=p / p.sum()))
+            t0 = cfg.open_ns + int(rng.uniform(0.02, 0.7) * dur)
+            ctx = EpisodeCtx(cfg, rng, uni, inst, t0, float(rng.uniform(0.05, 1.0)),
+                             min(cap, target_rows - total), SCENARIOS.index(scen), ep,
+                             int(rng.integers(len(cfg.venues))), next_oid)
+            b, imp, parts = INJECTORS[scen](ctx)
+            b, imp = _fit_session(cfg, b, imp)
+            manip = b["label"] == 1
+            if not manip.any():
+                continue
+            start, end = int(b["ts"][manip].min()), int(b["ts"][manip].max())
+            placed = (inst, b, imp, parts, start, end, int(manip.sum()))
+            if not _overlaps(taken, inst, start, end):
+                break
+        if placed is None:  # no room for this pattern: go on with the next one
+            failures += 1
+            if failures > 4 * len(names):
+                raise RuntimeError(f"cannot place manipulation episodes in this session ({cfg}); "
+                                   "lower --anomaly-rate or use a longer --duration")
+            continue
+        failures = 0
+        inst, b, imp, parts, start, end, n = placed
+        taken.append((inst, start, end))
+        if scen == "marking_the_close":
+            taken_close.append((inst, start, end))
+        blocks.append(b)
+        impacts += imp
+        total += n
+        for k, v in (("episode_id", ep), ("scenario", scen), ("instrument", str(uni.symbols[inst])),
+                     ("participants", [str(uni.part_names[p]) for p in parts]), ("start_ts", start),
+                     ("end_ts", end), ("n_events", n), ("intensity", ctx.intensity)):
+            rows[k].append(v)
+    out = concat(blocks)
+    assert size(out) == 0 or out["ts"].min() >= cfg.open_ns
+    return out, impacts, rows

@@ -1,0 +1,176 @@
+"""Normal (benign) order flow of the dark pool.
+
+Orders arrive as a Hawkes-like cluster process: immigrants follow the intensity
+tier x intraday U shape x regime, and every order spawns Poisson(BRANCH) children a few
+seconds later, mostly from the same participant on the same side (a broker algo slicing
+a parent, a market maker re-quoting), so arrivals are self-exciting and bursty.
+Each order then lives its type's life: fills at or near the midpoint, partial fills,
+cancels, or it rests until the close. Large blocks, heavy cancelling and same-firm
+crosses are all part of normal flow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from darkpool.market.config import NS, SimConfig
+from darkpool.market.events import (
+    BUY,
+    CANCEL,
+    FILL,
+    NEW,
+    PK_COPY,
+    PK_INSIDE,
+    PK_LIMIT,
+    Block,
+    block,
+    concat,
+    group_cumsum,
+)
+from darkpool.market.nbbo import intraday_u
+from darkpool.market.universe import (
+    REGIME_ACTIVITY,
+    TIER_ACTIVITY,
+    TYPES,
+    Universe,
+    pick_contra,
+    pick_participants,
+)
+
+# Per participant type, in the order of universe.TYPES: MM, HFT, ALGO, INST.
+TYPE_SHARE = np.array([0.30, 0.30, 0.30, 0.10])  # share of immigrant orders
+P_FILL = np.array([0.25, 0.10, 0.55, 0.50])  # order gets at least one fill
+P_CANCEL = np.array([0.70, 0.88, 0.35, 0.30])  # ... else cancelled; the rest rests to the close
+EXTRA_FILLS = np.array([0.1, 0.0, 0.6, 2.0])  # mean fills per filled order minus one
+P_PARTIAL = np.array([0.2, 0.1, 0.3, 0.4])  # filled orders that cancel an unfilled remainder
+FILL_DELAY_S = np.array([0.8, 0.05, 4.0, 25.0])  # mean wait for each fill
+CANCEL_DELAY_S = np.array([1.5, 0.08, 20.0, 60.0])  # mean wait for the cancel
+HIDDEN_P = np.array([0.2, 0.1, 0.5, 0.8])  # order is non-displayed
+VENUE_P = np.array([0.5, 0.3, 0.2])  # the first venue is the biggest
+
+BRANCH = 0.55  # children per order (branching ratio < 1: stationary)
+CHILD_DELAY_S = 3.0
+P_CHILD_SAME = 0.75  # child comes from the same participant, same side
+MAX_GENERATIONS = 8
+
+
+def events_per_order() -> float:
+    """Expected event rows per order (new + fills + cancels), to size the immigrant rate."""
+    per_type = 1 + P_FILL * (1 + EXTRA_FILLS + P_PARTIAL) + P_CANCEL
+    return float(TYPE_SHARE @ per_type)
+
+
+def pick_venues(cfg: SimConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    nv = len(cfg.venues)
+    p = VENUE_P[:nv] / VENUE_P[:nv].sum() if nv <= len(VENUE_P) else None
+    return rng.choice(nv, size=n, p=p)
+
+
+def order_sizes(rng: np.random.Generator, types: np.ndarray) -> np.ndarray:
+    """Heavy-tailed order sizes by participant type, mostly round lots."""
+    n = len(types)
+    q = np.empty(n, dtype=np.int64)
+    lots = {
+        0: lambda m: 100 * rng.choice([1, 2, 3, 5], size=m, p=[0.4, 0.3, 0.2, 0.1]),
+        1: lambda m: 100 * rng.geometric(0.6, size=m),
+        2: lambda m: 100 * np.maximum(1, np.rint(rng.lognormal(np.log(3), 0.8, size=m))),
+        3: lambda m: 100 * np.minimum(20_000, np.rint(20 * (1 + rng.pareto(1.2, size=m)))),
+    }
+    for t, draw in lots.items():
+        mask = types == t
+        q[mask] = draw(int(mask.sum()))
+    odd = rng.random(n) < 0.05
+    q[odd] = rng.integers(1, 100, size=int(odd.sum()))
+    return q
+
+
+def _arrivals(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray, n_orders: float) -> Block:
+    n_inst, n_cells = regime.shape
+    cell_ns = cfg.grid_ms * NS // 1000
+    activity = TIER_ACTIVITY[uni.tier][:, None] * REGIME_ACTIVITY[regime] * intraday_u(cfg, n_cells)[None, :]
+    lam = activity.ravel() * (n_orders * (1 - BRANCH) / activity.sum())
+    cell = np.repeat(np.arange(lam.size, dtype=np.int64), rng.poisson(lam))
+    n = len(cell)
+    types = rng.choice(len(TYPES), size=n, p=TYPE_SHARE)
+    gen = block(
+        n,
+        ts=cfg.open_ns + (cell % n_cells) * cell_ns + rng.integers(0, cell_ns, size=n),
+        inst=cell // n_cells,
+        part=pick_participants(uni, rng, types),
+        side=rng.integers(0, 2, size=n),
+    )
+    out = [gen]
+    for _ in range(MAX_GENERATIONS):
+        kids = rng.poisson(BRANCH, size=len(gen["ts"]))
+        if not kids.sum():
+            break
+        parent = np.repeat(np.arange(len(kids)), kids)
+        m = len(parent)
+        same = rng.random(m) < P_CHILD_SAME
+        other = pick_participants(uni, rng, rng.choice(len(TYPES), size=m, p=TYPE_SHARE))
+        gen = block(
+            m,
+            ts=gen["ts"][parent] + (rng.exponential(CHILD_DELAY_S, size=m) * NS).astype(np.int64) + 1,
+            inst=gen["inst"][parent],
+            part=np.where(same, gen["part"][parent], other),
+            side=np.where(same, gen["side"][parent], rng.integers(0, 2, size=m)),
+        )
+        out.append(gen)
+    return concat(out)
+
+
+def normal_flow(
+    cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray, n_events: float, oid0: int
+) -> Block:
+    """About `n_events` benign event rows (new, fill, cancel), order ids from `oid0` on."""
+    orders = _arrivals(cfg, rng, uni, regime, n_events / events_per_order())
+    n = len(orders["ts"])
+    t = uni.part_type[orders["part"]]
+    qty = order_sizes(rng, t)
+    sign = np.where(orders["side"] == BUY, 1, -1)
+    common = dict(
+        inst=orders["inst"],
+        oid=oid0 + np.arange(n),
+        part=orders["part"],
+        side=orders["side"],
+        venue=pick_venues(cfg, rng, n),
+    )
+    new = block(n, ts=orders["ts"], ev=NEW, pk=PK_LIMIT, pv=sign * rng.integers(-2, 4, size=n),
+                qty=qty, hidden=rng.random(n) < HIDDEN_P[t], **common)
+
+    u = rng.random(n)
+    filled = u < P_FILL[t]
+    cancelled = ~filled & (u < P_FILL[t] + P_CANCEL[t])
+    partial = filled & (rng.random(n) < P_PARTIAL[t])
+
+    # Fills: k per filled order, at increasing times, splitting (part of) the order size.
+    k = np.where(filled, rng.geometric(1 / (1 + EXTRA_FILLS[t])), 0)
+    fo = np.repeat(np.arange(n), k)
+    kf = k[filled]
+    delay = (rng.exponential(1.0, size=len(fo)) * FILL_DELAY_S[t[fo]] * NS).astype(np.int64) + 1000
+    fts = orders["ts"][fo] + group_cumsum(delay, kf)
+    share = rng.exponential(1.0, size=len(fo))
+    share /= np.bincount(fo, share, minlength=n)[fo]
+    frac = np.where(partial, rng.uniform(0.2, 0.9, size=n), 1.0)
+    fqty = np.floor(qty[fo] * frac[fo] * share).astype(np.int64)
+    fqty = np.maximum(1, np.where(fqty >= 100, fqty // 100 * 100, fqty))
+    fill_pv = np.where(rng.random(len(fo)) < 0.75, 0.0, rng.choice([-1.0, -0.5, 0.5, 1.0], size=len(fo)))
+    fill = block(
+        len(fo), ts=fts, ev=FILL, pk=PK_INSIDE, pv=fill_pv, qty=fqty,
+        contra=pick_contra(uni, rng, orders["part"][fo]),
+        hidden=rng.random(len(fo)) < 0.35 + 0.4 * new["hidden"][fo],
+        **{c: v[fo] for c, v in common.items()},
+    )
+
+    # Cancels: whole orders, and unfilled remainders of partially filled ones.
+    last_ts = orders["ts"].copy()
+    last_ts[fo] = fts  # fills of an order are increasing, so the last write wins
+    remainder = qty - np.bincount(fo, fqty, minlength=n)
+    cx = np.flatnonzero(cancelled | (partial & (remainder > 0)))
+    cdelay = (rng.exponential(1.0, size=len(cx)) * CANCEL_DELAY_S[t[cx]] * NS).astype(np.int64) + 1000
+    cancel = block(
+        len(cx), ts=last_ts[cx] + cdelay, ev=CANCEL, pk=PK_COPY,
+        qty=np.where(cancelled[cx], qty[cx], remainder[cx]),
+        hidden=new["hidden"][cx], **{c: v[cx] for c, v in common.items()},
+    )
+    return concat([new, fill, cancel])

@@ -1,0 +1,259 @@
+"""The eight manipulation patterns, one injector each.
+
+An injector gets an `EpisodeCtx` (instrument, start, intensity 0 subtle .. 1 blatant,
+an event budget) and returns the episode's rows, the price impact it has on the lit
+market, and its manipulators. Manipulator rows carry label 1 and the scenario; rows of
+innocent parties inside the episode (the victim block of front running, contras) stay
+normal. Prices are relative to the NBBO (see events.py), resolved later.
+
+Every pattern is built from ingredients normal flow also has (new, cancel, fills at or
+near the mid, blocks, same-firm crosses); what gives it away is the *combination* and
+timing, stronger with intensity. Only `off_market_print` prints outside the NBBO, and
+its subtle prints sit one tick outside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from darkpool.market.config import NS, SimConfig
+from darkpool.market.events import (
+    BUY,
+    CANCEL,
+    FILL,
+    NEW,
+    PK_COPY,
+    PK_INSIDE,
+    PK_LIMIT,
+    PK_OFF,
+    Block,
+    block,
+    concat,
+)
+from darkpool.market.nbbo import Impact
+from darkpool.market.universe import TYPES, Universe, other_account, pick_contra, pick_participants
+
+
+@dataclass
+class EpisodeCtx:
+    cfg: SimConfig
+    rng: np.random.Generator
+    uni: Universe
+    inst: int
+    t0: int  # ns, nominal start
+    intensity: float  # 1 blatant .. ~0 subtle
+    budget: int  # most manipulator rows this episode may have
+    scen: int  # index into SCENARIOS
+    episode: int
+    venue: int
+    next_oid: list[int]  # shared counter, [next free internal order id]
+
+    def oids(self, n: int) -> np.ndarray:
+        start = self.next_oid[0]
+        self.next_oid[0] += n
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def participant(self, type_name: str | None = None) -> int:
+        t = self.rng.integers(len(TYPES)) if type_name is None else TYPES.index(type_name)
+        return int(pick_participants(self.uni, self.rng, np.array([t]))[0])
+
+    def orders(self, ts, part, side, qty, pv, *, label: bool = True, hidden=False) -> Block:  # noqa: ANN001
+        """`new` rows of fresh orders (arrays or scalars broadcast to len(ts))."""
+        ts = np.asarray(ts, dtype=np.int64)
+        n = len(ts)
+        return block(n, ts=ts, inst=self.inst, venue=self.venue, ev=NEW, oid=self.oids(n), part=part,
+                     side=side, pk=PK_LIMIT, pv=pv, qty=qty, hidden=hidden, **self._tag(label))
+
+    def follow(self, new: Block, dt_ns, ev: int, *, pv=0.0, pk=PK_INSIDE, qty=None, contra=None,  # noqa: ANN001
+               hidden=None, label: bool = True) -> Block:
+        """One fill or cancel per order in `new`, `dt_ns` after it."""
+        n = len(new["ts"])
+        if ev == CANCEL:
+            pk, contra = PK_COPY, -1
+        elif contra is None:
+            contra = pick_contra(self.uni, self.rng, new["part"])
+        return block(
+            n, ts=new["ts"] + np.maximum(1000, np.asarray(dt_ns, dtype=np.int64)), inst=self.inst,
+            venue=self.venue, ev=ev, oid=new["oid"], part=new["part"], side=new["side"], pk=pk, pv=pv,
+            qty=new["qty"] if qty is None else qty, contra=contra,
+            hidden=new["hidden"] if hidden is None else hidden, **self._tag(label),
+        )
+
+    def _tag(self, label: bool) -> dict[str, int]:
+        return {"label": 1, "scen": self.scen, "episode": self.episode} if label else {}
+
+    def gaps(self, mean_s: float, n: int) -> np.ndarray:
+        """Increasing offsets (ns) of n events with exponential gaps of the given mean."""
+        return np.cumsum((self.rng.exponential(mean_s, size=n) * NS).astype(np.int64) + 1000)
+
+    def delays(self, mean_s: float, n: int) -> np.ndarray:
+        """Independent exponential delays (ns, at least 1 us) of the given mean."""
+        return (self.rng.exponential(mean_s, size=n) * NS).astype(np.int64) + 1000
+
+    def lots(self, lo: int, hi: int, n: int) -> np.ndarray:
+        return 100 * self.rng.integers(lo, hi, size=n)
+
+
+Result = tuple[Block, list[Impact], list[int]]
+
+
+def _sign(side: int) -> int:
+    return 1 if side == BUY else -1
+
+
+def wash_trade(c: EpisodeCtx) -> Result:
+    """Round trips between accounts of one beneficial owner (or colluding firms), net flat."""
+    i, rng = c.intensity, c.rng
+    rounds = max(1, min(3 + int(25 * i), c.budget // 3))
+    a = c.participant()
+    mode = rng.choice(3, p=[0.6, 0.1, 0.3])  # other account / same account / other firm
+    b = [int(other_account(c.uni, rng, np.array([a]))[0]), a, c.participant()][mode]
+    t = c.t0 + c.gaps(5 + 40 * (1 - i), rounds)
+    side_a = np.arange(rounds) % 2  # A buys, then sells it back, ...
+    qty = np.maximum(100, np.rint(c.lots(10, 200, 1) * (1 + 0.4 * (1 - i) * rng.uniform(-1, 1, rounds)) / 100) * 100)
+    na = c.orders(t, a, side_a, qty, np.where(side_a == BUY, 1, -1))
+    nb = c.orders(t + c.delays(0.3 * (1.5 - i), rounds), b, 1 - side_a, qty, np.where(side_a == BUY, -1, 1))
+    fill = c.follow(na, nb["ts"] - na["ts"] + rng.integers(1, 50, rounds) * 1_000_000, FILL, contra=b)
+    return concat([na, nb, fill]), [], sorted({a, b})
+
+
+def spoofing_layering(c: EpisodeCtx) -> Result:
+    """Layers of large orders on one side, a small genuine fill on the other, layers cancelled."""
+    i, rng = c.intensity, c.rng
+    layers = 2 + int(6 * i)
+    cycles = max(1, min(1 + int(5 * i), c.budget // (2 * layers + 2)))
+    part, spoof = c.participant(), int(rng.integers(2))
+    s = _sign(spoof)
+    out, impacts, t = [], [], c.t0
+    for _ in range(cycles):
+        lt = t + c.gaps(0.05 + 0.5 * (1 - i), layers)
+        lay = c.orders(lt, part, spoof, c.lots(20, 200, layers) * (0.5 + i), -s * (1 + np.arange(layers)))
+        gt = lt[-1] + c.gaps(1.0, 1)
+        gen = c.orders(gt, part, 1 - spoof, c.lots(2, 20, 1), s * 1)
+        gfill = c.follow(gen, c.gaps(0.5, 1), FILL, pv=s * 0.5)  # sells above / buys below the mid
+        cancel = c.follow(lay, gfill["ts"][0] - lay["ts"] + c.gaps(0.3 + 3 * (1 - i), layers), CANCEL)
+        out += [lay, gen, gfill, cancel]
+        impacts.append(Impact(c.inst, int(lt[0]), int(gfill["ts"][0]), s * 0.0004 * (0.3 + i), 0.8, 60))
+        t = int(cancel["ts"].max()) + int(c.gaps(20 + 100 * (1 - i), 1)[0])
+    return concat(out), impacts, [part]
+
+
+def quote_stuffing(c: EpisodeCtx) -> Result:
+    """A burst of orders cancelled within milliseconds, degrading the quote."""
+    i, rng = c.intensity, c.rng
+    n = max(3, min(int(50 + 950 * i), c.budget // 2))
+    span = 1 + 30 * (1 - i)
+    part = c.participant("HFT" if rng.random() < 0.7 else None)
+    new = c.orders(c.t0 + np.sort((rng.uniform(0, span, n) * NS).astype(np.int64)), part,
+                   rng.integers(0, 2, n), c.lots(1, 3, n), rng.integers(-2, 3, n))
+    cancel = c.follow(new, rng.exponential(0.002 + 0.05 * (1 - i), n) * NS, CANCEL)
+    spread = Impact(c.inst, c.t0, c.t0 + int(span * NS), 0.0, spread_add=1 + int(2 * i))
+    return concat([new, cancel]), [spread], [part]
+
+
+def momentum_ignition(c: EpisodeCtx) -> Result:
+    """Quiet accumulation, a rapid run of aggressive same-side fills, then selling into the move."""
+    i, rng = c.intensity, c.rng
+    part, side = c.participant(), int(rng.integers(2))
+    s = _sign(side)
+    acc, unwind = 2 + int(rng.integers(0, 3)), 2 + int(4 * i)
+    run = max(1, min(5 + int(25 * i), c.budget // 2 - acc - unwind))
+    t_acc = c.t0 + c.gaps(30 + 60 * (1 - i), acc)
+    n_acc = c.orders(t_acc, part, side, c.lots(5, 30, acc), s)
+    t_run = t_acc[-1] + c.gaps(0.2 + 2 * (1 - i), run) + int(60 * NS)
+    n_run = c.orders(t_run, part, side, c.lots(2, 20, run), s * 3)
+    t_out = t_run[-1] + c.gaps(5 + 25 * (1 - i), unwind)
+    n_out = c.orders(t_out, part, 1 - side, c.lots(5, 40, unwind), -s)
+    fills = [c.follow(n_acc, c.delays(1, acc), FILL),
+             c.follow(n_run, rng.integers(1, 30, run) * 1_000_000, FILL, pv=s * (0.5 + 0.5 * i)),
+             c.follow(n_out, c.delays(0.5, unwind), FILL, pv=-s * 0.5)]
+    push = Impact(c.inst, int(t_run[0]), int(t_run[-1]) + 1, s * (0.001 + 0.008 * i), 0.7, 300)
+    return concat([n_acc, n_run, n_out, *fills]), [push], [part]
+
+
+def pinging(c: EpisodeCtx) -> Result:
+    """Small probing orders hunting hidden liquidity, then a large order where it was found."""
+    i, rng = c.intensity, c.rng
+    probes = max(2, min(10 + int(50 * i), (c.budget - 3) // 2))
+    part = c.participant()
+    qty = np.where(rng.random(probes) < 0.5, 100, rng.integers(1, 100, probes))
+    side = rng.integers(0, 2, probes)
+    new = c.orders(c.t0 + c.gaps(0.1 + 3 * (1 - i), probes), part, side, qty, np.where(side == BUY, 1, -1))
+    hit = rng.random(probes) < 0.35
+    dt = c.delays(0.005, probes)
+    fill = c.follow({k: v[hit] for k, v in new.items()}, dt[hit], FILL, hidden=True)
+    miss = c.follow({k: v[~hit] for k, v in new.items()}, dt[~hit], CANCEL)
+    big_side = int(np.bincount(side[hit], minlength=2).argmax()) if hit.any() else int(side[0])
+    k = int(rng.integers(1, 4))
+    big = c.orders(new["ts"][-1:] + c.gaps(1 + 9 * (1 - i), 1), part, big_side, c.lots(100, 1000, 1), _sign(big_side))
+    bq = np.maximum(1, big["qty"][0] // k)
+    bfill = c.follow({col: np.repeat(v, k) for col, v in big.items()}, c.gaps(2.0, k), FILL, qty=bq, hidden=True)
+    return concat([new, fill, miss, big, bfill]), [], [part]
+
+
+def off_market_print(c: EpisodeCtx) -> Result:
+    """Crosses printed outside the NBBO between colluders: one tick out (subtle) to percents."""
+    i, rng = c.intensity, c.rng
+    k = max(1, min(1 + int(4 * i), c.budget // 3))
+    a = c.participant()
+    b = int(other_account(c.uni, rng, np.array([a]))[0]) if rng.random() < 0.3 else c.participant()
+    side = rng.integers(0, 2, k)
+    s = np.where(side == BUY, 1, -1)
+    frac = i**2 * 0.03 * rng.uniform(0.5, 1, k)  # of the mid; at least one tick when resolved
+    ticks_out = 2 + frac * c.uni.price0[c.inst] / c.cfg.tick
+    t = c.t0 + c.gaps(30 + 270 * (1 - i), k)
+    qty = c.lots(20, 500, k)
+    na = c.orders(t, a, side, qty, s * ticks_out)
+    nb = c.orders(t + c.delays(0.2, k), b, 1 - side, qty, -s * ticks_out)
+    fill = c.follow(na, nb["ts"] - na["ts"] + 1_000_000, FILL, pk=PK_OFF, pv=s * frac, contra=b)
+    return concat([na, nb, fill]), [], sorted({a, b})
+
+
+def marking_the_close(c: EpisodeCtx) -> Result:
+    """Orders bunched ever tighter into the last minutes, printing at the far touch."""
+    i, rng = c.intensity, c.rng
+    n = max(1, min(5 + int(25 * i), c.budget // 2))
+    window_s = 120 + 600 * (1 - i)
+    close = c.cfg.close_ns
+    u = np.sort(rng.uniform(0, 1, n))
+    t = close - int(2 * NS) - ((1 - u) ** 2 * window_s * NS).astype(np.int64)
+    part, side = c.participant(), int(rng.random() < 0.3)
+    s = _sign(side)
+    new = c.orders(t, part, side, c.lots(5, 50, n), s * 2)
+    fill = c.follow(new, rng.integers(1, 200, n) * 1_000_000, FILL, pv=s * (0.4 + 0.6 * i))
+    push = Impact(c.inst, int(t[0]), close, s * (0.001 + 0.006 * i))
+    return concat([new, fill]), [push], [part]
+
+
+def front_running(c: EpisodeCtx) -> Result:
+    """A broker trades ahead of a client block on the same side, then unwinds after it fills."""
+    i, rng = c.intensity, c.rng
+    part, victim, side = c.participant("ALGO"), c.participant("INST"), int(rng.integers(2))
+    s = _sign(side)
+    ahead, unwind = 2 + int(8 * i), 1 + int(rng.integers(0, 3))
+    ahead = max(1, min(ahead, c.budget // 2 - unwind))
+    lead_s = 5 + 60 * (1 - i) * rng.uniform(0.5, 1)
+    tb = c.t0 + int(lead_s * NS)
+    block_qty = c.lots(200, 3000, 1)
+    vk = int(rng.integers(2, 5))
+    vnew = c.orders(np.array([tb]), victim, side, block_qty, s * 2, label=False, hidden=True)
+    vfill = c.follow({k: np.repeat(v, vk) for k, v in vnew.items()}, c.gaps(10, vk), FILL,
+                     qty=np.maximum(100, block_qty[0] // vk // 100 * 100), label=False)
+    qty_each = max(100, int(block_qty[0] * (0.02 + 0.1 * i) / ahead) // 100 * 100)
+    t_ahead = tb - (np.sort(rng.uniform(0.05, 1, ahead))[::-1] * lead_s * NS).astype(np.int64)
+    n_ahead = c.orders(t_ahead, part, side, qty_each, s)
+    n_out = c.orders(vfill["ts"].max() + c.gaps(5, unwind), part, 1 - side, qty_each * ahead // unwind, -s)
+    fills = [c.follow(n_ahead, rng.integers(5, 300, ahead) * 1_000_000, FILL),
+             c.follow(n_out, rng.integers(5, 500, unwind) * 1_000_000, FILL, pv=-s * 0.5)]
+    push = Impact(c.inst, tb, int(vfill["ts"].max()) + 1, s * (0.0005 + 0.003 * i), 0.5, 300)
+    return concat([vnew, vfill, n_ahead, n_out, *fills]), [push], [part]
+
+
+INJECTORS: dict[str, Callable[[EpisodeCtx], Result]] = {
+    f.__name__: f
+    for f in (wash_trade, spoofing_layering, quote_stuffing, momentum_ignition, pinging,
+              off_market_print, marking_the_close, front_running)
+}

@@ -1,0 +1,126 @@
+"""The lit market beside the dark pool: one NBBO path per instrument on a time grid.
+
+Log-mid returns = common market factor + idiosyncratic part, scaled by tier volatility,
+regime, a slow stochastic-volatility factor and the intraday U shape; fat tails from a
+rare jumps. Manipulation episodes add their price impact (and spread widening) on top,
+so the lit market reacts to momentum ignition, spoofing and marking the close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from darkpool.market.config import NS, SimConfig
+from darkpool.market.universe import (
+    REGIME_SPREAD,
+    REGIME_VOL,
+    TIER_DAILY_VOL,
+    TIER_SPREAD,
+    Universe,
+)
+
+SV_STEP_S = 60  # the stochastic-volatility factor moves once a minute
+JUMP_P = 2e-4  # chance per grid cell of a jump ...
+JUMP_SCALE = 8.0  # ... this many sigmas wide
+SPREAD_BLOCK_S = 10  # spread flicker is held this long (quotes do not flicker every 500 ms)
+
+
+@dataclass(frozen=True)
+class Impact:
+    """Price pressure from an episode on its instrument's lit market."""
+
+    inst: int
+    t0: int  # ns, start of the push
+    t1: int  # ns, end of the push
+    logret: float  # total log-price move over [t0, t1)
+    revert: float = 0.0  # fraction of the move given back afterwards ...
+    revert_s: float = 120.0  # ... over this many seconds
+    spread_add: int = 0  # extra ticks of spread during [t0, t1)
+
+
+@dataclass(frozen=True)
+class Nbbo:
+    open_ns: int
+    cell_ns: int
+    bid_t: np.ndarray  # int64 (n_inst, n_cells): best bid in ticks
+    ask_t: np.ndarray  # int64 (n_inst, n_cells): best offer in ticks
+
+    def lookup(self, inst: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n_cells = self.bid_t.shape[1]
+        cell = np.clip((ts - self.open_ns) // self.cell_ns, 0, n_cells - 1)
+        flat = inst.astype(np.int64) * n_cells + cell
+        return self.bid_t.ravel()[flat], self.ask_t.ravel()[flat]
+
+
+def intraday_u(cfg: SimConfig, n_cells: int) -> np.ndarray:
+    """Activity/volatility multiplier by time of day: high after the open and into the close."""
+    cell_s = cfg.grid_ms / 1000
+    tod = (cfg.open_ns - cfg.regular_open_ns) / NS + np.arange(n_cells) * cell_s
+    return 1 + 1.5 * np.exp(-tod / 1800) + 1.0 * np.exp(-(23_400 - tod) / 1200)
+
+
+def _stochastic_vol(rng: np.random.Generator, n_inst: int, n_cells: int, cell_s: float) -> np.ndarray:
+    steps = int(np.ceil(n_cells * cell_s / SV_STEP_S)) + 1
+    x = np.zeros((n_inst, steps))
+    x[:, 0] = rng.normal(0, 0.5, n_inst)
+    shocks = rng.normal(0, 0.25, (n_inst, steps))
+    for k in range(1, steps):  # AR(1), a few hundred steps: cheap
+        x[:, k] = 0.95 * x[:, k - 1] + shocks[:, k]
+    per = max(1, int(round(SV_STEP_S / cell_s)))
+    return np.exp(0.5 * np.repeat(x, per, axis=1)[:, :n_cells])
+
+
+def _apply_impacts(ret: np.ndarray, spread: np.ndarray, impacts: list[Impact], cfg: SimConfig) -> None:
+    cell_ns = cfg.grid_ms * NS // 1000
+    n_cells = ret.shape[1]
+
+    def cells(t: int) -> int:
+        return int(np.clip((t - cfg.open_ns) // cell_ns, 0, n_cells))
+
+    for imp in impacts:
+        c0, c1 = cells(imp.t0), max(cells(imp.t1), cells(imp.t0) + 1)
+        c1 = min(c1, n_cells)
+        if c0 >= n_cells:
+            continue
+        ret[imp.inst, c0:c1] += imp.logret / (c1 - c0)
+        spread[imp.inst, c0:c1] += imp.spread_add
+        if imp.revert:
+            r1 = min(n_cells, c1 + max(1, int(imp.revert_s * NS // cell_ns)))
+            if r1 > c1:
+                ret[imp.inst, c1:r1] -= imp.revert * imp.logret / (r1 - c1)
+
+
+def make_nbbo(
+    cfg: SimConfig,
+    rng: np.random.Generator,
+    uni: Universe,
+    regime: np.ndarray,
+    impacts: list[Impact],
+) -> Nbbo:
+    n_inst, n_cells = regime.shape
+    cell_s = cfg.grid_ms / 1000
+    u = intraday_u(cfg, n_cells)
+    sigma = (
+        (TIER_DAILY_VOL[uni.tier] / np.sqrt(23_400 / cell_s))[:, None]
+        * REGIME_VOL[regime]
+        * _stochastic_vol(rng, n_inst, n_cells, cell_s)
+        * np.sqrt(u)[None, :]
+    )
+    market = rng.standard_normal(n_cells)
+    idio = rng.standard_normal((n_inst, n_cells))
+    # Fat tails: rare jumps (news, sweeps of the lit book) on top of the diffusion.
+    jumps = np.flatnonzero(rng.random(idio.size) < JUMP_P)
+    idio.ravel()[jumps] *= JUMP_SCALE
+    ret = sigma * (0.6 * uni.beta[:, None] * market[None, :] + 0.8 * idio)
+
+    per = max(1, int(round(SPREAD_BLOCK_S / cell_s)))
+    n_blocks = -(-n_cells // per)
+    flicker = np.repeat(rng.poisson(0.3, size=(n_inst, n_blocks)), per, axis=1)[:, :n_cells]
+    spread = TIER_SPREAD[uni.tier][:, None] + REGIME_SPREAD[regime] + flicker
+
+    _apply_impacts(ret, spread, impacts, cfg)
+    mid_t = uni.price0[:, None] * np.exp(np.cumsum(ret, axis=1)) / cfg.tick
+    bid_t = np.maximum(1, np.rint(mid_t - spread / 2)).astype(np.int64)
+    return Nbbo(cfg.open_ns, cfg.grid_ms * NS // 1000, bid_t, bid_t + spread.astype(np.int64))

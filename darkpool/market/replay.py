@@ -1,0 +1,145 @@
+"""Replay a Parquet event file into the trades topic with kafka-python.
+
+Message key = instrument (so the default murmur2 partitioner keeps one instrument on one
+partition, in order), value = `udfs.schemas.encode_message` (contract fields only: labels
+never reach Kafka). `speed=0` sends as fast as the producer can; `speed=X` paces the
+events at X times their event-time rate. `inject_bad=N` mixes N malformed messages
+(one of each kind in BAD_KINDS, cycling) in at random positions, to exercise the job's
+dead-letter path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from darkpool.config import KafkaConfig
+from udfs.schemas import FIELD_NAMES, encode_message
+
+BATCH_ROWS = 20_000
+
+
+class ReplayError(RuntimeError):
+    """Replay cannot go on (no broker, a send failed); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ReplayStats:
+    sent: int  # good events sent
+    bad: int  # malformed messages injected
+    seconds: float
+    topic: str
+    bootstrap: str
+
+    @property
+    def rate(self) -> float:
+        return (self.sent + self.bad) / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _bad_payloads(rec: dict) -> list[tuple[str, bytes]]:
+    """One malformed variant of `rec` per kind: what a broken upstream might send."""
+
+    def mutate(**changes: object) -> bytes:
+        return json.dumps({**rec, **changes}).encode()
+
+    missing = {k: v for k, v in rec.items() if k != "price"}
+    return [
+        ("not_json", b"\xff\xfe not json"),
+        ("truncated_json", encode_message(rec)[:25]),
+        ("missing_field", json.dumps(missing).encode()),
+        ("string_number", mutate(qty=str(rec["qty"]))),
+        ("negative_qty", mutate(qty=-abs(rec["qty"]))),
+        ("crossed_nbbo", mutate(bid=rec["ask"] + 1.0)),
+        ("unknown_event", mutate(event="modify")),
+        ("fill_without_contra", mutate(event="fill", contra=None)),
+    ]
+
+
+BAD_KINDS = ("not_json", "truncated_json", "missing_field", "string_number", "negative_qty",
+             "crossed_nbbo", "unknown_event", "fill_without_contra")
+
+
+def make_producer(cfg: KafkaConfig, compression: str | None = None):  # noqa: ANN201
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError, NoBrokersAvailable
+
+    try:
+        return KafkaProducer(
+            bootstrap_servers=cfg.bootstrap_servers.split(","),
+            linger_ms=20,  # fill batches: throughput over latency for a replay
+            batch_size=512 * 1024,
+            buffer_memory=128 * 1024 * 1024,
+            compression_type=compression,
+            acks=1,
+            max_block_ms=10_000,  # a broker that dies mid-replay fails send() instead of hanging
+            request_timeout_ms=10_000,
+            api_version_auto_timeout_ms=5_000,
+        )
+    except (NoBrokersAvailable, KafkaError) as exc:
+        raise ReplayError(
+            f"no Kafka broker answers at {cfg.bootstrap_servers} ({type(exc).__name__}). Start the "
+            "local stack with `darkpool stack up`, or point --bootstrap / DARKPOOL_BOOTSTRAP_SERVERS "
+            "at a running broker."
+        ) from None
+
+
+def replay(
+    table: pa.Table,
+    cfg: KafkaConfig,
+    topic: str | None = None,
+    speed: float = 0.0,
+    inject_bad: int = 0,
+    seed: int = 0,
+    compression: str | None = None,
+    producer=None,  # noqa: ANN001
+) -> ReplayStats:
+    """Send every row of `table` (contract columns, in row order) to `topic`."""
+    from kafka.errors import KafkaError
+
+    if speed < 0:
+        raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
+    missing = [c for c in FIELD_NAMES if c not in table.column_names]
+    if missing:
+        raise ValueError(f"input has no column(s) {missing}; is it an events file written by `darkpool generate`?")
+    topic = topic or cfg.trades_topic
+    own = producer is None
+    producer = producer or make_producer(cfg, compression)
+    n = table.num_rows
+    rng = np.random.default_rng(seed)
+    bad_at = np.sort(rng.integers(0, max(n, 1), size=inject_bad))
+    ts = table.column("ts").to_numpy()
+    due = (ts - ts[0]) / 1e9 / speed if speed > 0 and n else None
+    failures: list[BaseException] = []
+    bad_sent, row = 0, 0
+    start = time.monotonic()
+    try:
+        for batch in table.select(list(FIELD_NAMES)).to_batches(max_chunksize=BATCH_ROWS):
+            for rec in batch.to_pylist():
+                while bad_sent < inject_bad and bad_at[bad_sent] <= row:
+                    kind, payload = _bad_payloads(rec)[bad_sent % len(BAD_KINDS)]
+                    producer.send(topic, key=rec["instrument"].encode(), value=payload).add_errback(failures.append)
+                    bad_sent += 1
+                if due is not None:
+                    wait = due[row] - (time.monotonic() - start)
+                    if wait > 0.001:
+                        time.sleep(wait)
+                producer.send(topic, key=rec["instrument"].encode(), value=encode_message(rec)).add_errback(failures.append)
+                row += 1
+            if failures:
+                break
+        producer.flush(timeout=30)
+    except KafkaError as exc:
+        raise ReplayError(
+            f"sending to {topic} at {cfg.bootstrap_servers} failed after {row} events: {exc!r}. "
+            "Is the broker still up (`darkpool stack status`)?"
+        ) from None
+    finally:
+        if own:
+            producer.close(timeout=5)
+    if failures:
+        raise ReplayError(f"{len(failures)} sends to {topic} at {cfg.bootstrap_servers} failed, first: {failures[0]!r}")
+    return ReplayStats(row, bad_sent, time.monotonic() - start, topic, cfg.bootstrap_servers)
