@@ -1,0 +1,269 @@
+"""`darkpool demo`: the README's first command, end to end on the embedded default.
+
+    local stack up -> simulated market (generated if missing) -> small model (trained if
+    none) -> scorer in the background -> detection job submitted -> market replayed into
+    Kafka -> committed alerts printed as they arrive -> summary vs the injected episodes
+
+Each step reuses what is already there (stack, data, artifact, a healthy scorer), so a
+second run is fast. Every step is one public function of its owner part; a part that
+is not there yet stops the demo with "not available yet: ..." instead of a stand-in.
+The scorer's pid file lives in the stack's run dir (.run/pids/scorer.json);
+`darkpool demo --stop` cancels the demo's job and stops that scorer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from darkpool import paths
+from darkpool.config import KafkaConfig, ScorerEndpoint, from_env
+
+SCORER = "scorer"  # pid-file name
+STATE_FILE = "demo.json"  # in the run dir: the job id the demo submitted
+
+
+def _need(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            raise click.ClickException(f"not available yet: {what} ({module} is missing)") from exc
+        raise
+
+
+def step(n: int, text: str) -> None:
+    click.secho(f"[{n}/7] {text}", bold=True)
+
+
+def _http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+# ---- steps ----------------------------------------------------------------------------
+def ensure_stack():  # noqa: ANN201
+    core = _need("darkpool.stack.core", "the local stack")
+    from darkpool.stack.procs import StackError
+    from darkpool.stack.settings import StackConfig
+
+    cfg = StackConfig.load()
+    try:
+        res = core.up(cfg)
+    except StackError as exc:
+        raise click.ClickException(f"stack up failed: {exc}") from exc
+    click.echo(f"  started: {', '.join(res.started) or '-'}; already running: {', '.join(res.already) or '-'}")
+    return cfg
+
+
+def ensure_market(preset: str) -> Path:
+    out = paths.data_dir() / preset
+    if (out / "events.parquet").exists() and (out / "episodes.parquet").exists():
+        click.echo(f"  reusing {out}")
+        return out
+    sim = _need("darkpool.market.simulate", "the market simulator")
+    from darkpool.market.config import PRESETS
+
+    t0 = time.monotonic()
+    result = sim.simulate(PRESETS[preset], progress=True)
+    sim.write(result, out)
+    click.echo(f"  {result.events.num_rows:,} events, {result.episodes.num_rows} episodes -> {out} ({time.monotonic() - t0:.0f}s)")
+    return out
+
+
+def ensure_model(data: Path, preset: str) -> Path:
+    art = paths.artifacts_dir() / f"demo-{preset}"
+    if (art / "VERSION").exists():
+        click.echo(f"  reusing {art} (version {(art / 'VERSION').read_text().strip()})")
+        return art
+    _need("model.train", "model training")
+    click.echo(f"  training a small model on {data} (progress below) ...")
+    cmd = [sys.executable, "-m", "darkpool.cli", "train", "--data", str(data), "--out", str(art), "--preset", "small"]
+    if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0 or not (art / "VERSION").exists():
+        raise click.ClickException(f"training failed (command: {' '.join(cmd)})")
+    return art
+
+
+def ensure_scorer(stack, artifact: Path, timeout_s: float = 180) -> dict[str, Any]:  # noqa: ANN001
+    _need("model.scorer.server", "the scorer service")
+    from darkpool.stack.procs import PidFiles, launch
+
+    ep = from_env(ScorerEndpoint)
+    ready = f"{ep.scorer_url}/v2/health/ready"
+    if not _http_ok(ready):
+        port = ep.scorer_url.rsplit(":", 1)[-1].split("/")[0]
+        argv = [sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact), "--port", port]
+        log = stack.log_dir / "scorer.log"
+        proc = launch(SCORER, argv, dict(__import__("os").environ), log, paths.REPO_ROOT, PidFiles(stack.pid_dir))
+        click.echo(f"  started scorer pid {proc.pid} (log {log})")
+        deadline = time.monotonic() + timeout_s
+        while not _http_ok(ready):
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"scorer not ready after {timeout_s:.0f}s; read {log}")
+            time.sleep(1)
+    with urllib.request.urlopen(f"{ep.scorer_url}/v2/models/{ep.model_name}", timeout=5) as resp:
+        meta = json.load(resp)
+    params = meta.get("parameters", {})
+    click.echo(f"  scorer ready at {ep.scorer_url}: model version {params.get('version')}, global threshold {params.get('threshold')}")
+    return meta
+
+
+def submit(stack, job_args: list[str]) -> str:  # noqa: ANN001
+    from jobs.cli import SubmitError, submit_job
+
+    _stop_previous(stack)
+    try:
+        job_id = submit_job(job_args)
+    except SubmitError as exc:
+        raise click.ClickException(str(exc)) from exc
+    (stack.run_dir / STATE_FILE).write_text(json.dumps({"job_id": job_id}))
+    from darkpool.stack import jobs
+
+    jobs.wait_for_state(stack, job_id, {"RUNNING"}, timeout_s=120)
+    click.echo(f"  job {job_id} RUNNING; web UI {stack.rest_url}/#/job/running/{job_id}/overview")
+    return job_id
+
+
+def _stop_previous(stack) -> None:  # noqa: ANN001
+    """Cancel the job an earlier demo submitted (only that one), so two never compete."""
+    from darkpool.stack import jobs
+
+    state = stack.run_dir / STATE_FILE
+    if not state.exists():
+        return
+    old = json.loads(state.read_text()).get("job_id")
+    try:
+        if old and jobs.job(stack, old)["state"] not in jobs.TERMINAL:
+            jobs.cancel(stack, old)
+            click.echo(f"  cancelled the previous demo job {old}")
+    except OSError:
+        pass  # cluster restarted since: that job is gone
+    state.unlink()
+
+
+def replay_and_watch(data: Path, speed: float, settle_s: float, max_wait_s: float) -> list[dict[str, Any]]:
+    market_replay = _need("darkpool.market.replay", "market replay")
+    from darkpool.market.simulate import read_events
+    from udfs.alerts import format_line
+
+    kafka = from_env(KafkaConfig)
+    got: queue.Queue[dict[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    # Read the topic from the beginning but keep only alerts made after this point:
+    # no race with the consumer's first position, and earlier demos' alerts drop out.
+    since_ms = int(time.time() * 1000)
+    t = threading.Thread(target=_watch, args=(kafka, got, stop, since_ms), daemon=True)
+    t.start()
+    table = read_events(data)
+    result: dict[str, Any] = {}
+    sender = threading.Thread(
+        target=lambda: result.setdefault("stats", market_replay.replay(table, kafka, speed=speed)), daemon=True
+    )
+    t0 = time.monotonic()
+    sender.start()
+    alerts: list[dict[str, Any]] = []
+    last_alert = next_progress = time.monotonic()
+    while True:
+        try:
+            a = got.get(timeout=1.0)
+            alerts.append(a)
+            last_alert = time.monotonic()
+            click.echo("  " + format_line(a))
+            continue
+        except queue.Empty:
+            pass
+        now = time.monotonic()
+        if sender.is_alive():
+            if now >= next_progress:
+                next_progress = now + 15
+                click.echo(f"  ... replaying {table.num_rows:,} events, {now - t0:.0f}s, {len(alerts)} alert events so far")
+            last_alert = max(last_alert, now)  # the quiet period starts when replay ends
+            continue
+        if now - last_alert > settle_s or now - t0 > max_wait_s:
+            break
+    stop.set()
+    stats = result.get("stats")
+    if stats is not None:
+        click.echo(f"  replayed: {stats}")
+    return alerts
+
+
+def _watch(kafka: KafkaConfig, got: queue.Queue, stop: threading.Event, since_ms: int) -> None:
+    from jobs.cli import read_alerts
+
+    for a in read_alerts(kafka.bootstrap_servers, kafka.alerts_topic, from_beginning=True, idle_timeout_s=None):
+        if a.get("emitted_at", 0) >= since_ms:
+            got.put(a)
+        if stop.is_set():
+            return
+
+
+def summary(data: Path, alerts: list[dict[str, Any]], slack_ms: int) -> None:
+    import pyarrow.parquet as pq
+
+    from darkpool.episodes import match
+
+    episodes = pq.read_table(data / "episodes.parquet").to_pylist()
+    s = match(episodes, alerts, slack_ms=slack_ms)
+    for line in s.lines():
+        click.echo("  " + line)
+
+
+@click.command()
+@click.option("--preset", default="default", show_default=True, help="market preset (tiny: a quick smoke run)")
+@click.option("--speed", type=float, default=0.0, show_default=True, help="replay speed (0 = as fast as possible)")
+@click.option("--settle", type=float, default=45.0, show_default=True, help="seconds without a new alert that end the demo")
+@click.option("--max-wait", type=float, default=1800.0, show_default=True, help="hard limit on the watch phase, seconds")
+@click.option("--job-arg", "job_args", multiple=True, help="extra flag for the job (repeatable)")
+@click.option("--stop", "stop_only", is_flag=True, help="cancel the demo's job and stop its scorer, then exit")
+def demo(preset: str, speed: float, settle: float, max_wait: float, job_args: tuple[str, ...], stop_only: bool) -> None:
+    """Run the whole product locally on a simulated market and summarize what it caught."""
+    if stop_only:
+        return _stop_all()
+    t0 = time.monotonic()
+    step(1, "local stack (Kafka + Flink)")
+    stack = ensure_stack()
+    step(2, f"simulated market ({preset})")
+    data = ensure_market(preset)
+    step(3, "model")
+    artifact = ensure_model(data, preset)
+    step(4, "scorer service")
+    ensure_scorer(stack, artifact)
+    step(5, "detection job")
+    submit(stack, list(job_args))
+    step(6, "replaying the market into Kafka; committed alerts follow")
+    alerts = replay_and_watch(data, speed, settle, max_wait)
+    step(7, "summary")
+    from darkpool.config import WindowConfig
+
+    summary(data, alerts, slack_ms=from_env(WindowConfig).size_s * 1000)
+    click.echo(f"  {len(alerts)} alert events in {time.monotonic() - t0:.0f}s")
+    click.echo(f"  web UI: {stack.rest_url}   (stop the demo's job and scorer: darkpool demo --stop)")
+
+
+def _stop_all() -> None:
+    from darkpool.stack.procs import PidFiles, stop
+    from darkpool.stack.settings import StackConfig
+
+    stack = StackConfig.load()
+    _stop_previous(stack)
+    pids = PidFiles(stack.pid_dir)
+    proc = pids.live(SCORER)
+    if proc is not None:
+        stop(proc, stack.stop_timeout_s)
+        pids.remove(SCORER)
+        click.echo(f"stopped scorer pid {proc.pid}")
