@@ -202,7 +202,7 @@ def off_market_print(c: EpisodeCtx) -> Result:
     b = int(other_account(c.uni, rng, np.array([a]))[0]) if rng.random() < 0.3 else c.participant()
     side = rng.integers(0, 2, k)
     s = np.where(side == BUY, 1, -1)
-    frac = i**2 * 0.03 * rng.uniform(0.5, 1, k)  # of the mid; at least one tick when resolved
+    frac = i**3 * 0.03 * rng.uniform(0.5, 1, k)  # of the mid: ~1 tick (subtle) .. 3% (blatant)
     ticks_out = 2 + frac * c.uni.price0[c.inst] / c.cfg.tick
     t = c.t0 + c.gaps(30 + 270 * (1 - i), k)
     qty = c.lots(20, 500, k)

@@ -1,0 +1,118 @@
+"""The simulator on the `tiny` preset: contract, invariants, realism, determinism, files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from darkpool.market.config import PRESETS, SimConfig
+from darkpool.market.invariants import check_all
+from darkpool.market.simulate import FILES, REGIME_SCHEMA, simulate, write
+from udfs.schemas import EPISODE_SCHEMA, LABELED_SCHEMA, SCENARIOS, validate_table
+
+TINY = PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return simulate(TINY)
+
+
+def _col(table, name):
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def test_contract_and_invariants(tiny) -> None:
+    assert tiny.events.schema.equals(LABELED_SCHEMA)
+    assert tiny.episodes.schema.equals(EPISODE_SCHEMA)
+    assert tiny.regimes.schema.equals(REGIME_SCHEMA)
+    validate_table(tiny.events)
+    assert check_all(tiny) == []
+
+
+def test_every_scenario_and_the_anomaly_rate(tiny) -> None:
+    scen = set(_col(tiny.episodes, "scenario"))
+    assert scen == set(SCENARIOS[1:])
+    rate = _col(tiny.events, "label").mean()
+    assert abs(rate - TINY.anomaly_rate) < 0.01
+    intensity = _col(tiny.episodes, "intensity")
+    assert intensity.min() < 0.4 and intensity.max() > 0.7  # blatant and subtle
+
+
+def test_no_single_column_gives_the_game_away(tiny) -> None:
+    ev = tiny.events
+    normal = _col(ev, "label") == 0
+    kind, qty, part, contra = (_col(ev, c) for c in ("event", "qty", "participant", "contra"))
+    fill = normal & (kind == "fill")
+    firm = np.array([p.split(".")[0] for p in part])
+    contra_firm = np.array([c.split(".")[0] if c else "" for c in contra])
+    assert (firm[fill] == contra_firm[fill]).mean() > 0.01  # benign same-firm crosses
+    assert (kind[normal] == "cancel").mean() > 0.2  # cancelling is normal
+    assert (qty[normal] >= 10_000).sum() > 10  # so are large blocks
+    assert 0.2 < _col(ev, "hidden")[normal].mean() < 0.8
+    # manipulators are ordinary participants: most of them also trade normally
+    manip = set(pc.list_flatten(tiny.episodes.column("participants")).to_pylist())
+    assert len(manip & set(part[normal])) >= 0.5 * len(manip)
+
+
+def test_off_market_prints_range_from_one_tick_to_blatant() -> None:
+    r = simulate(PRESETS["default"].replace(n_events=100_000, anomaly_rate=0.1, n_instruments=8))
+    ev = r.events
+    kind, scen, price, bid, ask = (_col(ev, c) for c in ("event", "scenario", "price", "bid", "ask"))
+    omp = (kind == "fill") & (scen == "off_market_print")
+    out_ticks = np.maximum(bid[omp] - price[omp], price[omp] - ask[omp]) / r.config.tick
+    assert (out_ticks >= 1 - 1e-6).all()
+    assert out_ticks.min() < 2.5 and out_ticks.max() > 20
+
+
+def test_scenario_signatures(tiny) -> None:
+    ev = tiny.events
+    for e in tiny.episodes.to_pylist():
+        m = pc.and_(pc.equal(ev.column("label"), 1), pc.equal(ev.column("instrument"), e["instrument"]))
+        rows = ev.filter(m).filter(pc.and_(pc.greater_equal(ev.filter(m).column("ts"), e["start_ts"]),
+                                           pc.less_equal(ev.filter(m).column("ts"), e["end_ts"])))
+        kinds = _col(rows, "event")
+        if e["scenario"] == "quote_stuffing":
+            assert (kinds == "new").sum() == (kinds == "cancel").sum() > 0
+        elif e["scenario"] == "wash_trade":
+            fills = rows.filter(pc.equal(rows.column("event"), "fill"))
+            assert set(_col(fills, "contra")) <= set(e["participants"])
+        elif e["scenario"] == "marking_the_close":
+            assert e["end_ts"] < TINY.close_ns and e["start_ts"] > TINY.close_ns - 15 * 60 * 10**9
+        elif e["scenario"] == "spoofing_layering":
+            assert (kinds == "cancel").sum() >= 2 and (kinds == "fill").sum() >= 1
+
+
+def test_deterministic_by_seed(tiny) -> None:
+    again = simulate(TINY)
+    assert again.events.equals(tiny.events) and again.episodes.equals(tiny.episodes)
+    other = simulate(TINY.replace(seed=TINY.seed + 1))
+    assert not other.events.equals(tiny.events)
+
+
+def test_exact_size_and_options() -> None:
+    cfg = SimConfig(n_instruments=3, n_events=3_333, duration_s=900, anomaly_rate=0.0, seed=3)
+    r = simulate(cfg)
+    assert r.events.num_rows == 3_333 and r.episodes.num_rows == 0
+    assert check_all(r) == []
+    assert len(set(_col(r.events, "instrument"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"n_instruments": 0}, "n_instruments"), ({"anomaly_rate": 0.7}, "anomaly_rate"),
+     ({"duration_s": 30}, "duration_s"), ({"n_events": 5}, "n_events")],
+)
+def test_bad_config_names_the_field(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TINY.replace(**changes)
+
+
+def test_write_files(tiny, tmp_path) -> None:
+    paths = write(tiny, tmp_path)
+    assert {p.name for p in paths.values()} == set(FILES.values())
+    assert pq.read_table(paths["events"]).equals(tiny.events)
+    assert pq.read_table(paths["episodes"]).equals(tiny.episodes)
+    assert pq.read_table(paths["regimes"]).equals(tiny.regimes)
