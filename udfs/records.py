@@ -14,7 +14,7 @@ Fields (times are event time, epoch **milliseconds**):
     scenario_probs    [9]    probabilities in the order of udfs.schemas.SCENARIOS
     recon_error       float  reconstruction error part of the score
     channel_z         [F]    per-channel deviation (order of udfs.features.CHANNELS)
-    volatility        float  this window's price volatility (regime input), >= 0
+    volatility        float  this window's realized mid volatility in bps (regime input), >= 0
     volume            float  this window's traded volume (regime input), >= 0
     features          [F]    optional raw per-channel window summary (e.g. mean over
                              panes), for "value vs the instrument's normal"; [] if absent

@@ -31,8 +31,8 @@ Example (seeded, exact):
 >>> b = Baseline()
 >>> rng = random.Random(7)
 >>> for _ in range(400):
-...     b.learn(rng.gauss(1.0, 0.1), volatility=0.01, volume=1000.0, cfg=cfg)
->>> t = b.threshold(volatility=0.01, volume=1000.0, global_threshold=2.0, cfg=cfg)
+...     b.learn(rng.gauss(1.0, 0.1), volatility=8.0, volume=1000.0, cfg=cfg)
+>>> t = b.threshold(volatility=8.0, volume=1000.0, global_threshold=2.0, cfg=cfg)
 >>> round(t.value, 2), t.source, t.regime
 (1.6, 'floor', 'normal')
 """
@@ -121,7 +121,8 @@ class Threshold:
 
 
 def _log_vol(v: float) -> float:
-    return math.log(max(v, 0.0) + 1e-8)
+    # volatility arrives in bps (udfs/assembler.py); log1p keeps empty windows (0) finite
+    return math.log1p(max(v, 0.0))
 
 
 @dataclass

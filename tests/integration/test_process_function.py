@@ -36,7 +36,7 @@ def win(inst: str, i: int, score: float) -> ScoredWindow:
     end = T0 + i * SLIDE
     return ScoredWindow(
         instrument=inst, window_start=end - 60_000, window_end=end, score=score, scenario_probs=tuple(probs),
-        recon_error=0.1, channel_z=(0.5, 3.0, -1.0), volatility=0.003, volume=1000.0, model_version="it-1",
+        recon_error=0.1, channel_z=(0.5, 3.0, -1.0), volatility=3.0, volume=1000.0, model_version="it-1",
         global_threshold=1.0, max_event_ts=end - 1, features=(1.0, 2.0, 3.0), participants=(("P1", 2.0),),
     )  # fmt: skip
 

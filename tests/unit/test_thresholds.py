@@ -20,7 +20,7 @@ T0 = 1_700_000_000_000
 CFG = ThresholdConfig(warmup_windows=40, min_learned=30, regime_min=15, close_after=3, update_every=4)
 
 
-def win(i: int, score: float, vol: float = 0.003, volume: float = 1000.0, scenario: int = 2,
+def win(i: int, score: float, vol: float = 3.0, volume: float = 1000.0, scenario: int = 2,
         who: tuple[tuple[str, float], ...] = (("P1", 3.0), ("P2", 1.0)), version: str = "v1",
         instrument: str = "AAA", gthr: float = 1.0) -> ScoredWindow:  # fmt: skip
     probs = [0.02] * len(SCENARIOS)
@@ -52,14 +52,14 @@ def test_warmup_uses_the_global_threshold_then_the_instruments_own():
     state = InstrumentState()
     seen = []
     for i, s in enumerate(normal_scores(80)):
-        thr = state.baseline.threshold(0.003, 1000.0, 1.0, CFG)
+        thr = state.baseline.threshold(3.0, 1000.0, 1.0, CFG)
         seen.append((i, thr.source, thr.value))
         step(state, win(i, s), CFG, 0)
     assert all(src == "global" and v == 1.0 for i, src, v in seen if i < CFG.warmup_windows)
     # mean 0.5 + 4 * 0.05 = 0.7 < floor 0.8 x global: the floor holds
     assert all(src == "floor" and abs(v - 0.8) < 1e-9 for i, src, v in seen if i >= CFG.warmup_windows + 1)
     loose = replace(CFG, floor_ratio=0.1)
-    thr = state.baseline.threshold(0.003, 1000.0, 1.0, loose)
+    thr = state.baseline.threshold(3.0, 1000.0, 1.0, loose)
     assert thr.source in ("instrument", "regime") and 0.6 < thr.value < 0.8
 
 
@@ -70,16 +70,16 @@ def test_threshold_moves_with_the_market_regime():
     for i in range(600):
         u = rng.random()
         if u < 0.1:  # calm: low volatility and volume, low scores
-            w = win(i, rng.gauss(0.35, 0.05), vol=0.0005, volume=100.0)
+            w = win(i, rng.gauss(0.35, 0.05), vol=0.5, volume=100.0)
         elif u < 0.2:  # busy: scores run higher without any abuse
-            w = win(i, rng.gauss(0.8, 0.1), vol=0.02, volume=20_000.0)
+            w = win(i, rng.gauss(0.8, 0.1), vol=20.0, volume=20_000.0)
         else:
             w = win(i, rng.gauss(0.5, 0.1))
         step(state, w, cfg, 0)
     b = state.baseline
-    calm = b.threshold(0.0005, 100.0, 1.0, cfg)
-    normal = b.threshold(0.003, 1000.0, 1.0, cfg)
-    active = b.threshold(0.02, 20_000.0, 1.0, cfg)
+    calm = b.threshold(0.5, 100.0, 1.0, cfg)
+    normal = b.threshold(3.0, 1000.0, 1.0, cfg)
+    active = b.threshold(20.0, 20_000.0, 1.0, cfg)
     assert (calm.regime, normal.regime, active.regime) == ("calm", "normal", "active")
     assert {calm.source, normal.source, active.source} == {"regime"}
     assert calm.value < normal.value < active.value
@@ -91,15 +91,15 @@ def test_flagged_windows_do_not_raise_the_baseline():
     cfg = replace(CFG, floor_ratio=0.1, max_episode_windows=10_000)
     state, _ = run(InstrumentState(), [win(i, s) for i, s in enumerate(normal_scores(100))], cfg)
     before = state.baseline.to_dict()
-    thr_before = state.baseline.threshold(0.003, 1000.0, 1.0, cfg).value
+    thr_before = state.baseline.threshold(3.0, 1000.0, 1.0, cfg).value
     state, events = run(state, [win(100 + i, 5.0) for i in range(200)], cfg)
     assert state.baseline.overall.mean == before["overall"][1]
-    assert state.baseline.threshold(0.003, 1000.0, 1.0, cfg).value == thr_before
+    assert state.baseline.threshold(3.0, 1000.0, 1.0, cfg).value == thr_before
     assert [e["status"] for e in events].count("open") == 1
     # the same windows *learned* would have dragged the baseline up: the check can fail
     unprotected = Baseline.from_dict(before)
     for _ in range(200):
-        unprotected.learn(5.0, 0.003, 1000.0, cfg)
+        unprotected.learn(5.0, 3.0, 1000.0, cfg)
     assert unprotected.overall.mean > before["overall"][1] + 0.5
 
 
