@@ -41,26 +41,40 @@ if [[ ! -f "$VENV/.complete" ]]; then
   touch "$TMP/.complete"
   rm -rf "$VENV" && mv "$TMP" "$VENV"
   # venv scripts hard-code their folder; the rename breaks them, so re-point them.
-  sed -i "s|$TMP|$VENV|g" "$VENV"/bin/* 2>/dev/null || true
+  for f in "$VENV"/bin/* "$VENV/pyvenv.cfg"; do
+    if [[ -f "$f" && ! -L "$f" ]] && grep -Iq "$TMP" "$f"; then sed -i "s|$TMP|$VENV|g" "$f"; fi
+  done
 else
   say "Python environment: reusing $VENV"
 fi
 
 # ---- thin local venv ----------------------------------------------------------------
 SITE_CACHED="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-if [[ ! -x "$ROOT/.venv/bin/python" ]] || ! grep -qx "$SITE_CACHED" "$ROOT/.venv/.cached-site" 2>/dev/null; then
+if [[ ! -x "$ROOT/.venv/bin/darkpool" ]] || ! grep -qx "$SITE_CACHED" "$ROOT/.venv/.cached-site" 2>/dev/null; then
   say "creating .venv (points at the cached environment)"
   rm -rf "$ROOT/.venv"
-  "$PYTHON" -m venv "$ROOT/.venv"
+  "$PYTHON" -m venv --without-pip "$ROOT/.venv"
   SITE_LOCAL="$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  # The clone itself goes first on sys.path (an editable install without pip),
+  # then the cached environment's packages.
+  echo "$ROOT" > "$SITE_LOCAL/_darkpool_project.pth"
   echo "$SITE_CACHED" > "$SITE_LOCAL/_darkpool_cached_env.pth"
-  echo "$SITE_CACHED" > "$ROOT/.venv/.cached-site"
-  # console scripts of the cached env (pytest, ruff, ...) become reachable from .venv/bin
+  cat > "$ROOT/.venv/bin/darkpool" <<PY
+#!$ROOT/.venv/bin/python
+from darkpool.cli import main
+main()
+PY
+  chmod +x "$ROOT/.venv/bin/darkpool"
+  # console scripts of the cached env (pytest, ruff, hadolint, ...) reachable from .venv/bin
   for tool in pytest ruff hadolint; do
-    [[ -e "$VENV/bin/$tool" ]] && ln -sf "$VENV/bin/$tool" "$ROOT/.venv/bin/$tool"
+    if [[ -e "$VENV/bin/$tool" ]]; then
+      printf '#!/usr/bin/env bash\nexec "%s" -m %s "$@"\n' "$ROOT/.venv/bin/python" "$tool" > "$ROOT/.venv/bin/$tool"
+      chmod +x "$ROOT/.venv/bin/$tool"
+    fi
   done
-  "$ROOT/.venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT" \
-    || die "installing this project into .venv failed (see above)"
+  "$ROOT/.venv/bin/python" -c 'import darkpool.cli, pyflink, torch' \
+    || die ".venv cannot import the project or its packages (see above); delete .venv and $VENV and rerun"
+  echo "$SITE_CACHED" > "$ROOT/.venv/.cached-site"   # written last: marks .venv complete
 fi
 
 # ---- Java dependencies (cached) ----------------------------------------------------

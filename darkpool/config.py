@@ -1,0 +1,82 @@
+"""Typed configuration shared across concerns, with local defaults.
+
+One frozen dataclass per concern. Every field has a local default that matches the
+embedded stack (`darkpool stack up`) and can be overridden from the environment
+(`DARKPOOL_<FIELD>` in upper case, e.g. DARKPOOL_BOOTSTRAP_SERVERS) or by the CLI flags
+that build these objects. Nothing else in the code hard-codes a host, topic or port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def from_env(cls: type[T], **overrides: Any) -> T:
+    """Build `cls` from its defaults, then DARKPOOL_<FIELD> env vars, then `overrides`."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        env = os.environ.get(f"DARKPOOL_{field.name.upper()}")
+        if env is not None:
+            kind = type(field.default) if field.default is not dataclasses.MISSING else str
+            values[field.name] = kind(env) if kind is not bool else env.lower() in ("1", "true", "yes")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "localhost:9092"  # broker list, host:port[,host:port]
+    trades_topic: str = "darkpool.trades"  # input: one JSON event per message, key = instrument
+    alerts_topic: str = "darkpool.alerts"  # output: committed (exactly-once) alerts
+    alerts_fast_topic: str = "darkpool.alerts.fast"  # optional at-least-once low-latency alerts
+    dead_letter_topic: str = "darkpool.deadletter"  # malformed / late events with a reason
+    partitions: int = 4  # partitions per topic created by `darkpool stack up`
+
+
+@dataclass(frozen=True)
+class FlinkConfig:
+    rest_host: str = "localhost"  # JobManager REST endpoint / web UI host
+    rest_port: int = 8081  # ... and port
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.rest_host}:{self.rest_port}"
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Event-time windowing shared by the job and by training.
+
+    A window of `size_s` seconds slides every `slide_s` seconds. It is cut into
+    `size_s / slide_s` panes (= the model's time buckets), each `slide_s` long, so
+    training windows and streaming windows are the same object.
+    """
+
+    size_s: int = 60  # sliding window length, seconds of event time
+    slide_s: int = 5  # slide = pane = one time bucket of the model input
+
+    def __post_init__(self) -> None:
+        if self.slide_s <= 0 or self.size_s <= 0 or self.size_s % self.slide_s:
+            raise ValueError(
+                f"window size {self.size_s}s must be a positive multiple of the slide "
+                f"{self.slide_s}s (panes of one slide each make up the window)"
+            )
+
+    @property
+    def n_buckets(self) -> int:
+        return self.size_s // self.slide_s
+
+    @property
+    def slide_ns(self) -> int:
+        return self.slide_s * 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ScorerEndpoint:
+    scorer_url: str = "http://localhost:8500"  # scorer service (Open Inference Protocol v2 REST)
+    model_name: str = "darkpool"  # model name in the v2 protocol paths
