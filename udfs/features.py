@@ -90,7 +90,7 @@ DEFAULT_SLIDE_NS = 5_000_000_000  # pane length if the caller gives none (Window
 BLOCK_NOTIONAL = 200_000.0  # a print of at least this notional (price * qty) is a block
 LARGE_FILL_RATIO = 4.0  # a fill is "large" if >= this x the mean size of the pane's other fills
 BURST_SLOT_NS = 100_000_000  # slot length of the burst count
-SESSION_CLOSE_UTC_S = 20 * 3600  # session close, seconds after midnight UTC (16:00 New York, EDT)
+SESSION_CLOSE_UTC_S = 21 * 3600  # session close, seconds after midnight UTC (16:00 New York in winter; darkpool.market SimConfig.close_utc)
 TO_CLOSE_CLIP_H = (-1.0, 8.0)  # to_close_h is clipped to this range, hours
 FIRM_SEPARATORS = "-./:"  # a participant id "FIRM-desk" belongs to firm "FIRM"
 # Columns `pane_features` reads (contract names; `pane` and `instrument` only for grouping).
@@ -248,7 +248,9 @@ def pane_features_by_key(
     if len(df) == 0:
         return pd.DataFrame({k: df[k].iloc[:0] for k in keys}), np.zeros((0, N_PANE_CHANNELS), np.float32)
     # Stable sort on (keys..., ts) so each group is a contiguous, time-ordered slice.
-    order = np.lexsort([df["ts"].to_numpy()] + [df[k].to_numpy() for k in reversed(keys)])
+    # (keys are factorized first: lexsort cannot sort object arrays such as instrument names)
+    codes = [pd.factorize(df[k], sort=True)[0] for k in reversed(keys)]
+    order = np.lexsort([df["ts"].to_numpy()] + codes)
     sdf = df.iloc[order]
     cols = _columns(sdf)
     key_arrays = [sdf[k].to_numpy() for k in keys]

@@ -1,0 +1,91 @@
+"""Shared by the scorer benchmarks: start a scorer process, drive it with concurrent clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model.scorer.client import ScorerClient, ScorerOverloaded  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_scorer(artifact: Path, extra: list[str], timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    args = [sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
+            "--port", str(port), *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"scorer exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=1) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("scorer did not become ready")
+
+
+def stop_scorer(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _drive(url: str, batch: int, clients: int, seconds: float, shape: tuple[int, int]) -> dict:
+    x = np.random.default_rng(0).normal(0, 1, (batch, *shape)).astype(np.float32)
+    lat: list[float] = []
+    overloaded = 0
+    async with ScorerClient(url, timeout_s=30, max_connections=clients) as client:
+        await client.score(x)  # connections + first batch out of the timing
+        stop = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal overloaded
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    await client.score(x)
+                except ScorerOverloaded:
+                    overloaded += 1
+                    await asyncio.sleep(0.001)
+                    continue
+                lat.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    lat_ms = np.array(lat) * 1e3
+    return {
+        "windows_per_request": batch, "clients": clients, "requests": len(lat), "overloaded": overloaded,
+        "windows_per_s": round(len(lat) * batch / wall, 1),
+        "p50_ms": round(float(np.percentile(lat_ms, 50)), 3) if len(lat) else None,
+        "p99_ms": round(float(np.percentile(lat_ms, 99)), 3) if len(lat) else None,
+    }
+
+
+def drive(url: str, batch: int, clients: int, seconds: float, shape: tuple[int, int]) -> dict:
+    return asyncio.run(_drive(url, batch, clients, seconds, shape))

@@ -1,0 +1,84 @@
+"""Scorer throughput and latency vs windows per request and concurrent clients; prints JSON.
+
+    .venv/bin/python bench/scorer_bench.py [--artifact DIR] [--seconds 3] [--preset small]
+
+Starts a real scorer process (CPU unless --device says otherwise) and drives it over
+HTTP from this process with the asyncio client, so on a 2-core machine the clients and
+the server share the cores (the figures include that). Without --artifact a freshly
+initialized model of --preset is used: speed does not depend on the weights. Also
+reports the model alone (in-process forward, no HTTP) for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _scorer_load import drive, start_scorer, stop_scorer  # also puts the repo on sys.path
+from model.artifact import load_artifact, save_artifact
+from model.config import preset
+from model.transformer import ScoringModel
+
+
+def in_process(artifact: Path, batch: int, seconds: float) -> dict:
+    art = load_artifact(artifact)
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (batch, art.cfg.n_buckets, art.cfg.n_channels))
+                         .astype(np.float32))
+    n = 0
+    with torch.inference_mode():
+        art.model(x)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            art.model(x)
+            n += 1
+    return {"batch": batch, "windows_per_s": round(n * batch / (time.perf_counter() - t0), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifact", type=Path, default=None)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--seconds", type=float, default=3.0, help="per configuration")
+    ap.add_argument("--batches", default="1,16,64,256", help="windows per request")
+    ap.add_argument("--clients", default="1,8,32", help="concurrent requests")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--max-batch", type=int, default=512)
+    ap.add_argument("--max-delay-ms", type=float, default=2.0)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = args.artifact
+        if artifact is None:
+            torch.manual_seed(0)
+            artifact = Path(tmp) / "artifact"
+            save_artifact(artifact, ScoringModel(preset(args.preset)), 0.5, 0.01, {})
+        art = load_artifact(artifact)
+        shape = (art.cfg.n_buckets, art.cfg.n_channels)
+        result = {
+            "bench": "scorer", "preset": args.preset if args.artifact is None else str(artifact),
+            "device": args.device, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
+            "in_process": [in_process(artifact, b, 1.0) for b in (64, 256, 1024)],
+            "service": [],
+        }
+        proc, url = start_scorer(artifact, ["--device", args.device, "--max-batch", str(args.max_batch),
+                                            "--max-delay-ms", str(args.max_delay_ms)])
+        try:
+            for b in [int(v) for v in args.batches.split(",")]:
+                for c in [int(v) for v in args.clients.split(",")]:
+                    result["service"].append(drive(url, b, c, args.seconds, shape))
+        finally:
+            stop_scorer(proc)
+        result["best_windows_per_s"] = max(r["windows_per_s"] for r in result["service"])
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

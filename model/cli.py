@@ -1,0 +1,43 @@
+"""`darkpool train`: labeled Parquet -> model artifact folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from darkpool.config import WindowConfig, from_env
+from darkpool.paths import artifacts_dir, data_dir
+from model.config import PRESETS, TrainConfig
+
+
+@click.command()
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="folder with events.parquet from `darkpool generate` (default: data dir /default)")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="artifact folder to write (default: artifacts dir /<preset>)")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="small", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or auto")
+@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16, or auto (bf16 on cuda)")
+@click.option("--epochs", type=int, default=TrainConfig.max_epochs, show_default=True, help="max epochs")
+@click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
+@click.option("--max-minutes", type=float, default=TrainConfig.max_minutes, show_default=True,
+              help="wall-clock budget; the best model so far is kept")
+@click.option("--target-fpr", type=float, default=TrainConfig.target_fpr, show_default=True,
+              help="false-positive rate of the global threshold on normal validation windows")
+def train(data: Path | None, out: Path | None, preset: str, seed: int, device: str, dtype: str,
+          epochs: int, batch_size: int, max_minutes: float, target_fpr: float) -> None:
+    """Train the transformer on labeled events and write an artifact folder."""
+    from model.train import train as run  # torch import only when the command runs
+
+    data = data or data_dir() / "default"
+    out = out or artifacts_dir() / preset
+    tcfg = TrainConfig(preset=preset, seed=seed, device=device, dtype=dtype, max_epochs=epochs,
+                       batch_size=batch_size, max_minutes=max_minutes, target_fpr=target_fpr)
+    try:
+        metrics = run(data, out, tcfg, from_env(WindowConfig))
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({k: metrics[k] for k in ("version", "threshold", "val", "test")}, indent=2))

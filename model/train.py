@@ -1,0 +1,206 @@
+"""Training: labeled Parquet -> windows -> the transformer -> an artifact folder.
+
+One visible loop. Loss = BCE(anomaly, pos_weight for the imbalance)
++ scenario_weight * CE(scenario) + recon_weight * MSE(reconstruction, normal windows
+only). Validation PR-AUC of the combined score decides early stopping; the global
+threshold is the (1 - target_fpr) quantile of the scores of normal validation windows.
+Test metrics are computed once, at the end, with the chosen model and threshold.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score, roc_auc_score
+from tqdm import tqdm
+
+from darkpool.config import WindowConfig
+from model.artifact import save_artifact
+from model.config import TrainConfig, preset
+from model.transformer import ScoringModel, count_params, resolve_device, resolve_dtype
+from model.windows import WindowSet, build_windows, fit_normalization, read_events, time_split
+from udfs.schemas import SCENARIOS
+
+
+@torch.no_grad()
+def predict(model: ScoringModel, x: np.ndarray, batch: int = 2048) -> dict[str, np.ndarray]:
+    """Served outputs for raw windows x [N, T, F] (numpy in, numpy out)."""
+    model.eval()
+    dev = model.mean.device
+    outs: dict[str, list[np.ndarray]] = {}
+    for s in range(0, len(x), batch):
+        res = model(torch.from_numpy(x[s : s + batch]).to(dev))
+        for k, v in res.items():
+            outs.setdefault(k, []).append(v.float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+@torch.no_grad()
+def calibrate(model: ScoringModel, x_normal: np.ndarray) -> None:
+    """Fit the reconstruction-error statistics on normal (held-out) windows."""
+    model.eval()
+    dev = model.mean.device
+    errs = []
+    for s in range(0, len(x_normal), 2048):
+        xb = model.normalize(torch.from_numpy(x_normal[s : s + 2048]).to(dev))
+        _, _, recon = model.net(xb.to(next(model.net.parameters()).dtype))
+        errs.append(model.errors(xb, recon).cpu())
+    err = torch.cat(errs).double()  # [N, F]
+    log_tot, log_ch = torch.log(err.mean(dim=1) + 1e-8), torch.log(err + 1e-8)
+    model.recon_mu.fill_(log_tot.mean())
+    model.recon_sd.fill_(log_tot.std().clamp_min(1e-3))
+    model.chan_mu.copy_(log_ch.mean(dim=0))
+    model.chan_sd.copy_(log_ch.std(dim=0).clamp_min(1e-3))
+
+
+def evaluate(model: ScoringModel, ws: WindowSet, threshold: float | None = None) -> dict[str, Any]:
+    """PR-AUC / ROC-AUC of the combined score; at a threshold also precision, recall, FPR."""
+    out = predict(model, ws.x)
+    score, y = out["score"], ws.y.astype(int)
+    m: dict[str, Any] = {"windows": len(y), "positives": int(y.sum())}
+    if 0 < y.sum() < len(y):
+        m["pr_auc"] = float(average_precision_score(y, score))
+        m["roc_auc"] = float(roc_auc_score(y, score))
+        m["pr_auc_supervised_head"] = float(average_precision_score(y, out["logit"]))
+        m["pr_auc_recon_error"] = float(average_precision_score(y, out["recon_error"]))
+    if threshold is not None:
+        alert = score >= threshold
+        tp, fp = int((alert & (y == 1)).sum()), int((alert & (y == 0)).sum())
+        m["precision"] = tp / max(int(alert.sum()), 1)
+        m["recall"] = tp / max(int(y.sum()), 1)
+        m["fpr"] = fp / max(int((y == 0).sum()), 1)
+        pred_scen = out["scenario_probs"][:, 1:].argmax(axis=1) + 1
+        anom = y == 1
+        m["scenario_accuracy"] = float((pred_scen[anom] == ws.scenario[anom]).mean()) if anom.any() else None
+        m["recall_by_scenario"] = {
+            SCENARIOS[s]: float(alert[ws.scenario == s].mean()) for s in range(1, len(SCENARIOS))
+            if (ws.scenario == s).any()
+        }
+    return m
+
+
+def _sample_train(ws: WindowSet, idx: np.ndarray, tcfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Training window indices: optional undersampling of normals, then a size cap."""
+    pos, neg = idx[ws.y[idx] == 1], idx[ws.y[idx] == 0]
+    if tcfg.normal_keep < 1.0:
+        neg = rng.choice(neg, size=max(1, int(len(neg) * tcfg.normal_keep)), replace=False)
+    keep = np.concatenate([pos, neg])
+    if len(keep) > tcfg.max_train_windows:
+        keep = rng.choice(keep, size=tcfg.max_train_windows, replace=False)
+    return np.sort(keep)
+
+
+def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = None,
+          log=print) -> dict[str, Any]:
+    """Train on `data` (events.parquet), write the artifact to `out`; returns metrics."""
+    wcfg = wcfg or WindowConfig()
+    t0 = time.time()
+    torch.manual_seed(tcfg.seed)
+    rng = np.random.default_rng(tcfg.seed)
+    if tcfg.num_threads:
+        torch.set_num_threads(tcfg.num_threads)
+    device = resolve_device(tcfg.device)
+    dtype = resolve_dtype(tcfg.dtype, device)
+
+    ws = build_windows(read_events(data), wcfg.n_buckets, wcfg.slide_ns)
+    split = time_split(ws.end_pane, wcfg.n_buckets, tcfg.val_frac, tcfg.test_frac)
+    tr, va, te = ws.subset(split.train), ws.subset(split.val), ws.subset(split.test)
+    log(f"windows: {ws.summary()} in {time.time() - t0:.1f}s; train {len(tr)} val {len(va)} test {len(te)}")
+    if tr.y.sum() == 0 or va.y.sum() == 0:
+        raise ValueError("training or validation windows contain no anomaly: generate data with episodes")
+
+    cfg = preset(tcfg.preset, n_buckets=wcfg.n_buckets)
+    model = ScoringModel(cfg)
+    mean, std = fit_normalization(tr.x)  # training windows only
+    model.mean.copy_(torch.from_numpy(mean))
+    model.std.copy_(torch.from_numpy(std))
+    model.to(device)
+    model.net.to(dtype)
+    log(f"model {tcfg.preset}: {count_params(model) / 1e6:.2f}M parameters on {device} {dtype}")
+
+    idx = _sample_train(tr, np.arange(len(tr)), tcfg, rng)
+    n_pos = int(tr.y[idx].sum())
+    pos_weight = torch.tensor(min((len(idx) - n_pos) / max(n_pos, 1), 100.0), device=device)
+    opt = torch.optim.AdamW(model.net.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    steps_per_epoch = math.ceil(len(idx) / tcfg.batch_size)
+    total = steps_per_epoch * tcfg.max_epochs
+    eval_every = max(1, steps_per_epoch // tcfg.evals_per_epoch)
+    xt = torch.from_numpy(tr.x)
+    yt, st = torch.from_numpy(tr.y.astype(np.float32)), torch.from_numpy(tr.scenario)
+    val_normal = va.x[va.y == 0]
+
+    best: dict[str, Any] = {"pr_auc": -1.0}
+    best_state, bad_evals, step = None, 0, 0
+    stop = False
+    bar = tqdm(total=total, desc="train", unit="step", mininterval=2.0)
+    for _epoch in range(tcfg.max_epochs):
+        perm = rng.permutation(idx)
+        for b in range(steps_per_epoch):
+            model.net.train()
+            bi = torch.from_numpy(perm[b * tcfg.batch_size : (b + 1) * tcfg.batch_size])
+            x = model.normalize(xt[bi].to(device))
+            y, s = yt[bi].to(device), st[bi].to(device)
+            logit, scen, recon = model.net(x.to(dtype))
+            loss = F.binary_cross_entropy_with_logits(logit.float(), y, pos_weight=pos_weight)
+            loss = loss + tcfg.scenario_weight * F.cross_entropy(scen.float(), s)
+            normal = y == 0
+            if normal.any():
+                loss = loss + tcfg.recon_weight * (recon.float()[normal] - x[normal]).pow(2).mean()
+            lr = tcfg.lr * min(1.0, (step + 1) / tcfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / total))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % eval_every == 0 or step == total:
+                calibrate(model, val_normal)
+                m = evaluate(model, va)
+                bar.set_postfix(loss=f"{loss.item():.3f}", val_pr_auc=f"{m['pr_auc']:.3f}")
+                if m["pr_auc"] > best["pr_auc"] + 1e-4:
+                    best, best_state, bad_evals = {**m, "step": step}, copy.deepcopy(model.state_dict()), 0
+                else:
+                    bad_evals += 1
+                if bad_evals >= tcfg.patience:
+                    stop = True
+                elif time.time() - t0 > tcfg.max_minutes * 60:
+                    log(f"time budget of {tcfg.max_minutes} min reached; keeping the best model")
+                    stop = True
+            if stop:
+                break
+        if stop:
+            break
+    bar.close()
+
+    model.load_state_dict(best_state)
+    calibrate(model, val_normal)
+    val_scores = predict(model, val_normal)["score"]
+    threshold = float(np.quantile(val_scores, 1 - tcfg.target_fpr))
+    metrics = {
+        "preset": tcfg.preset,
+        "best_step": best["step"],
+        "steps": step,
+        "train_seconds": round(time.time() - t0, 1),
+        "windows": {"train": tr.summary(), "train_used": len(idx), "val": va.summary(), "test": te.summary()},
+        "val": evaluate(model, va, threshold),
+        "test": evaluate(model, te, threshold),
+        "threshold": threshold,
+    }
+    version = save_artifact(out, model, threshold, tcfg.target_fpr, metrics, {
+        "train": dataclasses.asdict(tcfg),
+        "window": {"size_s": wcfg.size_s, "slide_s": wcfg.slide_s, "n_buckets": wcfg.n_buckets},
+    })
+    metrics["version"] = version
+    log(f"artifact {out} version {version}: val PR-AUC {metrics['val'].get('pr_auc', float('nan')):.3f} "
+        f"test PR-AUC {metrics['test'].get('pr_auc', float('nan')):.3f} threshold {threshold:.4f}")
+    return metrics
