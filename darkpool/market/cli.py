@@ -55,9 +55,9 @@ def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plo
     for name, path in paths.items():
         click.echo(f"  {name:8s} {path}")
     if plot:
-        from darkpool.market.plot import plot_instrument
+        from darkpool.market import plot as market_plot
 
-        png = plot_instrument(ev, result.episodes, out / "instrument.png", plot_instrument)
+        png = market_plot.plot_instrument(ev, result.episodes, out / "instrument.png", plot_instrument)
         click.echo(f"  plot     {png}")
 
 

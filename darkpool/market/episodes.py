@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from darkpool.market.config import NS, SimConfig
-from darkpool.market.events import Block, concat, size, take
+from darkpool.market.events import NEW, Block, concat, size, take
 from darkpool.market.injectors import INJECTORS, EpisodeCtx
 from darkpool.market.nbbo import Impact
 from darkpool.market.universe import TIER_ACTIVITY, Universe
@@ -33,8 +33,12 @@ def _fit_session(cfg: SimConfig, b: Block, impacts: list[Impact]) -> tuple[Block
         b = dict(b, ts=b["ts"] - shift)
         impacts = [Impact(m.inst, m.t0 - shift, m.t1 - shift, m.logret, m.revert, m.revert_s, m.spread_add)
                    for m in impacts]
-    keep = b["ts"] >= cfg.open_ns
-    return (b if keep.all() else take(b, keep)), impacts
+    early = b["ts"] < cfg.open_ns
+    if not early.any():
+        return b, impacts
+    # drop whole orders that would start before the open (no fill or cancel without its new)
+    keep = ~np.isin(b["oid"], b["oid"][early & (b["ev"] == NEW)]) & ~early
+    return take(b, keep), impacts
 
 
 def make_episodes(

@@ -65,21 +65,20 @@ BAD_KINDS = ("not_json", "truncated_json", "missing_field", "string_number", "ne
 
 def make_producer(cfg: KafkaConfig, compression: str | None = None):  # noqa: ANN201
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError, NoBrokersAvailable
+    from kafka.errors import KafkaError
 
     try:
         return KafkaProducer(
             bootstrap_servers=cfg.bootstrap_servers.split(","),
             linger_ms=20,  # fill batches: throughput over latency for a replay
             batch_size=512 * 1024,
-            buffer_memory=128 * 1024 * 1024,
             compression_type=compression,
             acks=1,
             max_block_ms=10_000,  # a broker that dies mid-replay fails send() instead of hanging
             request_timeout_ms=10_000,
-            api_version_auto_timeout_ms=5_000,
+            bootstrap_timeout_ms=5_000,  # kafka-python 3: give up on a dead broker after 5 s
         )
-    except (NoBrokersAvailable, KafkaError) as exc:
+    except KafkaError as exc:
         raise ReplayError(
             f"no Kafka broker answers at {cfg.bootstrap_servers} ({type(exc).__name__}). Start the "
             "local stack with `darkpool stack up`, or point --bootstrap / DARKPOOL_BOOTSTRAP_SERVERS "
@@ -120,7 +119,7 @@ def replay(
         for batch in table.select(list(FIELD_NAMES)).to_batches(max_chunksize=BATCH_ROWS):
             for rec in batch.to_pylist():
                 while bad_sent < inject_bad and bad_at[bad_sent] <= row:
-                    kind, payload = _bad_payloads(rec)[bad_sent % len(BAD_KINDS)]
+                    _, payload = _bad_payloads(rec)[bad_sent % len(BAD_KINDS)]
                     producer.send(topic, key=rec["instrument"].encode(), value=payload).add_errback(failures.append)
                     bad_sent += 1
                 if due is not None:

@@ -1,0 +1,105 @@
+"""`darkpool generate` / `darkpool replay` CLIs, replay pacing and bad-message injection
+(with a recording producer: a unit test of the replay loop), and the dead-broker error."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from darkpool.cli import cli
+from darkpool.config import KafkaConfig
+from darkpool.market.config import PRESETS
+from darkpool.market.replay import BAD_KINDS, replay
+from darkpool.market.simulate import simulate
+from udfs.schemas import ContractError, parse_message
+
+
+class RecordingProducer:
+    """Stands in for KafkaProducer in the unit test of the replay loop only."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, str, bytes, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes):  # noqa: ANN201
+        self.sent.append((time.monotonic(), topic, key, value))
+
+        class Future:
+            def add_errback(self, fn):  # noqa: ANN001, ANN202
+                return self
+
+        return Future()
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def small():
+    return simulate(PRESETS["tiny"].replace(n_events=1_000)).events
+
+
+def test_replay_keys_values_and_bad_injection(small) -> None:
+    prod = RecordingProducer()
+    stats = replay(small, KafkaConfig(), topic="t", inject_bad=len(BAD_KINDS), seed=1, producer=prod)
+    assert (stats.sent, stats.bad) == (1_000, len(BAD_KINDS))
+    good, bad = [], 0
+    for _, topic, key, value in prod.sent:
+        assert topic == "t"
+        try:
+            rec = parse_message(value)
+            assert key.decode() == rec["instrument"]
+            good.append(rec)
+        except ContractError:
+            bad += 1
+    assert bad == len(BAD_KINDS)
+    assert good == small.drop_columns(["label", "scenario"]).to_pylist()  # order kept, no labels
+
+
+def test_replay_paces_at_speed(small) -> None:
+    rows = small.slice(0, 200)
+    ts = rows.column("ts").to_numpy()
+    span_s = (ts[-1] - ts[0]) / 1e9
+    speed = span_s / 1.0  # the 200 events should take ~1 s of wall time
+    prod = RecordingProducer()
+    replay(rows, KafkaConfig(), topic="t", speed=speed, producer=prod)
+    wall = prod.sent[-1][0] - prod.sent[0][0]
+    assert 0.9 < wall < 2.0
+    with pytest.raises(ValueError, match="speed"):
+        replay(rows, KafkaConfig(), speed=-1, producer=prod)
+
+
+def test_generate_cli_writes_files_and_plot(tmp_path) -> None:
+    res = CliRunner().invoke(cli, ["generate", "--preset", "tiny", "--events", "5000", "--seed", "3",
+                                   "--out", str(tmp_path), "--plot"])
+    assert res.exit_code == 0, res.output
+    assert "5,000 events" in res.output
+    assert pq.read_metadata(tmp_path / "events.parquet").num_rows == 5_000
+    assert (tmp_path / "instrument.png").stat().st_size > 10_000
+
+
+def test_generate_cli_bad_option_says_why(tmp_path) -> None:
+    res = CliRunner().invoke(cli, ["generate", "--preset", "tiny", "--anomaly-rate", "0.9", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "anomaly_rate" in res.output
+    res = CliRunner().invoke(cli, ["generate", "--preset", "tiny", "--duration", "ten minutes"])
+    assert res.exit_code != 0 and "duration" in res.output
+
+
+def test_replay_missing_input_says_how_to_make_it(tmp_path) -> None:
+    res = CliRunner().invoke(cli, ["replay", "--input", str(tmp_path / "nope")])
+    assert res.exit_code != 0 and "darkpool generate" in res.output
+
+
+def test_replay_dead_broker_fails_fast_with_advice(tmp_path) -> None:
+    CliRunner().invoke(cli, ["generate", "--preset", "tiny", "--events", "500", "--out", str(tmp_path)])
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    res = CliRunner().invoke(cli, ["replay", "--input", str(tmp_path), "--bootstrap", f"127.0.0.1:{port}"])
+    assert res.exit_code != 0
+    assert f"127.0.0.1:{port}" in res.output and "darkpool stack up" in res.output
+    assert time.monotonic() - start < 15
