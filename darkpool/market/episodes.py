@@ -71,7 +71,9 @@ def make_episodes(
         for _ in range(PLACEMENT_TRIES if free.any() else 0):
             p = p_inst * free
             inst = int(rng.choice(uni.n_inst, p=p / p.sum()))
-            t0 = cfg.open_ns + int(rng.uniform(0.02, 0.7) * dur)
+            # Across the whole session (episodes running past the close are shifted back by
+            # _fit_session): a time-based train/val/test split needs every pattern in each part.
+            t0 = cfg.open_ns + int(rng.uniform(0.02, 0.97) * dur)
             ctx = EpisodeCtx(cfg, rng, uni, inst, t0, float(rng.uniform(0.05, 1.0)),
                              min(cap, target_rows - total), SCENARIOS.index(scen), ep,
                              int(rng.integers(len(cfg.venues))), next_oid)

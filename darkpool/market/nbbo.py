@@ -44,14 +44,14 @@ class Impact:
 class Nbbo:
     open_ns: int
     cell_ns: int
-    bid_t: np.ndarray  # int64 (n_inst, n_cells): best bid in ticks
-    ask_t: np.ndarray  # int64 (n_inst, n_cells): best offer in ticks
+    bid_t: np.ndarray  # int32 (n_inst, n_cells): best bid in ticks
+    ask_t: np.ndarray  # int32 (n_inst, n_cells): best offer in ticks
 
     def lookup(self, inst: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_cells = self.bid_t.shape[1]
         cell = np.clip((ts - self.open_ns) // self.cell_ns, 0, n_cells - 1)
         flat = inst.astype(np.int64) * n_cells + cell
-        return self.bid_t.ravel()[flat], self.ask_t.ravel()[flat]
+        return self.bid_t.ravel()[flat].astype(np.int64), self.ask_t.ravel()[flat].astype(np.int64)
 
 
 def intraday_u(cfg: SimConfig, n_cells: int) -> np.ndarray:
@@ -69,7 +69,7 @@ def _stochastic_vol(rng: np.random.Generator, n_inst: int, n_cells: int, cell_s:
     for k in range(1, steps):  # AR(1), a few hundred steps: cheap
         x[:, k] = 0.95 * x[:, k - 1] + shocks[:, k]
     per = max(1, int(round(SV_STEP_S / cell_s)))
-    return np.exp(0.5 * np.repeat(x, per, axis=1)[:, :n_cells])
+    return np.repeat(np.exp(0.5 * x), per, axis=1)[:, :n_cells]
 
 
 def _apply_impacts(ret: np.ndarray, spread: np.ndarray, impacts: list[Impact], cfg: SimConfig) -> None:
@@ -102,18 +102,18 @@ def make_nbbo(
     n_inst, n_cells = regime.shape
     cell_s = cfg.grid_ms / 1000
     u = intraday_u(cfg, n_cells)
-    sigma = (
-        (TIER_DAILY_VOL[uni.tier] / np.sqrt(23_400 / cell_s))[:, None]
-        * REGIME_VOL[regime]
-        * _stochastic_vol(rng, n_inst, n_cells, cell_s)
-        * np.sqrt(u)[None, :]
-    )
+    # In-place arithmetic on the (instrument, cell) grid: this is the biggest array here.
+    sigma = REGIME_VOL[regime]
+    sigma *= _stochastic_vol(rng, n_inst, n_cells, cell_s)
+    sigma *= (TIER_DAILY_VOL[uni.tier] / np.sqrt(23_400 / cell_s))[:, None] * np.sqrt(u)[None, :]
     market = rng.standard_normal(n_cells)
-    idio = rng.standard_normal((n_inst, n_cells))
+    ret = rng.standard_normal((n_inst, n_cells))
     # Fat tails: rare jumps (news, sweeps of the lit book) on top of the diffusion.
-    jumps = np.flatnonzero(rng.random(idio.size) < JUMP_P)
-    idio.ravel()[jumps] *= JUMP_SCALE
-    ret = sigma * (0.6 * uni.beta[:, None] * market[None, :] + 0.8 * idio)
+    jumps = rng.integers(0, ret.size, size=rng.binomial(ret.size, JUMP_P))
+    ret.ravel()[jumps] *= JUMP_SCALE
+    ret *= 0.8
+    ret += (0.6 * uni.beta)[:, None] * market[None, :]
+    ret *= sigma
 
     per = max(1, int(round(SPREAD_BLOCK_S / cell_s)))
     n_blocks = -(-n_cells // per)
@@ -121,6 +121,9 @@ def make_nbbo(
     spread = TIER_SPREAD[uni.tier][:, None] + REGIME_SPREAD[regime] + flicker
 
     _apply_impacts(ret, spread, impacts, cfg)
-    mid_t = uni.price0[:, None] * np.exp(np.cumsum(ret, axis=1)) / cfg.tick
-    bid_t = np.maximum(1, np.rint(mid_t - spread / 2)).astype(np.int64)
-    return Nbbo(cfg.open_ns, cfg.grid_ms * NS // 1000, bid_t, bid_t + spread.astype(np.int64))
+    mid_t = np.cumsum(ret, axis=1, out=ret)
+    np.exp(mid_t, out=mid_t)
+    mid_t *= (uni.price0 / cfg.tick)[:, None]
+    mid_t -= spread * 0.5
+    bid_t = np.maximum(1, np.rint(mid_t, out=mid_t)).astype(np.int32)
+    return Nbbo(cfg.open_ns, cfg.grid_ms * NS // 1000, bid_t, bid_t + spread.astype(np.int32))

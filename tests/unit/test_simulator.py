@@ -70,9 +70,12 @@ def test_off_market_prints_range_from_one_tick_to_blatant() -> None:
 def test_scenario_signatures(tiny) -> None:
     ev = tiny.events
     for e in tiny.episodes.to_pylist():
-        m = pc.and_(pc.equal(ev.column("label"), 1), pc.equal(ev.column("instrument"), e["instrument"]))
-        rows = ev.filter(m).filter(pc.and_(pc.greater_equal(ev.filter(m).column("ts"), e["start_ts"]),
-                                           pc.less_equal(ev.filter(m).column("ts"), e["end_ts"])))
+        rows = ev.filter(
+            (pc.field("label") == 1) & (pc.field("instrument") == e["instrument"])
+            & (pc.field("scenario") == e["scenario"]) & pc.field("participant").isin(e["participants"])
+            & (pc.field("ts") >= e["start_ts"]) & (pc.field("ts") <= e["end_ts"])
+        )
+        assert rows.num_rows == e["n_events"]
         kinds = _col(rows, "event")
         if e["scenario"] == "quote_stuffing":
             assert (kinds == "new").sum() == (kinds == "cancel").sum() > 0
