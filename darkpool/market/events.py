@@ -44,14 +44,36 @@ COLUMNS: dict[str, type] = {
 _DEFAULTS = {"contra": -1, "episode": -1}
 
 
+_CONST: dict[tuple[str, int], np.ndarray] = {}
+_CONST_MAX = 1 << 16  # bigger blocks (normal flow) get their own arrays
+
+
+def _const(name: str, value: int, n: int) -> np.ndarray:
+    """Read-only view of a cached constant column: episodes build thousands of tiny blocks."""
+    if n > _CONST_MAX:
+        return np.full(n, value, dtype=COLUMNS[name])
+    buf = _CONST.get((name, value))
+    if buf is None or len(buf) < n:
+        buf = np.full(max(n, 4096), value, dtype=COLUMNS[name])
+        buf.flags.writeable = False
+        _CONST[(name, value)] = buf
+    return buf[:n]
+
+
 def block(n: int, **cols: object) -> Block:
-    """A block of `n` rows; scalars broadcast, missing columns take their defaults."""
+    """A block of `n` rows; scalars broadcast, missing columns take their defaults.
+
+    Columns may be read-only views (defaults): blocks are never modified in place, only
+    combined with `concat` / `take`, which copy."""
     unknown = set(cols) - set(COLUMNS)
     if unknown:
         raise KeyError(f"unknown block columns {sorted(unknown)}")
     out: Block = {}
     for name, dtype in COLUMNS.items():
-        value = cols.get(name, _DEFAULTS.get(name, 0))
+        if name not in cols:
+            out[name] = _const(name, _DEFAULTS.get(name, 0), n)
+            continue
+        value = cols[name]
         if isinstance(value, np.ndarray) and value.ndim == 1:
             if len(value) != n:
                 raise ValueError(f"column {name} has {len(value)} rows, expected {n}")

@@ -36,11 +36,14 @@ def plot_instrument(events: pa.Table, episodes: pa.Table, path: Path, instrument
     kind = ev.column("event").to_numpy(zero_copy_only=False)
     scen = ev.column("scenario").to_numpy(zero_copy_only=False)
     price = ev.column("price").to_numpy()
-    colors = plt.get_cmap("tab10")
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+
+    def colors(k: int) -> str:  # one colour per scenario, none grey (grey = normal fills)
+        return palette[k % len(palette)]
 
     fig, ax = plt.subplots(figsize=(14, 6), dpi=110)
-    ax.step(ts, ev.column("bid").to_numpy(), where="post", lw=0.7, color="tab:blue", label="NBBO bid")
-    ax.step(ts, ev.column("ask").to_numpy(), where="post", lw=0.7, color="tab:red", label="NBBO ask")
+    ax.step(ts, ev.column("bid").to_numpy(), where="post", lw=0.7, color="tab:cyan", label="NBBO bid")
+    ax.step(ts, ev.column("ask").to_numpy(), where="post", lw=0.7, color="black", label="NBBO ask")
     fill = kind == "fill"
     normal = fill & (scen == "normal")
     ax.scatter(ts[normal], price[normal], s=3, color="0.55", label="fill (normal)", zorder=2)

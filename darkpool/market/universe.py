@@ -36,6 +36,8 @@ class Universe:
     part_weight: np.ndarray  # relative activity of each participant within its type
     type_members: tuple[np.ndarray, ...]  # participant indices of each type
     type_cdf: tuple[np.ndarray, ...]  # cumulative activity weights within each type
+    firm_first: np.ndarray  # first participant index of each firm (accounts are contiguous)
+    firm_size: np.ndarray  # number of accounts of each firm
 
     @property
     def n_inst(self) -> int:
@@ -83,6 +85,8 @@ def make_universe(cfg: SimConfig, rng: np.random.Generator) -> Universe:
         part_weight=weight,
         type_members=members,
         type_cdf=cdf,
+        firm_first=np.cumsum(accounts) - accounts,
+        firm_size=accounts,
     )
 
 
@@ -140,15 +144,9 @@ P_SAME_FIRM_CONTRA = 0.03
 P_SAME_ACCOUNT_CONTRA = 0.002
 
 
-def firm_accounts(uni: Universe) -> tuple[np.ndarray, np.ndarray]:
-    """(first participant index, number of accounts) per firm; accounts are contiguous."""
-    counts = np.bincount(uni.part_firm)
-    return np.cumsum(counts) - counts, counts
-
-
 def other_account(uni: Universe, rng: np.random.Generator, part: np.ndarray) -> np.ndarray:
     """Another account of the same firm (the account itself for single-account firms)."""
-    first, counts = firm_accounts(uni)
+    first, counts = uni.firm_first, uni.firm_size
     f = uni.part_firm[part]
     k = counts[f]
     own = part - first[f]
