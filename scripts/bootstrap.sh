@@ -65,17 +65,21 @@ from darkpool.cli import main
 main()
 PY
   chmod +x "$ROOT/.venv/bin/darkpool"
-  # console scripts of the cached env (pytest, ruff, hadolint, ...) reachable from .venv/bin
-  for tool in pytest ruff hadolint; do
-    if [[ -e "$VENV/bin/$tool" ]]; then
-      printf '#!/usr/bin/env bash\nexec "%s" -m %s "$@"\n' "$ROOT/.venv/bin/python" "$tool" > "$ROOT/.venv/bin/$tool"
-      chmod +x "$ROOT/.venv/bin/$tool"
-    fi
-  done
   "$ROOT/.venv/bin/python" -c 'import darkpool.cli, pyflink, torch' \
     || die ".venv cannot import the project or its packages (see above); delete .venv and $VENV and rerun"
   echo "$SITE_CACHED" > "$ROOT/.venv/.cached-site"   # written last: marks .venv complete
 fi
+
+# Tools of the cached env reachable from .venv/bin (re-done on every run: cheap, and it
+# repairs a .venv made by an older bootstrap). pytest is a Python module: run it with
+# this .venv's python so it sees the project. ruff and hadolint are native binaries:
+# link them (a `python -m ruff` wrapper here would find itself as "the ruff binary"
+# in .venv/bin and exec itself forever).
+printf '#!/usr/bin/env bash\nexec "%s" -m pytest "$@"\n' "$ROOT/.venv/bin/python" > "$ROOT/.venv/bin/pytest"
+chmod +x "$ROOT/.venv/bin/pytest"
+for tool in ruff hadolint; do
+  [[ -x "$VENV/bin/$tool" ]] && ln -sfn "$VENV/bin/$tool" "$ROOT/.venv/bin/$tool"
+done
 
 # ---- Java dependencies (cached) ----------------------------------------------------
 fetch_jars() {  # $1 = deps/<name>, $2.. = extra maven flags

@@ -20,6 +20,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def start(cfg: StackConfig, pids: PidFiles, name: str, env: dict[str, str]) -> P
     # start-foreground execs the JVM in place: the pid we record is the JVM's
     proc = launch(name, [str(script), "start-foreground"], env, cfg.log_dir / f"{name}.console", cfg.flink_dir, pids)
     # record the real log file (the console file only gets the launcher's own lines)
-    proc = Proc(name=proc.name, pid=proc.pid, start_ticks=proc.start_ticks, log=str(log_file(cfg, name)), cmd=proc.cmd)
+    proc = replace(proc, log=str(log_file(cfg, name)))
     pids.write(proc)
     return proc
 

@@ -17,6 +17,7 @@ import os
 import subprocess
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from darkpool import paths
@@ -155,8 +156,11 @@ def start(cfg: StackConfig, pids: PidFiles) -> Proc:
     argv = _java_argv(
         cfg, "kafka.Kafka", str(cfg.kafka_dir / "server.properties"), heap=cfg.kafka_heap
     )
-    # the JVM's own stdout (crashes before log4j is up) goes next to the log
-    return launch(NAME, argv, os.environ, cfg.log_dir / "kafka.out", cfg.kafka_dir, pids)
+    # the JVM's own stdout (crashes before log4j is up) goes to kafka.out next to the log
+    proc = launch(NAME, argv, os.environ, cfg.log_dir / "kafka.out", cfg.kafka_dir, pids)
+    proc = replace(proc, log=str(log_file(cfg)))
+    pids.write(proc)
+    return proc
 
 
 def wait_ready(cfg: StackConfig, proc: Proc, deadline: float) -> None:

@@ -8,6 +8,7 @@ start time guards against a recycled pid (we never signal a process we did not s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -181,15 +182,11 @@ def stop(proc: Proc, timeout_s: float) -> None:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _reap(pid: int) -> None:
     """Collect our own child's exit status so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
