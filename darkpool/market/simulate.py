@@ -24,7 +24,14 @@ from darkpool.market.events import CANCEL, NEW, PK_COPY, Block, concat, resolve_
 from darkpool.market.flow import normal_flow
 from darkpool.market.nbbo import make_nbbo
 from darkpool.market.universe import make_regimes, make_universe, regime_spells
-from udfs.schemas import EPISODE_SCHEMA, EVENT_KINDS, LABELED_SCHEMA, SCENARIOS, SIDES, validate_table
+from udfs.schemas import (
+    EPISODE_SCHEMA,
+    EVENT_KINDS,
+    LABELED_SCHEMA,
+    SCENARIOS,
+    SIDES,
+    validate_table,
+)
 
 REGIME_SCHEMA = pa.schema(
     [
