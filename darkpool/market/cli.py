@@ -73,7 +73,8 @@ def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plo
               help="mix N malformed messages in (not JSON, missing field, bad types, crossed NBBO, ...)")
 @click.option("--seed", type=int, default=0, show_default=True, help="where the bad messages go")
 @click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True)
-def replay(input_path, bootstrap, topic, speed, limit, inject_bad, seed, compression) -> None:  # noqa: ANN001
+@click.option("--create-topic", is_flag=True, help="create the topic if missing (KafkaConfig.partitions partitions)")
+def replay(input_path, bootstrap, topic, speed, limit, inject_bad, seed, compression, create_topic) -> None:  # noqa: ANN001
     """Send a generated events file into Kafka (key = instrument), printing the achieved rate."""
     from darkpool.config import KafkaConfig, from_env
     from darkpool.market.replay import ReplayError
@@ -90,7 +91,8 @@ def replay(input_path, bootstrap, topic, speed, limit, inject_bad, seed, compres
         table = table.slice(0, limit)
     try:
         stats = run_replay(table, cfg, speed=speed, inject_bad=inject_bad, seed=seed,
-                           compression=None if compression == "none" else compression)
+                           compression=None if compression == "none" else compression,
+                           create_topic=create_topic)
     except (ReplayError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"replayed {stats.sent:,} events (+{stats.bad} malformed) to {stats.topic} at {stats.bootstrap} "

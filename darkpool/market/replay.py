@@ -86,6 +86,54 @@ def make_producer(cfg: KafkaConfig, compression: str | None = None):  # noqa: AN
         ) from None
 
 
+def ensure_topic(cfg: KafkaConfig, topic: str, create: bool = False) -> None:
+    """Fail fast (or create it) when the topic is missing: the local broker does not
+    auto-create topics, and a send to a missing topic would only time out."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers.split(","), bootstrap_timeout_ms=5_000)
+    except KafkaError as exc:
+        raise ReplayError(
+            f"no Kafka broker answers at {cfg.bootstrap_servers} ({type(exc).__name__}). Start the "
+            "local stack with `darkpool stack up`, or point --bootstrap / DARKPOOL_BOOTSTRAP_SERVERS "
+            "at a running broker."
+        ) from None
+    try:
+        if topic in admin.list_topics():
+            return
+        if not create:
+            raise ReplayError(
+                f"topic {topic!r} does not exist at {cfg.bootstrap_servers} (the broker does not "
+                "auto-create topics). `darkpool stack up` creates the standard ones; pass "
+                "--create-topic to create this one."
+            )
+        admin.create_topics([NewTopic(topic, num_partitions=cfg.partitions, replication_factor=1)])
+    finally:
+        admin.close()
+
+
+def _partitioner(producer, topic: str):  # noqa: ANN001, ANN202
+    """instrument -> (key bytes, partition), as Kafka's default (murmur2) partitioner would
+    place the key, computed once per instrument instead of once per message."""
+    from kafka.partitioner.default import murmur2
+
+    parts = sorted(producer.partitions_for(topic) or ())
+    if not parts:
+        raise ReplayError(f"topic {topic!r} has no partitions (does it exist?)")
+    cache: dict[str, tuple[bytes, int]] = {}
+
+    def of(instrument: str) -> tuple[bytes, int]:
+        hit = cache.get(instrument)
+        if hit is None:
+            key = instrument.encode()
+            hit = cache[instrument] = (key, parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)])
+        return hit
+
+    return of
+
+
 def replay(
     table: pa.Table,
     cfg: KafkaConfig,
@@ -94,9 +142,12 @@ def replay(
     inject_bad: int = 0,
     seed: int = 0,
     compression: str | None = None,
+    create_topic: bool = False,
     producer=None,  # noqa: ANN001
 ) -> ReplayStats:
-    """Send every row of `table` (contract columns, in row order) to `topic`."""
+    """Send every row of `table` (contract columns, in row order) to `topic`.
+
+    `producer` replaces the real KafkaProducer (and the topic check) in unit tests."""
     from kafka.errors import KafkaError
 
     if speed < 0:
@@ -106,6 +157,8 @@ def replay(
         raise ValueError(f"input has no column(s) {missing}; is it an events file written by `darkpool generate`?")
     topic = topic or cfg.trades_topic
     own = producer is None
+    if own:
+        ensure_topic(cfg, topic, create_topic)
     producer = producer or make_producer(cfg, compression)
     n = table.num_rows
     rng = np.random.default_rng(seed)
@@ -114,19 +167,22 @@ def replay(
     due = (ts - ts[0]) / 1e9 / speed if speed > 0 and n else None
     failures: list[BaseException] = []
     bad_sent, row = 0, 0
+    partition_of = _partitioner(producer, topic)
     start = time.monotonic()
     try:
         for batch in table.select(list(FIELD_NAMES)).to_batches(max_chunksize=BATCH_ROWS):
             for rec in batch.to_pylist():
                 while bad_sent < inject_bad and bad_at[bad_sent] <= row:
                     _, payload = _bad_payloads(rec)[bad_sent % len(BAD_KINDS)]
-                    producer.send(topic, key=rec["instrument"].encode(), value=payload).add_errback(failures.append)
+                    key, part = partition_of(rec["instrument"])
+                    producer.send(topic, key=key, value=payload, partition=part).add_errback(failures.append)
                     bad_sent += 1
                 if due is not None:
                     wait = due[row] - (time.monotonic() - start)
                     if wait > 0.001:
                         time.sleep(wait)
-                producer.send(topic, key=rec["instrument"].encode(), value=encode_message(rec)).add_errback(failures.append)
+                key, part = partition_of(rec["instrument"])
+                producer.send(topic, key=key, value=encode_message(rec), partition=part).add_errback(failures.append)
                 row += 1
             if failures:
                 break

@@ -9,6 +9,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from kafka.partitioner.default import murmur2
 
 from darkpool.cli import cli
 from darkpool.config import KafkaConfig
@@ -22,10 +23,13 @@ class RecordingProducer:
     """Stands in for KafkaProducer in the unit test of the replay loop only."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[float, str, bytes, bytes]] = []
+        self.sent: list[tuple[float, str, bytes, bytes, int]] = []
 
-    def send(self, topic: str, key: bytes, value: bytes):  # noqa: ANN201
-        self.sent.append((time.monotonic(), topic, key, value))
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+    def send(self, topic: str, key: bytes, value: bytes, partition: int):  # noqa: ANN201
+        self.sent.append((time.monotonic(), topic, key, value, partition))
 
         class Future:
             def add_errback(self, fn):  # noqa: ANN001, ANN202
@@ -47,8 +51,9 @@ def test_replay_keys_values_and_bad_injection(small) -> None:
     stats = replay(small, KafkaConfig(), topic="t", inject_bad=len(BAD_KINDS), seed=1, producer=prod)
     assert (stats.sent, stats.bad) == (1_000, len(BAD_KINDS))
     good, bad = [], 0
-    for _, topic, key, value in prod.sent:
+    for _, topic, key, value, partition in prod.sent:
         assert topic == "t"
+        assert partition == (murmur2(key) & 0x7FFFFFFF) % 4  # where Java's default partitioner puts it
         try:
             rec = parse_message(value)
             assert key.decode() == rec["instrument"]
