@@ -12,6 +12,7 @@ import numpy as np
 
 from darkpool.market.config import NS, SimConfig
 from darkpool.market.events import NEW, Block, concat, size, take
+from darkpool.market.flow import pick_venues
 from darkpool.market.injectors import INJECTORS, EpisodeCtx
 from darkpool.market.nbbo import Impact
 from darkpool.market.universe import TIER_ACTIVITY, Universe
@@ -76,7 +77,7 @@ def make_episodes(
             t0 = cfg.open_ns + int(rng.uniform(0.02, 0.97) * dur)
             ctx = EpisodeCtx(cfg, rng, uni, inst, t0, float(rng.uniform(0.05, 1.0)),
                              min(cap, target_rows - total), SCENARIOS.index(scen), ep,
-                             int(rng.integers(len(cfg.venues))), next_oid)
+                             int(pick_venues(cfg, rng, 1)[0]), next_oid)
             b, imp, parts = INJECTORS[scen](ctx)
             b, imp = _fit_session(cfg, b, imp)
             manip = b["label"] == 1

@@ -36,6 +36,9 @@ from darkpool.market.events import (
 from darkpool.market.nbbo import Impact
 from darkpool.market.universe import TYPES, Universe, other_account, pick_contra, pick_participants
 
+P_HIDDEN_ORDER = 0.36  # share of non-displayed orders in normal flow (flow.HIDDEN_P mix)
+P_ODD_LOT = 0.08  # ... and of odd-lot sizes, so neither column singles manipulators out
+
 
 @dataclass
 class EpisodeCtx:
@@ -60,10 +63,13 @@ class EpisodeCtx:
         t = self.rng.integers(len(TYPES)) if type_name is None else TYPES.index(type_name)
         return int(pick_participants(self.uni, self.rng, np.array([t]))[0])
 
-    def orders(self, ts, part, side, qty, pv, *, label: bool = True, hidden=False) -> Block:  # noqa: ANN001
-        """`new` rows of fresh orders (arrays or scalars broadcast to len(ts))."""
+    def orders(self, ts, part, side, qty, pv, *, label: bool = True, hidden=None) -> Block:  # noqa: ANN001
+        """`new` rows of fresh orders (arrays or scalars broadcast to len(ts)); non-displayed
+        as often as normal orders unless `hidden` says otherwise."""
         ts = np.asarray(ts, dtype=np.int64)
         n = len(ts)
+        if hidden is None:
+            hidden = self.rng.random(n) < P_HIDDEN_ORDER
         return block(n, ts=ts, inst=self.inst, venue=self.venue, ev=NEW, oid=self.oids(n), part=part,
                      side=side, pk=PK_LIMIT, pv=pv, qty=qty, hidden=hidden, **self._tag(label))
 
@@ -73,13 +79,16 @@ class EpisodeCtx:
         n = len(new["ts"])
         if ev == CANCEL:
             pk, contra = PK_COPY, -1
+            hidden = new["hidden"] if hidden is None else hidden
         elif contra is None:
             contra = pick_contra(self.uni, self.rng, new["part"])
+        if hidden is None:  # fills: as in normal flow, likelier against a hidden order's side
+            hidden = self.rng.random(n) < 0.35 + 0.4 * new["hidden"]
         return block(
             n, ts=new["ts"] + np.maximum(1000, np.asarray(dt_ns, dtype=np.int64)), inst=self.inst,
             venue=self.venue, ev=ev, oid=new["oid"], part=new["part"], side=new["side"], pk=pk, pv=pv,
             qty=new["qty"] if qty is None else qty, contra=contra,
-            hidden=new["hidden"] if hidden is None else hidden, **self._tag(label),
+            hidden=hidden, **self._tag(label),
         )
 
     def _tag(self, label: bool) -> dict[str, int]:
@@ -94,7 +103,11 @@ class EpisodeCtx:
         return (self.rng.exponential(mean_s, size=n) * NS).astype(np.int64) + 1000
 
     def lots(self, lo: int, hi: int, n: int) -> np.ndarray:
-        return 100 * self.rng.integers(lo, hi, size=n)
+        """Round lots in [lo, hi) hundreds, with odd lots as often as in normal flow."""
+        q = 100 * self.rng.integers(lo, hi, size=n)
+        odd = self.rng.random(n) < P_ODD_LOT
+        q[odd] += self.rng.integers(1, 100, size=int(odd.sum()))
+        return q
 
 
 Result = tuple[Block, list[Impact], list[int]]
@@ -144,7 +157,7 @@ def spoofing_layering(c: EpisodeCtx) -> Result:
 def quote_stuffing(c: EpisodeCtx) -> Result:
     """A burst of orders cancelled within milliseconds, degrading the quote."""
     i, rng = c.intensity, c.rng
-    n = max(3, min(int(50 + 950 * i), c.budget // 2))
+    n = max(3, min(int(40 + 460 * i), c.budget // 2))
     span = 1 + 30 * (1 - i)
     part = c.participant("HFT" if rng.random() < 0.7 else None)
     new = c.orders(c.t0 + np.sort((rng.uniform(0, span, n) * NS).astype(np.int64)), part,
