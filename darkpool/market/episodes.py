@@ -22,8 +22,8 @@ MIN_BUDGET = 6  # rows; below this an episode is not worth drawing
 PLACEMENT_TRIES = 12
 
 
-def _overlaps(taken: list[tuple[int, int, int]], inst: int, t0: int, t1: int) -> bool:
-    return any(i == inst and t0 <= e and s <= t1 for i, s, e in taken)
+def _overlaps(taken: dict[int, list[tuple[int, int]]], inst: int, t0: int, t1: int) -> bool:
+    return any(t0 <= e and s <= t1 for s, e in taken.get(inst, ()))
 
 
 def _fit_session(cfg: SimConfig, b: Block, impacts: list[Impact]) -> tuple[Block, list[Impact]]:
@@ -53,7 +53,7 @@ def make_episodes(
     names = list(INJECTORS)
     blocks: list[Block] = []
     impacts: list[Impact] = []
-    taken: list[tuple[int, int, int]] = []
+    taken: dict[int, list[tuple[int, int]]] = {}  # instrument -> episode spans
     rows: dict[str, list] = {k: [] for k in
                              ("episode_id", "scenario", "instrument", "participants", "start_ts", "end_ts", "n_events", "intensity")}
     total, order, failures = 0, [], 0
@@ -95,7 +95,7 @@ def make_episodes(
             continue
         failures = 0
         inst, b, imp, parts, start, end, n = placed
-        taken.append((inst, start, end))
+        taken.setdefault(inst, []).append((start, end))
         if scen == "marking_the_close":
             taken_close.append((inst, start, end))
         blocks.append(b)

@@ -29,16 +29,16 @@ from darkpool.market.events import (
 )
 from darkpool.market.nbbo import intraday_u
 from darkpool.market.universe import (
+    ORDER_TYPE_SHARE,
     REGIME_ACTIVITY,
     TIER_ACTIVITY,
-    TYPES,
     Universe,
+    draw,
     pick_contra,
-    pick_participants,
 )
 
 # Per participant type, in the order of universe.TYPES: MM, HFT, ALGO, INST.
-TYPE_SHARE = np.array([0.30, 0.30, 0.30, 0.10])  # share of immigrant orders
+TYPE_SHARE = ORDER_TYPE_SHARE  # share of immigrant orders
 P_FILL = np.array([0.25, 0.10, 0.55, 0.50])  # order gets at least one fill
 P_CANCEL = np.array([0.70, 0.88, 0.35, 0.30])  # ... else cancelled; the rest rests to the close
 EXTRA_FILLS = np.array([0.1, 0.0, 0.6, 2.0])  # mean fills per filled order minus one
@@ -62,8 +62,8 @@ def events_per_order() -> float:
 
 def pick_venues(cfg: SimConfig, rng: np.random.Generator, n: int) -> np.ndarray:
     nv = len(cfg.venues)
-    p = VENUE_P[:nv] / VENUE_P[:nv].sum() if nv <= len(VENUE_P) else None
-    return rng.choice(nv, size=n, p=p)
+    p = VENUE_P[:nv] if nv <= len(VENUE_P) else np.ones(nv)
+    return np.minimum(np.searchsorted(np.cumsum(p) / p.sum(), rng.random(n)), nv - 1)
 
 
 def order_sizes(rng: np.random.Generator, types: np.ndarray) -> np.ndarray:
@@ -76,9 +76,9 @@ def order_sizes(rng: np.random.Generator, types: np.ndarray) -> np.ndarray:
         2: lambda m: 100 * np.maximum(1, np.rint(rng.lognormal(np.log(3), 0.8, size=m))),
         3: lambda m: 100 * np.minimum(20_000, np.rint(20 * (1 + rng.pareto(1.2, size=m)))),
     }
-    for t, draw in lots.items():
+    for t, draw_lots in lots.items():
         mask = types == t
-        q[mask] = draw(int(mask.sum()))
+        q[mask] = draw_lots(int(mask.sum()))
     odd = rng.random(n) < 0.05
     q[odd] = rng.integers(1, 100, size=int(odd.sum()))
     return q
@@ -91,12 +91,11 @@ def _arrivals(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: n
     lam = activity.ravel() * (n_orders * (1 - BRANCH) / activity.sum())
     cell = np.repeat(np.arange(lam.size, dtype=np.int64), rng.poisson(lam))
     n = len(cell)
-    types = rng.choice(len(TYPES), size=n, p=TYPE_SHARE)
     gen = block(
         n,
         ts=cfg.open_ns + (cell % n_cells) * cell_ns + rng.integers(0, cell_ns, size=n),
         inst=cell // n_cells,
-        part=pick_participants(uni, rng, types),
+        part=draw(rng, uni.order_cdf, n),
         side=rng.integers(0, 2, size=n),
     )
     out = [gen]
@@ -107,7 +106,7 @@ def _arrivals(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: n
         parent = np.repeat(np.arange(len(kids)), kids)
         m = len(parent)
         same = rng.random(m) < P_CHILD_SAME
-        other = pick_participants(uni, rng, rng.choice(len(TYPES), size=m, p=TYPE_SHARE))
+        other = draw(rng, uni.order_cdf, m)
         gen = block(
             m,
             ts=gen["ts"][parent] + (rng.exponential(CHILD_DELAY_S, size=m) * NS).astype(np.int64) + 1,

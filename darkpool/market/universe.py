@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ from darkpool.market.config import NS, SimConfig
 
 # Participant types. Shares are of *new orders*; the rest of their behaviour is in flow.py.
 TYPES = ("MM", "HFT", "ALGO", "INST")  # market maker, fast trader, broker algo, institution
+ORDER_TYPE_SHARE = np.array([0.30, 0.30, 0.30, 0.10])  # share of (immigrant) orders by type
 FIRMS_PER_TYPE = (8, 10, 22, 40)
 
 REGIMES = ("calm", "volatile", "high_volume")
@@ -38,6 +40,8 @@ class Universe:
     type_cdf: tuple[np.ndarray, ...]  # cumulative activity weights within each type
     firm_first: np.ndarray  # first participant index of each firm (accounts are contiguous)
     firm_size: np.ndarray  # number of accounts of each firm
+    order_cdf: np.ndarray  # who sends an order: ORDER_TYPE_SHARE mix (see mix_cdf)
+    contra_cdf: np.ndarray  # who is on the other side of a fill: CONTRA_TYPE_SHARE mix
 
     @property
     def n_inst(self) -> int:
@@ -74,7 +78,7 @@ def make_universe(cfg: SimConfig, rng: np.random.Generator) -> Universe:
     ptype = firm_type[part_firm]
     members = tuple(np.flatnonzero(ptype == t) for t in range(len(TYPES)))
     cdf = tuple(np.cumsum(weight[m]) / weight[m].sum() for m in members)
-    return Universe(
+    uni = Universe(
         symbols=_symbols(rng, n),
         tier=tier,
         price0=price0,
@@ -87,7 +91,10 @@ def make_universe(cfg: SimConfig, rng: np.random.Generator) -> Universe:
         type_cdf=cdf,
         firm_first=np.cumsum(accounts) - accounts,
         firm_size=accounts,
+        order_cdf=np.empty(0),
+        contra_cdf=np.empty(0),
     )
+    return dataclasses.replace(uni, order_cdf=mix_cdf(uni, ORDER_TYPE_SHARE), contra_cdf=mix_cdf(uni, CONTRA_TYPE_SHARE))
 
 
 def pick_participants(
@@ -100,6 +107,19 @@ def pick_participants(
         mask = types == t
         out[mask] = members[np.minimum(np.searchsorted(cdf, u[mask]), len(members) - 1)]
     return out
+
+
+def mix_cdf(uni: Universe, type_share: np.ndarray) -> np.ndarray:
+    """CDF over all participants: type drawn by `type_share`, then a member by activity."""
+    w = np.zeros(len(uni.part_names))
+    for t, members in enumerate(uni.type_members):
+        w[members] = type_share[t] * uni.part_weight[members] / uni.part_weight[members].sum()
+    return np.cumsum(w) / w.sum()
+
+
+def draw(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
+    """n participant indices from a `mix_cdf` (one searchsorted, no per-type loop)."""
+    return np.minimum(np.searchsorted(cdf, rng.random(n)), len(cdf) - 1).astype(np.int32)
 
 
 def make_regimes(cfg: SimConfig, rng: np.random.Generator, n_cells: int, n_inst: int) -> np.ndarray:
@@ -156,11 +176,12 @@ def other_account(uni: Universe, rng: np.random.Generator, part: np.ndarray) -> 
 
 def pick_contra(uni: Universe, rng: np.random.Generator, part: np.ndarray) -> np.ndarray:
     n = len(part)
-    contra = pick_participants(uni, rng, rng.choice(len(TYPES), size=n, p=CONTRA_TYPE_SHARE))
+    contra = draw(rng, uni.contra_cdf, n)
     collide = contra == part
     contra[collide] = (contra[collide] + 1) % len(uni.part_names)
     u = rng.random(n)
     same_firm = u < P_SAME_FIRM_CONTRA
-    contra[same_firm] = other_account(uni, rng, part[same_firm])
+    if same_firm.any():
+        contra[same_firm] = other_account(uni, rng, part[same_firm])
     contra[u > 1 - P_SAME_ACCOUNT_CONTRA] = part[u > 1 - P_SAME_ACCOUNT_CONTRA]
     return contra
