@@ -138,3 +138,16 @@ def test_corrupt_pid_file_names_the_file(tmp_path):
     pids.path("kafka").write_text("{not json")
     with pytest.raises(procs.StackError, match="kafka.json"):
         pids.read("kafka")
+
+
+def test_container_properties_render_onto_the_shared_config():
+    from ruamel.yaml import YAML
+
+    from darkpool.stack import container
+
+    props = "# comment\njobmanager.rpc.address: jobmanager\nrest.bind-address: 0.0.0.0\nrest.port: 8082\n"
+    conf = YAML(typ="safe").load(container.render(flink.BASE_CONFIG.read_text(), props))
+    assert conf["jobmanager"]["rpc"] == {"address": "jobmanager", "port": 6123}
+    assert conf["rest"]["port"] == 8082 and conf["rest"]["bind-address"] == "0.0.0.0"
+    with pytest.raises(ValueError, match="line 1"):
+        container.parse_properties("no colon here")
