@@ -84,8 +84,15 @@ logger.apache.level = INFO
 
 
 def random_cluster_id() -> str:
-    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own Uuid.randomUuid(), never one starting with "-": command-line
+    parsers (kafka-storage's included) would read it as an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def log_file(cfg: StackConfig) -> Path:
@@ -137,8 +144,7 @@ def prepare(cfg: StackConfig) -> None:
         cfg,
         "kafka.tools.StorageTool",
         "format",
-        "--cluster-id",
-        random_cluster_id(),
+        f"--cluster-id={random_cluster_id()}",
         "--config",
         str(props),
         "--feature",

@@ -42,9 +42,11 @@ def test_server_properties_single_node_transactions(cfg):
 
 
 def test_cluster_id_is_kafka_uuid_text():
-    ids = {kafka.random_cluster_id() for _ in range(50)}
-    assert len(ids) == 50
+    ids = {kafka.random_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) for i in ids)
+    # 1 in 64 raw ids starts with "-", which kafka-storage would parse as an option
+    assert not any(i.startswith("-") for i in ids)
 
 
 def test_parse_features():
