@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scorer_load import drive, start_scorer, stop_scorer  # noqa: E402  (puts the repo on sys.path)
+
 from model.artifact import save_artifact  # noqa: E402
 from model.config import preset  # noqa: E402
 from model.transformer import ScoringModel, count_params  # noqa: E402

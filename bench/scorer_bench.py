@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _scorer_load import drive, start_scorer, stop_scorer  # also puts the repo on sys.path
+
 from model.artifact import load_artifact, save_artifact
 from model.config import preset
 from model.transformer import ScoringModel

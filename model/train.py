@@ -26,7 +26,7 @@ from darkpool.config import WindowConfig
 from model.artifact import save_artifact
 from model.config import TrainConfig, preset
 from model.transformer import ScoringModel, count_params, resolve_device, resolve_dtype
-from model.windows import WindowSet, build_windows, fit_normalization, read_events, time_split
+from model.windows import WindowSet, fit_normalization, load_windows, time_split
 from udfs.schemas import SCENARIOS
 
 
@@ -110,7 +110,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = 
     device = resolve_device(tcfg.device)
     dtype = resolve_dtype(tcfg.dtype, device)
 
-    ws = build_windows(read_events(data), wcfg.n_buckets, wcfg.slide_ns)
+    ws = load_windows(data, wcfg.n_buckets, wcfg.slide_ns)
     split = time_split(ws.end_pane, wcfg.n_buckets, tcfg.val_frac, tcfg.test_frac)
     tr, va, te = ws.subset(split.train), ws.subset(split.val), ws.subset(split.test)
     log(f"windows: {ws.summary()} in {time.time() - t0:.1f}s; train {len(tr)} val {len(va)} test {len(te)}")

@@ -10,6 +10,8 @@ frequent anomalous scenario among its events (ties -> the earlier one in SCENARI
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+import udfs.features
+from darkpool.paths import cache_dir
 from udfs.features import pane_features_by_key, windows_from_panes
 from udfs.schemas import LABELED_SCHEMA, SCENARIOS
 
@@ -138,3 +142,35 @@ def fit_normalization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean, std = flat.mean(axis=0), flat.std(axis=0)
     # constant channels (e.g. a feature absent from this data) must not blow up to inf
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def _cache_key(path: Path, n_buckets: int, slide_ns: int) -> str:
+    """Data file content + feature code + window geometry: any change gives a new key."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(Path(udfs.features.__file__).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    h.update(f"{n_buckets}/{slide_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_windows(data: Path, n_buckets: int, slide_ns: int, use_cache: bool = True) -> WindowSet:
+    """`build_windows(read_events(data))`, cached under the install cache (no pickle)."""
+    path = data / "events.parquet" if data.is_dir() else data
+    if not path.exists():
+        return build_windows(read_events(data), n_buckets, slide_ns)  # raises the helpful error
+    folder = cache_dir() / "windows" / _cache_key(path, n_buckets, slide_ns)
+    if use_cache and (folder / "done").exists():
+        z = np.load(folder / "windows.npz")
+        names = json.loads((folder / "instruments.json").read_text())
+        return WindowSet(z["x"], z["y"], z["scenario"], np.array(names, dtype=object)[z["inst"]], z["end_pane"])
+    ws = build_windows(read_events(data), n_buckets, slide_ns)
+    if use_cache:
+        folder.mkdir(parents=True, exist_ok=True)
+        names, codes = np.unique(ws.instrument.astype(str), return_inverse=True)
+        np.savez(folder / "windows.npz", x=ws.x, y=ws.y, scenario=ws.scenario, inst=codes, end_pane=ws.end_pane)
+        (folder / "instruments.json").write_text(json.dumps(names.tolist()))
+        (folder / "done").touch()
+    return ws

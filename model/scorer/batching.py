@@ -13,6 +13,7 @@ growing without bound. One request larger than `max_batch` is run on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -59,10 +60,8 @@ class DynamicBatcher:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._executor.shutdown(wait=True)
 
     async def submit(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], str]:

@@ -31,7 +31,8 @@ def scorer() -> None:
 def serve(artifact: Path, host: str, port: int | None, max_batch: int, max_delay_ms: float, max_queue: int,
           device: str, dtype: str, threads: int) -> None:
     """Load ARTIFACT, warm up, and serve until interrupted (SIGHUP reloads the artifact)."""
-    from model.scorer.server import ScorerConfig, serve as run  # torch import only when serving
+    from model.scorer.server import ScorerConfig  # torch import only when serving
+    from model.scorer.server import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if port is None:

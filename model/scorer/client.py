@@ -65,7 +65,7 @@ class ModelMetadata:
 
 class ScorerClient:
     def __init__(self, url: str = "http://localhost:8500", model: str = "darkpool", timeout_s: float = 5.0,
-                 max_connections: int = 4, binary: bool = True):
+                 max_connections: int = 16, binary: bool = True):
         self.url = url.rstrip("/")
         self.model = model
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)

@@ -12,6 +12,7 @@ that scored it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -135,10 +136,9 @@ class ScorerApp:
         self.batcher = DynamicBatcher(self.runner.run_batch, self.cfg.max_batch, self.cfg.max_delay_ms / 1e3,
                                       self.cfg.max_queue, self.metrics)
         self.batcher.start()
-        try:
+        # not possible outside the main thread (in-process tests) or off POSIX
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests) / not POSIX
-            pass
         self.ready = True
 
     async def _cleanup(self, app: web.Application) -> None:

@@ -173,39 +173,50 @@ def test_overload_is_a_clear_error(artifacts):
     assert errors and all(isinstance(e, ScorerOverloaded) and "overloaded" in str(e) for e in errors)
 
 
-def test_hot_reload_under_load_drops_nothing(artifacts):
+def test_hot_reload_under_load_drops_nothing(scorer, artifacts):
     (path_a, va, ma), (path_b, vb, mb) = artifacts["a"], artifacts["b"]
-    s = Scorer(path_a, max_batch=64, max_delay_ms=2)
-    try:
-        async def main():
-            async with ScorerClient(s.url) as client:
-                stop = asyncio.Event()
-                seen: list[tuple[str, np.ndarray, np.ndarray]] = []
 
-                async def load_worker(seed: int):
-                    i = 0
-                    while not stop.is_set():
-                        x = windows(3, seed * 1000 + i)
-                        r = await client.score(x)  # any error fails the test
-                        seen.append((r.model_version, x, r.score))
-                        i += 1
+    async def main():
+        # more connections than workers, so the reload request does not queue behind them
+        async with ScorerClient(scorer.url, max_connections=8) as client:
+            stop = asyncio.Event()
+            seen: list[tuple[str, np.ndarray, np.ndarray]] = []
 
-                workers = [asyncio.create_task(load_worker(k)) for k in range(6)]
-                await asyncio.sleep(0.5)
+            async def load_worker(seed: int):
+                i = 0
+                while not stop.is_set():
+                    x = windows(3, seed * 1000 + i)
+                    r = await client.score(x)  # any error fails the test
+                    seen.append((r.model_version, x, r.score))
+                    i += 1
+
+            workers = [asyncio.create_task(load_worker(k)) for k in range(6)]
+            await asyncio.sleep(0.5)
+            try:
                 new_version = await client.load(str(path_b))
                 await asyncio.sleep(0.5)
+            finally:
                 stop.set()
                 await asyncio.gather(*workers)
-                return new_version, seen
+                await client.load(str(path_a))  # leave the shared scorer as the other tests expect
+            return new_version, seen
 
-        new_version, seen = asyncio.run(main())
-    finally:
-        s.stop()
+    new_version, seen = asyncio.run(main())
     assert new_version == vb
     versions = [v for v, _, _ in seen]
     assert versions[0] == va and versions[-1] == vb and set(versions) == {va, vb}
     for v, x, score in seen[:: max(1, len(seen) // 50)]:  # each answer matches the model that claims it
         np.testing.assert_allclose(score, expected(ma if v == va else mb, x)["score"], rtol=1e-4, atol=1e-5)
+
+
+def test_reload_of_a_bad_folder_keeps_serving(scorer, artifacts, tmp_path):
+    async def main():
+        async with ScorerClient(scorer.url) as client:
+            with pytest.raises(ScorerRequestError, match="still serving"):
+                await client.load(str(tmp_path / "missing"))
+            return await client.score(windows(1, 0))
+
+    assert asyncio.run(main()).model_version == artifacts["a"][1]
 
 
 def test_client_names_the_fix_when_scorer_is_down():
