@@ -46,8 +46,8 @@ def make_episodes(
     cfg: SimConfig, rng: np.random.Generator, uni: Universe, target_rows: int, next_oid: list[int]
 ) -> tuple[Block, list[Impact], dict[str, list]]:
     """Episode rows (manipulators and their victims), impacts, and the episodes table rows."""
-    # Manipulation happens in thin names too, more than their share of volume.
-    w = np.sqrt(TIER_ACTIVITY[uni.tier])
+    # Manipulation happens in thin names too, somewhat more than their share of volume.
+    w = TIER_ACTIVITY[uni.tier] ** 0.75
     p_inst = w / w.sum()
     cap = max(20, target_rows // len(INJECTORS))
     names = list(INJECTORS)

@@ -163,7 +163,8 @@ def quote_stuffing(c: EpisodeCtx) -> Result:
     new = c.orders(c.t0 + np.sort((rng.uniform(0, span, n) * NS).astype(np.int64)), part,
                    rng.integers(0, 2, n), c.lots(1, 3, n), rng.integers(-2, 3, n))
     cancel = c.follow(new, rng.exponential(0.002 + 0.05 * (1 - i), n) * NS, CANCEL)
-    spread = Impact(c.inst, c.t0, c.t0 + int(span * NS), 0.0, spread_add=1 + int(2 * i))
+    # blatant bursts degrade the lit quote by a tick; subtle ones leave no trace there
+    spread = Impact(c.inst, c.t0, c.t0 + int(span * NS), 0.0, spread_add=int(i > 0.5))
     return concat([new, cancel]), [spread], [part]
 
 

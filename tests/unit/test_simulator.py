@@ -119,3 +119,33 @@ def test_write_files(tiny, tmp_path) -> None:
     assert pq.read_table(paths["events"]).equals(tiny.events)
     assert pq.read_table(paths["episodes"]).equals(tiny.episodes)
     assert pq.read_table(paths["regimes"]).equals(tiny.regimes)
+
+
+def _auc(y: np.ndarray, x: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties at their average rank."""
+    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    rank = (np.cumsum(counts) - (counts - 1) / 2)[inv]
+    n1 = int(y.sum())
+    return float((rank[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
+
+
+def test_no_single_column_separates_the_labels() -> None:
+    """A detector must not win on one column: every contract column (and the obvious
+    derived cues) alone ranks anomalous rows only weakly (ROC AUC < 0.75 either way)."""
+    ev = simulate(PRESETS["default"].replace(n_events=60_000, n_instruments=12)).events
+    y = _col(ev, "label")
+    c = {n: _col(ev, n) for n in ("qty", "bid", "ask", "price", "ts", "hidden", "event", "side", "venue")}
+    spread = c["ask"] - c["bid"]
+    firm = pc.utf8_slice_codeunits(ev.column("participant"), 0, 4)  # "F123.A1" -> "F123"
+    contra_firm = pc.utf8_slice_codeunits(pc.fill_null(ev.column("contra"), ""), 0, 4)
+    cues = {
+        "qty": c["qty"], "odd_lot": c["qty"] % 100 != 0, "hidden": c["hidden"], "spread": spread,
+        "price_vs_mid": (c["price"] - (c["ask"] + c["bid"]) / 2) / spread, "price": c["price"],
+        "same_firm": pc.equal(firm, contra_firm).to_numpy(zero_copy_only=False), "time_of_day": c["ts"],
+        **{f"event={k}": c["event"] == k for k in ("new", "cancel", "fill")},
+        **{f"side={k}": c["side"] == k for k in ("B", "S")},
+        **{f"venue={k}": c["venue"] == k for k in set(c["venue"])},
+    }
+    auc = {k: _auc(y, np.asarray(v, dtype=float)) for k, v in cues.items()}
+    strong = {k: round(max(a, 1 - a), 3) for k, a in auc.items() if max(a, 1 - a) >= 0.75}
+    assert not strong, f"single-column giveaways: {strong}"
