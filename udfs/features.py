@@ -5,8 +5,10 @@ Two stages, both pure:
 1. `pane_features(df)`: the events of one instrument in one pane (= one `slide` of
    event time, pane index `ts // slide_ns`) -> one row of `N_PANE_CHANNELS` raw
    channels. The Flink pandas UDAF calls it on one (instrument, pane) group; training
-   calls `pane_features_by_key` on everything at once. Both run the same per-pane
-   kernel `_pane_vector`, so the numbers are identical by construction (a test checks).
+   calls `pane_features_by_key` on everything at once. Both run the same vectorized
+   kernel `_pane_matrix` (per-group reductions only), so a pane's numbers are identical
+   whichever call computed them (a test checks, and checks the kernel against a plain
+   per-pane loop implementation).
 2. `window_tensor(panes, end_pane, ...)`: the last T pane rows of an instrument ->
    the model input `float32 [T, N_CHANNELS]`. Missing panes become `EMPTY_PANE`, and
    window-relative channels are added (volume / fill size / activity against the
@@ -105,125 +107,182 @@ def firm_of(participant: str) -> str:
     return participant
 
 
-def _log1p(x: float) -> float:
-    return float(np.log1p(x))
+def _group_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Max of each contiguous group (groups start at `starts`, none empty)."""
+    return np.maximum.reduceat(values, starts) if len(values) else np.zeros(0)
 
 
-def _pane_vector(
-    ts: np.ndarray,
-    event: np.ndarray,
-    participant: np.ndarray,
-    side: np.ndarray,
-    price: np.ndarray,
-    qty: np.ndarray,
-    contra: np.ndarray,
-    bid: np.ndarray,
-    ask: np.ndarray,
-    hidden: np.ndarray,
-    slide_ns: int,
-) -> np.ndarray:
-    """Raw channels of one pane; arrays are that pane's events sorted by ts."""
-    out = np.zeros(N_PANE_CHANNELS, dtype=np.float64)
-    n = len(ts)
-    out[_P["gap_median_ms"]] = _log1p(slide_ns / 1e6)
-    if n == 0:
-        return out
+def _pane_matrix(c: dict[str, np.ndarray], g: np.ndarray, starts: np.ndarray, slide_ns: int) -> np.ndarray:
+    """Raw channels of G panes at once: rows sorted by (pane group g, ts); float64 [G, F_raw].
+
+    Everything is a per-group reduction (bincount / reduceat over contiguous groups), so a
+    group's numbers do not depend on which other groups are in the call.
+    """
+    G, n = len(starts), len(g)
+    out = np.zeros((G, N_PANE_CHANNELS), dtype=np.float64)
+    ends = np.append(starts[1:], n)
+    cnt = (ends - starts).astype(np.float64)
+
+    def total(w: np.ndarray) -> np.ndarray:
+        return np.bincount(g, weights=w.astype(np.float64), minlength=G)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.divide(num, den, out=np.zeros(G), where=den > 0)
+
+    ts, qty = c["ts"].astype(np.int64), c["qty"].astype(np.float64)
+    bid, ask, price = (c[k].astype(np.float64) for k in ("bid", "ask", "price"))
+    event = c["event"]
     is_new, is_cancel, is_fill = event == "new", event == "cancel", event == "fill"
+    buy = c["side"] == "B"
+    sign = np.where(buy, 1.0, -1.0)
     mid = (bid + ask) / 2.0
-    # Half-spread floor: a locked NBBO (bid == ask) must not divide by zero.
-    half = np.maximum((ask - bid) / 2.0, mid * 1e-6)
-    buy = side == "B"
+    half = np.maximum((ask - bid) / 2.0, mid * 1e-6)  # a locked NBBO must not divide by zero
+    same_group = g[1:] == g[:-1]  # consecutive rows of one pane
 
     # price
-    out[_P["ret_mid_bps"]] = np.log(mid[-1] / mid[0]) * 1e4
-    if n > 1:
-        out[_P["mid_vol_bps"]] = float(np.sqrt(np.sum(np.diff(np.log(mid)) ** 2))) * 1e4
-    out[_P["spread_bps"]] = float(np.mean((ask - bid) / mid)) * 1e4
-    fq = qty[is_fill].astype(np.float64)
-    n_fill = int(is_fill.sum())
-    if n_fill:
-        fp, fmid, fhalf = price[is_fill], mid[is_fill], half[is_fill]
-        vol = fq.sum()
-        out[_P["fill_dev_hs"]] = float(np.sum(np.abs(fp - fmid) / fhalf * fq) / vol)
-        outside = np.maximum(np.maximum(fp - ask[is_fill], bid[is_fill] - fp), 0.0) / fhalf
-        out[_P["fill_outside_hs"]] = float(outside.max())
-        # volume
-        out[_P["log_volume"]] = _log1p(vol)
-        out[_P["log_mean_fill"]] = _log1p(vol / n_fill)
-        out[_P["log_max_fill"]] = _log1p(fq.max())
-        out[_P["block_count"]] = _log1p(float(np.sum(fp * fq >= BLOCK_NOTIONAL)))
-        out[_P["hidden_share"]] = float(fq[hidden[is_fill].astype(bool)].sum() / vol)
-        fbuy = buy[is_fill]
-        out[_P["fill_imbalance"]] = float((fq[fbuy].sum() - fq[~fbuy].sum()) / vol)
+    out[:, _P["ret_mid_bps"]] = np.log(mid[ends - 1] / mid[starts]) * 1e4
+    dlog = np.diff(np.log(mid))
+    out[:, _P["mid_vol_bps"]] = np.sqrt(np.bincount(g[1:], weights=np.where(same_group, dlog**2, 0.0),
+                                                    minlength=G)) * 1e4
+    out[:, _P["spread_bps"]] = total((ask - bid) / mid) / cnt * 1e4
+    fq = np.where(is_fill, qty, 0.0)
+    vol, n_fill = total(fq), total(is_fill)
+    out[:, _P["fill_dev_hs"]] = ratio(total(np.abs(price - mid) / half * fq), vol)
+    outside = np.where(is_fill, np.maximum(np.maximum(price - ask, bid - price), 0.0) / half, 0.0)
+    out[:, _P["fill_outside_hs"]] = _group_max(outside, starts)
+    # volume
+    out[:, _P["log_volume"]] = np.log1p(vol)
+    out[:, _P["log_mean_fill"]] = np.log1p(ratio(vol, n_fill))
+    out[:, _P["log_max_fill"]] = np.log1p(_group_max(fq, starts))
+    out[:, _P["block_count"]] = np.log1p(total(is_fill & (price * qty >= BLOCK_NOTIONAL)))
+    out[:, _P["hidden_share"]] = ratio(total(fq * c["hidden"].astype(bool)), vol)
+    out[:, _P["fill_imbalance"]] = ratio(total(fq * sign), vol)
 
     # time
-    out[_P["log_events"]] = _log1p(n)
-    if n > 1:
-        out[_P["gap_median_ms"]] = _log1p(float(np.median(np.diff(ts))) / 1e6)
-    _, slot_counts = np.unique(ts // BURST_SLOT_NS, return_counts=True)
-    out[_P["burst_100ms"]] = _log1p(slot_counts.max())
+    out[:, _P["log_events"]] = np.log1p(cnt)
+    out[:, _P["gap_median_ms"]] = np.log1p(_group_median_gap(ts, g, same_group, G, slide_ns) / 1e6)
+    slot = ts // BURST_SLOT_NS
+    run_start = np.ones(n, dtype=bool)
+    run_start[1:] = ~same_group | (slot[1:] != slot[:-1])
+    run_id = np.cumsum(run_start) - 1
+    run_len = np.bincount(run_id)
+    first_run = run_id[starts]
+    out[:, _P["burst_100ms"]] = np.log1p(np.maximum.reduceat(run_len, first_run))
 
     # order flow
-    n_new, n_cancel = int(is_new.sum()), int(is_cancel.sum())
-    out[_P["log_new"]] = _log1p(n_new)
-    out[_P["log_cancel"]] = _log1p(n_cancel)
-    out[_P["log_fill"]] = _log1p(n_fill)
-    out[_P["cancel_fill_ratio"]] = float(np.log((n_cancel + 1) / (n_fill + 1)))
-    if n_new:
-        nq, nbuy = qty[is_new].astype(np.float64), buy[is_new]
-        out[_P["new_imbalance"]] = float((nq[nbuy].sum() - nq[~nbuy].sum()) / nq.sum())
+    n_new, n_cancel = total(is_new), total(is_cancel)
+    out[:, _P["log_new"]] = np.log1p(n_new)
+    out[:, _P["log_cancel"]] = np.log1p(n_cancel)
+    out[:, _P["log_fill"]] = np.log1p(n_fill)
+    out[:, _P["cancel_fill_ratio"]] = np.log((n_cancel + 1) / (n_fill + 1))
+    nq = np.where(is_new, qty, 0.0)
+    out[:, _P["new_imbalance"]] = ratio(total(nq * sign), total(nq))
 
-    _participant_channels(out, participant, is_cancel, is_fill, buy, qty, contra)
+    _participant_matrix(out, c, g, starts, is_cancel, is_fill, fq, sign, vol, cnt)
     return out
 
 
-def _participant_channels(
-    out: np.ndarray,
-    participant: np.ndarray,
-    is_cancel: np.ndarray,
-    is_fill: np.ndarray,
-    buy: np.ndarray,
-    qty: np.ndarray,
-    contra: np.ndarray,
-) -> None:
-    """Participant-level channels of one pane (written into `out`)."""
-    # Sorted unique names: ties for "most active" go to the smallest id, whatever the grouping.
-    names, code, counts = np.unique(participant.astype(str), return_inverse=True, return_counts=True)
-    shares = counts / counts.sum()
-    out[_P["participant_hhi"]] = float(np.sum(shares**2))
-    out[_P["log_participants"]] = _log1p(len(names))
-    top = int(np.argmax(counts))
-    out[_P["top_cancel_ratio"]] = float(np.sum(is_cancel & (code == top)) / counts[top])
-    if not is_fill.any():
-        return
-    fp = participant[is_fill].astype(str)
-    fc = np.array(["" if c is None or c != c else str(c) for c in contra[is_fill]], dtype=object)
-    fq = qty[is_fill].astype(np.float64)
-    fbuy = buy[is_fill]
-    vol = fq.sum()
-    same = np.array([a == b or firm_of(a) == firm_of(b) for a, b in zip(fp, fc, strict=True)])
-    out[_P["self_cross_share"]] = float(fq[same].sum() / vol)
-    top_name = names[top]
-    out[_P["top_volume_share"]] = float((fq[fp == top_name].sum() + fq[fc == top_name].sum()) / (2 * vol))
+def _group_median_gap(ts: np.ndarray, g: np.ndarray, same_group: np.ndarray, G: int, slide_ns: int) -> np.ndarray:
+    """Median inter-arrival (ns) per group; the slide length where a group has < 2 events."""
+    gaps = np.diff(ts)[same_group].astype(np.float64)
+    gg = g[1:][same_group]
+    med = np.full(G, float(slide_ns))
+    if len(gaps):
+        order = np.lexsort((gaps, gg))
+        s, sg = gaps[order], gg[order]
+        m = np.bincount(sg, minlength=G)
+        off = np.concatenate([[0], np.cumsum(m)[:-1]])
+        has = m > 0
+        lo, hi = off[has] + (m[has] - 1) // 2, off[has] + m[has] // 2
+        med[has] = (s[lo] + s[hi]) / 2.0
+    return med
 
-    # Front running: the pane's largest fill, if it stands out, and the net shares each third
-    # party traded in the same direction before it (fills are in ts order).
-    if len(fq) < 2:
-        return
-    big = int(np.argmax(fq))
-    others_mean = (vol - fq[big]) / (len(fq) - 1)
-    if fq[big] < LARGE_FILL_RATIO * others_mean or big == 0:
-        return
-    direction = 1.0 if fbuy[big] else -1.0
-    parties = {fp[big], fc[big]}
-    net: dict[str, float] = {}
-    for i in range(big):
-        leg = fq[i] if fbuy[i] else -fq[i]  # the order owner's signed shares; the contra has -leg
-        for who, signed in ((fp[i], leg), (fc[i], -leg)):
-            if who not in parties:
-                net[who] = net.get(who, 0.0) + direction * signed
-    if net:
-        out[_P["front_run_ratio"]] = float(np.clip(max(net.values()) / fq[big], 0.0, 1.0))
+
+def _participant_matrix(out: np.ndarray, c: dict[str, np.ndarray], g: np.ndarray, starts: np.ndarray,
+                        is_cancel: np.ndarray, is_fill: np.ndarray, fq: np.ndarray, sign: np.ndarray,
+                        vol: np.ndarray, cnt: np.ndarray) -> None:
+    """Participant-level channels of G panes (written into `out`)."""
+    G = len(starts)
+    contra = np.array(["" if v is None or v != v else str(v) for v in c["contra"]], dtype=object)
+    # One sorted code space for participants and contras: ties for "most active" go to the
+    # smallest id, whatever else is in the call.
+    names, inv = np.unique(np.concatenate([c["participant"].astype(str), contra.astype(str)]), return_inverse=True)
+    n = len(g)
+    code_p, code_c = inv[:n], inv[n:]
+    firm = np.unique([firm_of(str(x)) for x in names], return_inverse=True)[1]
+    P = len(names)
+
+    pair = g.astype(np.int64) * P + code_p
+    upair, pinv, pcount = np.unique(pair, return_inverse=True, return_counts=True)
+    pg = upair // P
+    out[:, _P["participant_hhi"]] = np.bincount(pg, weights=(pcount / cnt[pg]) ** 2, minlength=G)
+    out[:, _P["log_participants"]] = np.log1p(np.bincount(pg, minlength=G))
+    # top participant per group: most events, then smallest code (pairs are sorted by g, code)
+    order = np.lexsort((upair % P, -pcount, pg))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pg[order][1:] != pg[order][:-1]
+    top_pair = order[first]  # one per group, in group order
+    top_code = (upair % P)[top_pair]
+    pcancel = np.bincount(pinv, weights=is_cancel.astype(np.float64), minlength=len(upair))
+    out[:, _P["top_cancel_ratio"]] = pcancel[top_pair] / pcount[top_pair]
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.divide(num, den, out=np.zeros(G), where=den > 0)
+
+    same = is_fill & ((code_p == code_c) | (firm[code_p] == firm[code_c]))
+    out[:, _P["self_cross_share"]] = ratio(np.bincount(g, weights=np.where(same, fq, 0.0), minlength=G), vol)
+    tc = top_code[g]
+    top_vol = np.where(code_p == tc, fq, 0.0) + np.where(code_c == tc, fq, 0.0)
+    out[:, _P["top_volume_share"]] = ratio(np.bincount(g, weights=top_vol, minlength=G), 2 * vol)
+    out[:, _P["front_run_ratio"]] = _front_run(g[is_fill], fq[is_fill], sign[is_fill], code_p[is_fill],
+                                               code_c[is_fill], G, P)
+
+
+def _front_run(g: np.ndarray, q: np.ndarray, sign: np.ndarray, cp: np.ndarray, cc: np.ndarray,
+               G: int, P: int) -> np.ndarray:
+    """front_run_ratio per group from its fills (rows sorted by g, ts).
+
+    The group's largest fill (first if tied) is "large" if it is not the first fill and
+    >= LARGE_FILL_RATIO x the mean of the other fills. Each third party's net shares in the
+    large fill's direction over the earlier fills (owner leg +q*sign, contra leg -q*sign),
+    at most 1x the large fill, is the ratio's numerator; the largest one counts.
+    """
+    res = np.zeros(G)
+    if len(g) < 2:
+        return res
+    fstart = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    nf = np.diff(np.r_[fstart, len(g)])
+    fg = g[fstart]  # group of each fill run
+    run = np.repeat(np.arange(len(fstart)), nf)
+    pos = np.arange(len(g)) - fstart[run]  # rank of the fill inside its group
+    gmax = np.maximum.reduceat(q, fstart)
+    big_pos = np.minimum.reduceat(np.where(q == gmax[run], pos, len(g)), fstart)
+    vol = np.add.reduceat(q, fstart)
+    others_mean = np.divide(vol - gmax, nf - 1, out=np.full(len(fstart), np.inf), where=nf > 1)
+    large = (nf >= 2) & (big_pos > 0) & (gmax >= LARGE_FILL_RATIO * others_mean)
+    big_idx = fstart + big_pos
+    ahead = large[run] & (pos < big_pos[run])
+    if not ahead.any():
+        return res
+    r = run[ahead]
+    bi = big_idx[r]
+    direction = sign[bi]
+    legs_code = np.concatenate([cp[ahead], cc[ahead]])
+    legs_val = np.concatenate([q[ahead] * sign[ahead] * direction, -q[ahead] * sign[ahead] * direction])
+    legs_run = np.concatenate([r, r])
+    parties = np.concatenate([bi, bi])
+    keep = (legs_code != cp[parties]) & (legs_code != cc[parties])
+    if not keep.any():
+        return res
+    key = legs_run[keep].astype(np.int64) * P + legs_code[keep]
+    ukey, kinv = np.unique(key, return_inverse=True)
+    net = np.bincount(kinv, weights=legs_val[keep])
+    krun = ukey // P
+    best = np.full(len(fstart), -np.inf)
+    np.maximum.at(best, krun, net)
+    has = np.isfinite(best)
+    res[fg[has]] = np.clip(best[has] / gmax[has], 0.0, 1.0)
+    return res
 
 
 def _check_columns(df: pd.DataFrame, extra: Sequence[str]) -> None:
@@ -235,8 +294,9 @@ def _check_columns(df: pd.DataFrame, extra: Sequence[str]) -> None:
         )
 
 
-def _columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: df[c].to_numpy() for c in REQUIRED_COLUMNS}
+def _columns(df: pd.DataFrame, order: np.ndarray) -> dict[str, np.ndarray]:
+    """The kernel's columns as numpy arrays, rows taken in `order` (cheaper than df.iloc)."""
+    return {c: df[c].to_numpy()[order] for c in REQUIRED_COLUMNS}
 
 
 def pane_features_by_key(
@@ -251,18 +311,14 @@ def pane_features_by_key(
     # (keys are factorized first: lexsort cannot sort object arrays such as instrument names)
     codes = [pd.factorize(df[k], sort=True)[0] for k in reversed(keys)]
     order = np.lexsort([df["ts"].to_numpy()] + codes)
-    sdf = df.iloc[order]
-    cols = _columns(sdf)
-    key_arrays = [sdf[k].to_numpy() for k in keys]
-    change = np.zeros(len(sdf), dtype=bool)
+    key_arrays = [df[k].to_numpy()[order] for k in keys]
+    change = np.zeros(len(df), dtype=bool)
     change[0] = True
     for a in key_arrays:
         change[1:] |= a[1:] != a[:-1]
     starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], len(sdf))
-    X = np.empty((len(starts), N_PANE_CHANNELS), dtype=np.float32)
-    for g, (s, e) in enumerate(zip(starts, ends, strict=True)):
-        X[g] = _pane_vector(*(cols[c][s:e] for c in REQUIRED_COLUMNS), slide_ns=slide_ns)
+    g = np.cumsum(change) - 1
+    X = _pane_matrix(_columns(df, order), g, starts, slide_ns).astype(np.float32)
     keys_df = pd.DataFrame({k: a[starts] for k, a in zip(keys, key_arrays, strict=True)})
     return keys_df, X
 
@@ -277,23 +333,22 @@ def pane_features(df: pd.DataFrame, slide_ns: int = DEFAULT_SLIDE_NS) -> np.ndar
     if "pane" in df.columns:
         return pane_features_by_key(df, keys=("pane",), slide_ns=slide_ns)[1]
     _check_columns(df, ())
-    sdf = df.iloc[np.argsort(df["ts"].to_numpy(), kind="stable")]
-    cols = _columns(sdf)
-    return _pane_vector(*(cols[c] for c in REQUIRED_COLUMNS), slide_ns=slide_ns)[None].astype(np.float32)
-
-
-EMPTY_PANE: np.ndarray = _pane_vector(
-    *(np.array([], dtype=t) for t in (np.int64, object, object, object, float, np.int64, object, float, float, bool)),
-    slide_ns=DEFAULT_SLIDE_NS,
-).astype(np.float32)
-EMPTY_PANE.flags.writeable = False
+    if len(df) == 0:
+        return empty_pane(slide_ns)[None]
+    order = np.argsort(df["ts"].to_numpy(), kind="stable")
+    g = np.zeros(len(df), dtype=np.int64)
+    return _pane_matrix(_columns(df, order), g, np.array([0]), slide_ns).astype(np.float32)
 
 
 def empty_pane(slide_ns: int = DEFAULT_SLIDE_NS) -> np.ndarray:
-    """Pane vector of a pane without events (`EMPTY_PANE` for the default slide)."""
+    """Pane vector of a pane without events: zeros, but the gap is one slide long."""
     v = np.zeros(N_PANE_CHANNELS, dtype=np.float32)
     v[_P["gap_median_ms"]] = np.log1p(slide_ns / 1e6)
     return v
+
+
+EMPTY_PANE: np.ndarray = empty_pane(DEFAULT_SLIDE_NS)  # for the default 5 s slide
+EMPTY_PANE.flags.writeable = False
 
 
 # ---- window assembly ------------------------------------------------------------------

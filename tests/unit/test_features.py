@@ -189,3 +189,21 @@ def test_training_windows_equal_serving_windows():
         state = {int(p): Xi[i] for i, p in enumerate(panes)}  # what the keyed assembler holds
         for k, p in enumerate(end):
             assert np.array_equal(ft.window_tensor(state, int(p), 12), W[k])
+
+
+def test_vectorized_kernel_matches_plain_per_pane_loop():
+    from tests.unit.reference_features import _pane_vector
+
+    df = random_events(3000, 2)
+    # some large fills after smaller ones, so front running is exercised too
+    big = df.index[(df["event"] == "fill")][::15]
+    df.loc[big, "qty"] = 40_000
+    keys, X = ft.pane_features_by_key(df)
+    cols = ["ts", "event", "participant", "side", "price", "qty", "contra", "bid", "ask", "hidden"]
+    checked_front = 0
+    for i, (inst, pane) in enumerate(zip(keys["instrument"], keys["pane"], strict=True)):
+        grp = df[(df["instrument"] == inst) & (df["pane"] == pane)].sort_values("ts", kind="stable")
+        want = _pane_vector(*(grp[c].to_numpy() for c in cols), slide_ns=ft.DEFAULT_SLIDE_NS)
+        np.testing.assert_allclose(X[i], want.astype(np.float32), rtol=2e-6, atol=1e-5, err_msg=f"{inst} {pane}")
+        checked_front += want[PANE_CHANNELS.index("front_run_ratio")] > 0
+    assert checked_front > 5
