@@ -25,6 +25,7 @@ scoring stage delivers out of order, releasing a window once the watermark passe
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +68,7 @@ class InstrumentState:
     channels: list[RobustEwma] = field(default_factory=list)
     episode: Episode | None = None
     last_end: int | None = None  # window_end of the last window processed
-    pending: list[str] = field(default_factory=list)  # reorder buffer: ScoredWindow JSON
+    pending: list[list[Any]] = field(default_factory=list)  # reorder buffer: [window_end, JSON], sorted
     stale: int = 0  # windows that arrived after a later one was already processed
     last_thr: list[Any] | None = None  # [value, source, regime, global] of the last window
 
@@ -98,7 +99,7 @@ class InstrumentState:
             channels=[RobustEwma.from_list(v) for v in d["channels"]],
             episode=ep,
             last_end=d["last_end"],
-            pending=list(d["pending"]),
+            pending=[[int(e), str(j)] for e, j in d["pending"]],
             stale=int(d["stale"]),
             last_thr=d["last_thr"],
         )
@@ -108,24 +109,23 @@ class InstrumentState:
 def enqueue(state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig) -> list[ScoredWindow]:
     """Buffer a window until the watermark passes it; returns windows forced out early.
 
-    The buffer is bounded: past `max_pending` the oldest windows are released now (in
+    The buffer is kept sorted by window_end ([end, json] pairs, so nothing is parsed to
+    order it) and bounded: past `max_pending` the oldest windows are released now (in
     order), which is only wrong if an even older one is still in flight.
     """
-    state.pending.append(w.to_json())
-    if len(state.pending) <= cfg.max_pending:
+    bisect.insort(state.pending, [w.window_end, w.to_json()], key=lambda p: p[0])
+    n_out = len(state.pending) - cfg.max_pending
+    if n_out <= 0:
         return []
-    ws = sorted((ScoredWindow.from_json(p) for p in state.pending), key=lambda x: x.window_end)
-    n_out = len(ws) - cfg.max_pending
-    state.pending = [x.to_json() for x in ws[n_out:]]
-    return ws[:n_out]
+    out, state.pending = state.pending[:n_out], state.pending[n_out:]
+    return [ScoredWindow.from_json(j) for _, j in out]
 
 
 def release(state: InstrumentState, watermark: int) -> list[ScoredWindow]:
     """Windows whose end the watermark has passed (window_end - 1 <= watermark), in order."""
-    ws = [ScoredWindow.from_json(p) for p in state.pending]
-    ready = sorted((w for w in ws if w.window_end - 1 <= watermark), key=lambda x: x.window_end)
-    state.pending = [w.to_json() for w in ws if w.window_end - 1 > watermark]
-    return ready
+    n = bisect.bisect_right(state.pending, watermark + 1, key=lambda p: p[0])
+    out, state.pending = state.pending[:n], state.pending[n:]
+    return [ScoredWindow.from_json(j) for _, j in out]
 
 
 # ---- decision -------------------------------------------------------------------------
