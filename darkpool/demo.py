@@ -84,14 +84,14 @@ def ensure_market(preset: str) -> Path:
     return out
 
 
-def ensure_model(data: Path, preset: str) -> Path:
+def ensure_model(data: Path, preset: str, minutes: float) -> Path:
     art = paths.artifacts_dir() / f"demo-{preset}"
     if (art / "VERSION").exists():
         click.echo(f"  reusing {art} (version {(art / 'VERSION').read_text().strip()})")
         return art
     _need("model.train", "model training")
     click.echo(f"  training a small model on {data} (progress below) ...")
-    cmd = [sys.executable, "-m", "darkpool.cli", "train", "--data", str(data), "--out", str(art), "--preset", "small"]
+    cmd = [sys.executable, "-m", "darkpool.cli", "train", "--data", str(data), "--out", str(art), "--preset", "small", "--max-minutes", str(minutes)]
     if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0 or not (art / "VERSION").exists():
         raise click.ClickException(f"training failed (command: {' '.join(cmd)})")
     return art
@@ -228,9 +228,11 @@ def summary(data: Path, alerts: list[dict[str, Any]], slack_ms: int) -> None:
 @click.option("--speed", type=float, default=0.0, show_default=True, help="replay speed (0 = as fast as possible)")
 @click.option("--settle", type=float, default=45.0, show_default=True, help="seconds without a new alert that end the demo")
 @click.option("--max-wait", type=float, default=1800.0, show_default=True, help="hard limit on the watch phase, seconds")
+@click.option("--train-minutes", type=float, default=8.0, show_default=True, help="training budget when no model exists yet")
 @click.option("--job-arg", "job_args", multiple=True, help="extra flag for the job (repeatable)")
 @click.option("--stop", "stop_only", is_flag=True, help="cancel the demo's job and stop its scorer, then exit")
-def demo(preset: str, speed: float, settle: float, max_wait: float, job_args: tuple[str, ...], stop_only: bool) -> None:
+def demo(preset: str, speed: float, settle: float, max_wait: float, train_minutes: float, job_args: tuple[str, ...],
+         stop_only: bool) -> None:  # fmt: skip
     """Run the whole product locally on a simulated market and summarize what it caught."""
     if stop_only:
         return _stop_all()
@@ -240,7 +242,7 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, job_args: tu
     step(2, f"simulated market ({preset})")
     data = ensure_market(preset)
     step(3, "model")
-    artifact = ensure_model(data, preset)
+    artifact = ensure_model(data, preset, train_minutes)
     step(4, "scorer service")
     ensure_scorer(stack, artifact)
     step(5, "detection job")
