@@ -46,6 +46,7 @@ _DEFAULTS = {"contra": -1, "episode": -1}
 
 _CONST: dict[tuple[str, int], np.ndarray] = {}
 _CONST_MAX = 1 << 16  # bigger blocks (normal flow) get their own arrays
+_CACHEABLE = {"inst", "venue", "ev", "side", "pk", "label", "scen", "part"}  # few distinct values
 
 
 def _const(name: str, value: int, n: int) -> np.ndarray:
@@ -74,6 +75,9 @@ def block(n: int, **cols: object) -> Block:
             out[name] = _const(name, _DEFAULTS.get(name, 0), n)
             continue
         value = cols[name]
+        if name in _CACHEABLE and isinstance(value, int | np.integer):
+            out[name] = _const(name, int(value), n)
+            continue
         if isinstance(value, np.ndarray) and value.ndim == 1:
             if len(value) != n:
                 raise ValueError(f"column {name} has {len(value)} rows, expected {n}")

@@ -34,7 +34,7 @@ from darkpool.market.events import (
     concat,
 )
 from darkpool.market.nbbo import Impact
-from darkpool.market.universe import TYPES, Universe, other_account, pick_contra, pick_participants
+from darkpool.market.universe import TYPES, Universe, other_account, pick_contra
 
 P_HIDDEN_ORDER = 0.36  # share of non-displayed orders in normal flow (flow.HIDDEN_P mix)
 P_ODD_LOT = 0.08  # ... and of odd-lot sizes, so neither column singles manipulators out
@@ -60,8 +60,10 @@ class EpisodeCtx:
         return np.arange(start, start + n, dtype=np.int64)
 
     def participant(self, type_name: str | None = None) -> int:
-        t = self.rng.integers(len(TYPES)) if type_name is None else TYPES.index(type_name)
-        return int(pick_participants(self.uni, self.rng, np.array([t]))[0])
+        """A manipulator: any type (uniformly) or the given one, by activity within the type."""
+        t = int(self.rng.integers(len(TYPES))) if type_name is None else TYPES.index(type_name)
+        members, cdf = self.uni.type_members[t], self.uni.type_cdf[t]
+        return int(members[min(int(np.searchsorted(cdf, self.rng.random())), len(members) - 1)])
 
     def orders(self, ts, part, side, qty, pv, *, label: bool = True, hidden=None) -> Block:  # noqa: ANN001
         """`new` rows of fresh orders (arrays or scalars broadcast to len(ts)); non-displayed

@@ -92,13 +92,10 @@ def _apply_impacts(ret: np.ndarray, spread: np.ndarray, impacts: list[Impact], c
                 ret[imp.inst, c1:r1] -= imp.revert * imp.logret / (r1 - c1)
 
 
-def make_nbbo(
-    cfg: SimConfig,
-    rng: np.random.Generator,
-    uni: Universe,
-    regime: np.ndarray,
-    impacts: list[Impact],
-) -> Nbbo:
+def base_returns(
+    cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mid returns and spreads (ticks) per (instrument, cell), before any episode."""
     n_inst, n_cells = regime.shape
     cell_s = cfg.grid_ms / 1000
     u = intraday_u(cfg, n_cells)
@@ -119,7 +116,11 @@ def make_nbbo(
     n_blocks = -(-n_cells // per)
     flicker = np.repeat(rng.poisson(0.3, size=(n_inst, n_blocks)), per, axis=1)[:, :n_cells]
     spread = TIER_SPREAD[uni.tier][:, None] + REGIME_SPREAD[regime] + flicker
+    return ret, spread
 
+
+def finish_nbbo(cfg: SimConfig, uni: Universe, ret: np.ndarray, spread: np.ndarray, impacts: list[Impact]) -> Nbbo:
+    """Add the episodes' impacts, integrate the returns, put bid/ask on the tick grid (in place)."""
     _apply_impacts(ret, spread, impacts, cfg)
     mid_t = np.cumsum(ret, axis=1, out=ret)
     np.exp(mid_t, out=mid_t)
@@ -127,3 +128,9 @@ def make_nbbo(
     mid_t -= spread * 0.5
     bid_t = np.maximum(1, np.rint(mid_t, out=mid_t)).astype(np.int32)
     return Nbbo(cfg.open_ns, cfg.grid_ms * NS // 1000, bid_t, bid_t + spread.astype(np.int32))
+
+
+def make_nbbo(
+    cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray, impacts: list[Impact]
+) -> Nbbo:
+    return finish_nbbo(cfg, uni, *base_returns(cfg, rng, uni, regime), impacts)

@@ -9,6 +9,7 @@ for evaluation by regime). Same config and seed -> identical tables.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from darkpool.market.config import SimConfig
 from darkpool.market.episodes import make_episodes
 from darkpool.market.events import CANCEL, NEW, PK_COPY, Block, concat, resolve_prices, size, take
 from darkpool.market.flow import normal_flow
-from darkpool.market.nbbo import make_nbbo
+from darkpool.market.nbbo import base_returns, finish_nbbo
 from darkpool.market.universe import make_regimes, make_universe, regime_spells
 from udfs.schemas import (
     EPISODE_SCHEMA,
@@ -53,20 +54,31 @@ class SimResult:
     config: SimConfig
 
 
-def _normal_rows(cfg: SimConfig, rng: np.random.Generator, uni, regime, n_rows: int, oid0: int) -> tuple[Block, np.ndarray]:  # noqa: ANN001
-    """Normal flow and a mask keeping exactly `n_rows` of it: draw a few percent more, then
-    drop what falls after the close and random cancels (an order whose cancel is dropped
-    simply rests until the close). A mask, not a copy: the caller takes rows once."""
+def _trim(cfg: SimConfig, rng: np.random.Generator, flow: Block, n_rows: int) -> np.ndarray | None:
+    """Mask keeping exactly `n_rows` of the normal flow: what falls after the close goes,
+    then random cancels (an order whose cancel is dropped simply rests until the close).
+    None when the flow is too small. A mask, not a copy: the caller gathers rows once."""
+    keep = flow["ts"] < cfg.close_ns
+    excess = int(keep.sum()) - n_rows
+    cancels = np.flatnonzero(keep & (flow["ev"] == CANCEL))
+    if not 0 <= excess <= len(cancels):
+        return None
+    keep[rng.choice(cancels, size=excess, replace=False)] = False
+    return keep
+
+
+def _normal_rows(cfg: SimConfig, rng: np.random.Generator, uni, regime, n_rows: int,  # noqa: ANN001
+                 first: Block | None) -> tuple[Block, np.ndarray]:
+    """Normal flow of exactly `n_rows` rows: `first` was drawn ~4% larger; if it still
+    falls short (rare), draw again, larger."""
     factor = 1.04
+    flow = first if first is not None else normal_flow(cfg, rng, uni, regime, n_rows * factor, 0)
     for _ in range(6):
-        flow = normal_flow(cfg, rng, uni, regime, n_rows * factor, oid0)
-        keep = flow["ts"] < cfg.close_ns
-        excess = int(keep.sum()) - n_rows
-        cancels = np.flatnonzero(keep & (flow["ev"] == CANCEL))
-        if 0 <= excess <= len(cancels):
-            keep[rng.choice(cancels, size=excess, replace=False)] = False
+        keep = _trim(cfg, rng, flow, n_rows)
+        if keep is not None:
             return flow, keep
-        factor *= 1.05 * n_rows / max(int(keep.sum()), 1)
+        factor *= 1.05 * n_rows / max(int((flow["ts"] < cfg.close_ns).sum()), 1)
+        flow = normal_flow(cfg, rng, uni, regime, n_rows * factor, 0)
     raise RuntimeError(f"could not size the normal flow to {n_rows} rows; report this config: {cfg}")
 
 
@@ -83,24 +95,31 @@ def _to_table(cfg: SimConfig, uni, b: Block, price: np.ndarray, bid: np.ndarray,
     rank[b["oid"][new_rows]] = np.arange(len(new_rows))
     order_no = rank[b["oid"]]
     assert (order_no >= 0).all(), "every order must have a new event"
-    order_id = pc.cast(pa.array(order_no + 1), pa.string())
+    # Building the string columns is most of the cost here; Arrow kernels release the GIL,
+    # so two threads build them side by side.
+    jobs = {
+        "instrument": lambda: _strings(uni.symbols, b["inst"]),
+        "venue": lambda: _strings(cfg.venues, b["venue"]),
+        "event": lambda: _strings(EVENT_KINDS, b["ev"]),
+        "order_id": lambda: pc.binary_join_element_wise("O", pc.cast(pa.array(order_no + 1), pa.string()), ""),
+        "participant": lambda: _strings(uni.part_names, b["part"]),
+        "side": lambda: _strings(SIDES, b["side"]),
+        "contra": lambda: _strings(uni.part_names, np.maximum(b["contra"], 0), null=b["contra"] < 0),
+        "scenario": lambda: _strings(SCENARIOS, b["scen"]),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        strings = dict(zip(jobs, pool.map(lambda job: job(), jobs.values()), strict=True))
     cols = {
+        **strings,
         "ts": pa.array(b["ts"], pa.int64()),
-        "instrument": _strings(uni.symbols, b["inst"]),
-        "venue": _strings(cfg.venues, b["venue"]),
-        "event": _strings(EVENT_KINDS, b["ev"]),
-        "order_id": pc.binary_join_element_wise("O", order_id, ""),
-        "participant": _strings(uni.part_names, b["part"]),
-        "side": _strings(SIDES, b["side"]),
         "price": pa.array(price, pa.float64()),
         "qty": pa.array(b["qty"], pa.int64()),
-        "contra": _strings(uni.part_names, np.maximum(b["contra"], 0), null=b["contra"] < 0),
         "bid": pa.array(bid, pa.float64()),
         "ask": pa.array(ask, pa.float64()),
         "hidden": pa.array(b["hidden"], pa.bool_()),
         "label": pa.array(b["label"], pa.int8()),
-        "scenario": _strings(SCENARIOS, b["scen"]),
     }
+    cols = {name: cols[name] for name in LABELED_SCHEMA.names}
     return pa.table(cols, schema=LABELED_SCHEMA)
 
 
@@ -108,7 +127,7 @@ class _Stages:
     """Progress bar over the stages, and per-stage wall times for the benchmark."""
 
     def __init__(self, progress: bool, timings: dict[str, float] | None) -> None:
-        self.bar = tqdm(total=5, desc="generate", disable=not progress, unit="stage")
+        self.bar = tqdm(total=4, desc="generate", disable=not progress, unit="stage")
         self.timings = timings if timings is not None else {}
         self.t = time.perf_counter()
 
@@ -120,23 +139,44 @@ class _Stages:
         self.bar.update()
 
 
+def _timed(timings: dict[str, float], name: str, fn, *args):  # noqa: ANN001, ANN202
+    t = time.perf_counter()
+    out = fn(*args)
+    timings[name] = time.perf_counter() - t
+    return out
+
+
 def simulate(cfg: SimConfig, progress: bool = False, timings: dict[str, float] | None = None) -> SimResult:
-    """Generate one data set; `timings` (if given) receives the seconds per stage."""
+    """Generate one data set; `timings` (if given) receives the seconds per stage.
+
+    The episodes (Python-heavy) run in this thread while the normal flow and the base NBBO
+    path (big numpy arrays, which release the GIL) run in worker threads: the two cores
+    overlap. Each part has its own random stream spawned from the seed, so the result
+    does not depend on thread timing.
+    """
     bar = _Stages(progress, timings)
-    rng = np.random.default_rng(cfg.seed)
-    uni = make_universe(cfg, rng)
+    streams = np.random.SeedSequence(cfg.seed).spawn(5)
+    rng_uni, rng_ep, rng_nbbo, rng_flow, rng_trim = (np.random.default_rng(s) for s in streams)
+    uni = make_universe(cfg, rng_uni)
     n_cells = cfg.duration_s * 1000 // cfg.grid_ms
-    regime = make_regimes(cfg, rng, n_cells, uni.n_inst)
-    next_oid = [0]
+    regime = make_regimes(cfg, rng_uni, n_cells, uni.n_inst)
     target = int(round(cfg.anomaly_rate * cfg.n_events))
-    episodes, impacts, ep_rows = make_episodes(cfg, rng, uni, target, next_oid)
-    bar.done("universe_and_episodes")
-    nbbo = make_nbbo(cfg, rng, uni, regime, impacts)
-    bar.done("nbbo")
+    n_flow = (cfg.n_events - target) * 1.04
+    parallel: dict[str, float] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        flow_f = pool.submit(_timed, parallel, "normal_flow", normal_flow, cfg, rng_flow, uni, regime, n_flow, 0)
+        base_f = pool.submit(_timed, parallel, "nbbo_base", base_returns, cfg, rng_nbbo, uni, regime)
+        next_oid = [0]
+        episodes, impacts, ep_rows = _timed(parallel, "episodes", make_episodes, cfg, rng_ep, uni, target, next_oid)
+        first_flow, (ret, spread) = flow_f.result(), base_f.result()
+    bar.timings.update({f"{k} (in parallel)": v for k, v in parallel.items()})
+    bar.done("parallel_phase")
+    nbbo = finish_nbbo(cfg, uni, ret, spread, impacts)
     if size(episodes) >= cfg.n_events:
         raise ValueError(f"anomaly_rate {cfg.anomaly_rate} leaves no room for normal flow in {cfg.n_events} events")
-    flow, keep = _normal_rows(cfg, rng, uni, regime, cfg.n_events - size(episodes), next_oid[0])
-    bar.done("normal_flow")
+    flow, keep = _normal_rows(cfg, rng_trim, uni, regime, cfg.n_events - size(episodes), first_flow)
+    episodes = dict(episodes, oid=episodes["oid"] + int(flow["oid"].max(initial=-1)) + 1)  # ids after the flow's
+    bar.done("nbbo_and_trim")
 
     b = concat([flow, episodes])
     rows = np.flatnonzero(np.concatenate([keep, np.ones(size(episodes), dtype=bool)]))
@@ -161,16 +201,25 @@ def simulate(cfg: SimConfig, progress: bool = False, timings: dict[str, float] |
 
 
 def write(result: SimResult, out_dir: Path, validate: bool = True) -> dict[str, Path]:
-    """Write the three Parquet files; validates the events against the contract first."""
-    if validate:
-        validate_table(result.events)
+    """Write the three Parquet files. The events are validated against the contract while
+    they are being written (two cores), into a temporary file renamed only when valid."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / v for k, v in FILES.items()}
-    # Speed over size: snappy, dictionaries only for the low-cardinality strings, delta
-    # encoding for the sorted timestamps, statistics only where readers filter (ts).
-    pq.write_table(result.events, paths["events"], compression="snappy", row_group_size=1 << 20,
-                   use_dictionary=DICT_COLUMNS, column_encoding={"ts": "DELTA_BINARY_PACKED"},
-                   write_statistics=["ts", "instrument"])
+    tmp = out_dir / f".{FILES['events']}.tmp"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        check = pool.submit(validate_table, result.events) if validate else None
+        # Speed over size: snappy, dictionaries only for the low-cardinality strings, delta
+        # encoding for the sorted timestamps, statistics only where readers filter.
+        pq.write_table(result.events, tmp, compression="snappy", row_group_size=1 << 20,
+                       use_dictionary=DICT_COLUMNS, column_encoding={"ts": "DELTA_BINARY_PACKED"},
+                       write_statistics=["ts", "instrument"])
+        try:
+            if check is not None:
+                check.result()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    tmp.replace(paths["events"])
     pq.write_table(result.episodes, paths["episodes"])
     pq.write_table(result.regimes, paths["regimes"])
     return paths

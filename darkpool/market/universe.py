@@ -97,18 +97,6 @@ def make_universe(cfg: SimConfig, rng: np.random.Generator) -> Universe:
     return dataclasses.replace(uni, order_cdf=mix_cdf(uni, ORDER_TYPE_SHARE), contra_cdf=mix_cdf(uni, CONTRA_TYPE_SHARE))
 
 
-def pick_participants(
-    uni: Universe, rng: np.random.Generator, types: np.ndarray
-) -> np.ndarray:
-    """One participant per entry of `types`, weighted by activity within the type."""
-    u = rng.random(len(types))
-    out = np.empty(len(types), dtype=np.int32)
-    for t, (members, cdf) in enumerate(zip(uni.type_members, uni.type_cdf, strict=True)):
-        mask = types == t
-        out[mask] = members[np.minimum(np.searchsorted(cdf, u[mask]), len(members) - 1)]
-    return out
-
-
 def mix_cdf(uni: Universe, type_share: np.ndarray) -> np.ndarray:
     """CDF over all participants: type drawn by `type_share`, then a member by activity."""
     w = np.zeros(len(uni.part_names))
