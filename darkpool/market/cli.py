@@ -32,7 +32,8 @@ def _duration_s(text: str | None) -> int | None:
 @click.option("--out", type=click.Path(path_type=Path), help="output folder [default: <data dir>/<preset>]")
 @click.option("--plot", is_flag=True, help="also write a PNG of one instrument (NBBO, fills, episodes)")
 @click.option("--plot-instrument", help="instrument for --plot [default: the one with most episodes]")
-def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plot, plot_instrument) -> None:  # noqa: ANN001
+@click.option("--check", is_flag=True, help="also verify the data invariants (time order, NBBO, labels vs episodes, ...)")
+def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plot, plot_instrument, check) -> None:  # noqa: ANN001
     """Simulate a dark pool with labeled manipulation; write events/episodes/regimes Parquet."""
     from darkpool.market.simulate import simulate, write
     from darkpool.paths import data_dir
@@ -54,6 +55,13 @@ def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plo
                f"{secs:.1f} s ({ev.num_rows / secs:,.0f} events/s)")
     for name, path in paths.items():
         click.echo(f"  {name:8s} {path}")
+    if check:
+        from darkpool.market.invariants import check_all
+
+        problems = check_all(result)
+        if problems:
+            raise click.ClickException("generated data breaks its invariants (a simulator bug): " + "; ".join(problems))
+        click.echo("  check    all invariants hold")
     if plot:
         from darkpool.market import plot as market_plot
 

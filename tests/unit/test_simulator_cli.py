@@ -79,9 +79,9 @@ def test_replay_paces_at_speed(small) -> None:
 
 def test_generate_cli_writes_files_and_plot(tmp_path) -> None:
     res = CliRunner().invoke(cli, ["generate", "--preset", "tiny", "--events", "5000", "--seed", "3",
-                                   "--out", str(tmp_path), "--plot"])
+                                   "--out", str(tmp_path), "--plot", "--check"])
     assert res.exit_code == 0, res.output
-    assert "5,000 events" in res.output
+    assert "5,000 events" in res.output and "all invariants hold" in res.output
     assert pq.read_metadata(tmp_path / "events.parquet").num_rows == 5_000
     assert (tmp_path / "instrument.png").stat().st_size > 10_000
 
