@@ -51,7 +51,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-batch", type=int, default=512)
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
+    ap.add_argument("--threads", type=int, default=1, help="scorer torch threads (0 = torch default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the in-process figures use the same thread count
 
     with tempfile.TemporaryDirectory() as tmp:
         artifact = args.artifact
@@ -63,13 +66,13 @@ def main() -> None:
         shape = (art.cfg.n_buckets, art.cfg.n_channels)
         result = {
             "bench": "scorer", "preset": args.preset if args.artifact is None else str(artifact),
-            "device": args.device, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
+            "device": args.device, "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+            "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "scorer_threads": args.threads,
             "in_process": [in_process(artifact, b, 1.0) for b in (64, 256, 1024)],
             "service": [],
         }
         proc, url = start_scorer(artifact, ["--device", args.device, "--max-batch", str(args.max_batch),
-                                            "--max-delay-ms", str(args.max_delay_ms)])
+                                            "--max-delay-ms", str(args.max_delay_ms), "--threads", str(args.threads)])
         try:
             for b in [int(v) for v in args.batches.split(",")]:
                 for c in [int(v) for v in args.clients.split(",")]:
