@@ -1,0 +1,327 @@
+"""The surveillance job: trades -> panes -> sliding windows -> scorer -> thresholds -> alerts.
+
+Graph (operator names as in the web UI; every operator has a stable uid):
+
+    source (Kafka raw payload, or a JSON-lines file)         JVM: JSON_VALUE, validation,
+      -> typed / checked / split (SQL views, udfs/sources.py)     rowtime + watermark
+      -> panes: TUMBLE(slide) pandas UDAF per instrument (udfs/pane_udaf.py)
+      -> "split-dead-letters": pane rows / dead letters (udfs/deadletter.py)
+      -> "assemble-windows": last T panes -> window [T, F] (udfs/assembler.py)
+      -> "score-windows": async I/O to the scorer (udfs/scoring.py)
+      -> "adaptive-threshold": per-instrument thresholds + coalescing (udfs/process.py)
+      -> "alerts-sink" EXACTLY_ONCE Kafka (+ "alerts-fast-sink" AT_LEAST_ONCE)
+    dead letters -> "dead-letter-sink" AT_LEAST_ONCE Kafka (ids make repeats visible)
+
+Run on a cluster:
+    flink run -d -py jobs/detect_anomalies.py -pyfs <repo or zip> -pyexec <python> [FLAGS]
+    darkpool submit -- [FLAGS]                       (same, against the local stack)
+Run locally on the mini cluster (needs a scorer on --scorer-url):
+    python jobs/detect_anomalies.py --backtest data/tiny/events.parquet
+    (alerts and dead letters are printed unless --to-kafka is given)
+
+Flags (defaults from JobConfig / darkpool.config, which also read DARKPOOL_<FIELD>):
+    --bootstrap-servers H:P    Kafka brokers
+    --trades-topic T           input topic (JSON events, udfs/schemas.py contract)
+    --alerts-topic T           exactly-once alerts (visible at each checkpoint)
+    --alerts-fast-topic T      at-least-once alerts (with --fast-alerts)
+    --dead-letter-topic T      malformed and late events, with the reason
+    --scorer-url URL           scorer service (Open Inference Protocol v2)
+    --window-size S / --window-slide S   sliding window (size multiple of slide), seconds
+    --out-of-orderness-ms N    bounded out-of-orderness of the watermark
+    --idle-timeout-ms N        source idleness (a silent partition stops holding the watermark)
+    --checkpoint-interval-ms N exactly-once alerts become visible at this cadence
+    --async-capacity N         scorer requests in flight per subtask (backpressure beyond)
+    --scorer-timeout-s F / --scorer-retries N / --scorer-backoff-s F
+    --transaction-timeout-ms N Kafka transaction timeout (<= broker max, 1 h)
+    --tx-prefix P              transactional id prefix (default: job name + alerts topic)
+    --start-from committed|earliest|latest   where the source starts without a checkpoint
+    --fast-alerts              also write the at-least-once fast alerts topic
+    --parallelism N            default parallelism (0 = the cluster's)
+    --restart-attempts N       fixed-delay restarts before the job fails (scorer outages)
+    --job-name NAME            Flink job name (also seeds the consumer group / tx prefix)
+    --backtest PATH            read a contract Parquet (or .jsonl) file instead of Kafka
+    --to-kafka                 with --backtest: write alerts / dead letters to Kafka too
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+if __package__ in (None, ""):  # `flink run -py jobs/detect_anomalies.py` / `python jobs/...`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pyflink.common import Configuration, Time, Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.async_data_stream import AsyncDataStream
+from pyflink.datastream.connectors import Sink
+from pyflink.table import StreamTableEnvironment
+
+from darkpool.config import KafkaConfig, ScorerEndpoint, WindowConfig, from_env
+from jobs.job_config import JobConfig
+from udfs import sources
+from udfs.assembler import WINDOW_TYPE, WindowAssembler
+from udfs.deadletter import DEAD_LETTERS, PANE_TYPE, SplitDeadLetters
+from udfs.pane_udaf import make_pane_udaf, pane_query
+from udfs.process import HOUSEKEEPING, decide
+from udfs.scoring import ScoreWindows
+
+# A sink is a connector Sink (sink_to) or a function attaching one (print, tests).
+SinkLike = Sink | Callable[[DataStream], Any]
+
+
+@dataclass
+class Pipeline:
+    """The streams build_pipeline made (tests and the benchmark attach to them)."""
+
+    panes: DataStream
+    windows: DataStream
+    scored: DataStream
+    alerts: DataStream
+    dead_letters: DataStream
+
+
+def _attach(stream: DataStream, sink: SinkLike | None, uid: str) -> None:
+    if sink is None:
+        return
+    if isinstance(sink, Sink):
+        stream.sink_to(sink).name(uid).uid(uid)
+    else:
+        sink(stream)
+
+
+def union_query(main_view: str, side_view: str, slide_s: int) -> str:
+    """Pane rows and side rows in one insert-only table (one source scan, one conversion).
+
+    Converting two tables to DataStreams would plan the source twice (two Kafka readers
+    decoding everything twice); one UNION ALL keeps a single scan.
+    """
+    null = "CAST(NULL AS {})".format
+    panes = f"""SELECT 'pane' AS kind, instrument, p.pane AS pane, p.max_ts_ms AS max_ts_ms,
+  p.feats AS feats, p.parts AS parts, p.part_n AS part_n,
+  {null("STRING")} AS reason, {null("STRING")} AS payload, {null("INT")} AS src_partition,
+  {null("BIGINT")} AS src_offset, {null("BIGINT")} AS ts, {null("BIGINT")} AS watermark_ms
+FROM ({pane_query(main_view, slide_s)})"""
+    side = f"""SELECT kind, {null("STRING")}, {null("BIGINT")}, {null("BIGINT")},
+  {null("ARRAY<FLOAT>")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")},
+  reason, payload, src_partition, src_offset, ts, watermark_ms
+FROM {side_view}"""
+    return f"{panes}\nUNION ALL\n{side}"
+
+
+def build_pipeline(
+    t_env: StreamTableEnvironment,
+    main_view: str,
+    side_view: str,
+    cfg: JobConfig,
+    *,
+    alerts_sink: SinkLike | None,
+    dead_letter_sink: SinkLike | None,
+    fast_alerts_sink: SinkLike | None = None,
+    source_topic: str | None = None,
+) -> Pipeline:
+    """Wire the job between its sources (views from udfs.sources) and its sinks."""
+    w = cfg.window
+    t_env.create_temporary_function("pane_agg", make_pane_udaf(w.slide_ns))
+    rows = t_env.to_data_stream(t_env.sql_query(union_query(main_view, side_view, w.slide_s)))
+    panes = (
+        rows.process(SplitDeadLetters(source_topic), output_type=PANE_TYPE)
+        .name("split-dead-letters")
+        .uid("split-dead-letters")
+    )
+    dead = panes.get_side_output(DEAD_LETTERS)
+    windows = (
+        panes.key_by(lambda r: r[0], key_type=Types.STRING())
+        .process(WindowAssembler(w.n_buckets, w.slide_s), output_type=WINDOW_TYPE)
+        .name("assemble-windows")
+        .uid("assemble-windows")
+    )
+    scorer = ScoreWindows(
+        cfg.scorer.scorer_url,
+        cfg.scorer.model_name,
+        w.n_buckets,
+        cfg.scorer_timeout_s,
+        cfg.scorer_retries,
+        cfg.scorer_backoff_s,
+    )
+    # Timeout 0: no per-record timer thread; each attempt is bounded inside the coroutine.
+    scored = (
+        AsyncDataStream.unordered_wait(windows, scorer, Time.milliseconds(0), cfg.async_capacity, Types.STRING())
+        .name("score-windows")
+        .uid("score-windows")
+    )
+    alerts = decide(scored)
+    # AdaptiveThreshold yields housekeeping lines on a side output; PyFlink treats side
+    # output tuples as main records (and fails) unless the side stream is consumed.
+    (
+        alerts.get_side_output(HOUSEKEEPING)
+        .filter(lambda _: False)
+        .name("housekeeping-discard")
+        .uid("housekeeping-discard")
+        .print()
+        .name("housekeeping-sink")
+        .uid("housekeeping-sink")
+    )
+    _attach(alerts, alerts_sink, "alerts-sink")
+    _attach(alerts, fast_alerts_sink, "alerts-fast-sink")
+    _attach(dead, dead_letter_sink, "dead-letter-sink")
+    return Pipeline(panes, windows, scored, alerts, dead)
+
+
+# ---- environment, sources and sinks (main) ---------------------------------------------
+
+
+def make_env(cfg: JobConfig, jars: list[str] = ()) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    conf = Configuration()
+    conf.set_string("pipeline.name", cfg.job_name)
+    conf.set_string("restart-strategy.type", "fixed-delay")
+    conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))
+    conf.set_string("restart-strategy.fixed-delay.delay", f"{cfg.restart_delay_ms} ms")
+    conf.set_string("execution.checkpointing.interval", f"{cfg.checkpoint_interval_ms} ms")
+    conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
+    conf.set_string("execution.checkpointing.timeout", f"{cfg.checkpoint_timeout_ms} ms")
+    conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    conf.set_string("python.fn-execution.bundle.size", str(cfg.python_bundle_size))
+    conf.set_string("python.fn-execution.bundle.time", str(cfg.python_bundle_time_ms))
+    conf.set_string("python.fn-execution.arrow.batch.size", str(cfg.arrow_batch_size))
+    if jars:
+        conf.set_string("pipeline.jars", ";".join(jars))
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    if cfg.parallelism:
+        env.set_parallelism(cfg.parallelism)
+    return env, StreamTableEnvironment.create(env)
+
+
+def register_source(t_env: StreamTableEnvironment, cfg: JobConfig, backtest: str | None) -> tuple[str, str, str | None]:
+    """Create the raw table + views; returns (main view, side view, source topic or None)."""
+    if backtest is None:
+        t_env.execute_sql(sources.kafka_raw_ddl("trades_raw", cfg))
+        return (*sources.register_views(t_env, "trades_raw", has_metadata=True), cfg.kafka.trades_topic)
+    path = backtest
+    if backtest.endswith(".parquet"):
+        path = os.path.join(tempfile.mkdtemp(prefix="darkpool-backtest-"), "events.jsonl")
+        sources.parquet_to_ndjson(backtest, path)
+    t_env.execute_sql(sources.file_raw_ddl("trades_raw", path, cfg))
+    return (*sources.register_views(t_env, "trades_raw", has_metadata=False), None)
+
+
+def kafka_string_sink(cfg: JobConfig, topic: str, exactly_once: bool) -> Sink:
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.base import DeliveryGuarantee
+    from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+    builder = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(cfg.kafka.bootstrap_servers)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(topic)
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+    )
+    if exactly_once:
+        builder = (
+            builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+            .set_transactional_id_prefix(cfg.tx_prefix)
+            .set_property("transaction.timeout.ms", str(cfg.transaction_timeout_ms))
+        )
+    else:
+        builder = builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+    return builder.build()
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Namespace]:
+    d = JobConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = p.add_argument
+    add("--bootstrap-servers")
+    add("--trades-topic")
+    add("--alerts-topic")
+    add("--alerts-fast-topic")
+    add("--dead-letter-topic")
+    add("--scorer-url")
+    add("--window-size", type=int)
+    add("--window-slide", type=int)
+    add("--out-of-orderness-ms", type=int, default=d.out_of_orderness_ms)
+    add("--idle-timeout-ms", type=int, default=d.source_idle_timeout_ms)
+    add("--checkpoint-interval-ms", type=int, default=d.checkpoint_interval_ms)
+    add("--async-capacity", type=int, default=d.async_capacity)
+    add("--scorer-timeout-s", type=float, default=d.scorer_timeout_s)
+    add("--scorer-retries", type=int, default=d.scorer_retries)
+    add("--scorer-backoff-s", type=float, default=d.scorer_backoff_s)
+    add("--transaction-timeout-ms", type=int, default=d.transaction_timeout_ms)
+    add("--tx-prefix", default="")
+    add("--start-from", choices=("committed", "earliest", "latest"), default=d.start_from)
+    add("--fast-alerts", action="store_true")
+    add("--parallelism", type=int, default=d.parallelism)
+    add("--restart-attempts", type=int, default=d.restart_attempts)
+    add("--job-name", default=d.job_name)
+    add("--backtest")
+    add("--to-kafka", action="store_true")
+    a, _ = p.parse_known_args(argv)  # flink run may pass its own leftovers
+    kafka = from_env(
+        KafkaConfig,
+        bootstrap_servers=a.bootstrap_servers,
+        trades_topic=a.trades_topic,
+        alerts_topic=a.alerts_topic,
+        alerts_fast_topic=a.alerts_fast_topic,
+        dead_letter_topic=a.dead_letter_topic,
+    )
+    window = from_env(WindowConfig, size_s=a.window_size, slide_s=a.window_slide)
+    cfg = JobConfig(
+        kafka=kafka,
+        scorer=from_env(ScorerEndpoint, scorer_url=a.scorer_url),
+        window=window,
+        job_name=a.job_name,
+        out_of_orderness_ms=a.out_of_orderness_ms,
+        source_idle_timeout_ms=a.idle_timeout_ms,
+        start_from=a.start_from,
+        checkpoint_interval_ms=a.checkpoint_interval_ms,
+        async_capacity=a.async_capacity,
+        scorer_timeout_s=a.scorer_timeout_s,
+        scorer_retries=a.scorer_retries,
+        scorer_backoff_s=a.scorer_backoff_s,
+        fast_alerts=a.fast_alerts,
+        transaction_timeout_ms=a.transaction_timeout_ms,
+        transactional_id_prefix=a.tx_prefix,
+        parallelism=a.parallelism,
+        restart_attempts=a.restart_attempts,
+    )
+    return cfg, a
+
+
+def local_jars() -> list[str]:
+    """Connector jars for a local (mini cluster) run; a cluster has them in its lib/."""
+    from darkpool import paths
+
+    folder = paths.jars_dir("flink-jars")
+    return [f"file://{j}" for j in sorted(folder.glob("flink-sql-connector-kafka-*.jar"))] if folder.exists() else []
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, a = parse_args(argv)
+    env, t_env = make_env(cfg, local_jars())
+    main_view, side_view, topic = register_source(t_env, cfg, a.backtest)
+    to_kafka = a.backtest is None or a.to_kafka
+    k = cfg.kafka
+    build_pipeline(
+        t_env,
+        main_view,
+        side_view,
+        cfg,
+        alerts_sink=kafka_string_sink(cfg, k.alerts_topic, True) if to_kafka else DataStream.print,
+        dead_letter_sink=kafka_string_sink(cfg, k.dead_letter_topic, False) if to_kafka else DataStream.print,
+        fast_alerts_sink=kafka_string_sink(cfg, k.alerts_fast_topic, False) if to_kafka and cfg.fast_alerts else None,
+        source_topic=topic,
+    )
+    env.execute(cfg.job_name)
+
+
+if __name__ == "__main__":
+    main()

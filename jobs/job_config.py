@@ -1,0 +1,74 @@
+"""Typed configuration of the detection job (one frozen dataclass, a comment per field).
+
+Built from `darkpool.config` (shared Kafka / window / scorer settings, which read
+`DARKPOOL_<FIELD>` env overrides) plus the job's own knobs below. The job module's
+flags map one to one onto these fields.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from darkpool.config import KafkaConfig, ScorerEndpoint, WindowConfig
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    # --- where things are ------------------------------------------------------------
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)  # broker + topic names
+    scorer: ScorerEndpoint = field(default_factory=ScorerEndpoint)  # scorer service URL
+    window: WindowConfig = field(default_factory=WindowConfig)  # size / slide (= pane)
+    job_name: str = "darkpool-detect"  # Flink job name; also seeds the ids below
+    # --- event time ------------------------------------------------------------------
+    out_of_orderness_ms: int = 2_000  # watermark = max event time seen - this; older = late
+    source_idle_timeout_ms: int = 10_000  # a partition silent this long stops holding back the watermark
+    # --- source ----------------------------------------------------------------------
+    start_from: str = "committed"  # committed (fallback earliest) | earliest | latest
+    # --- fault tolerance -------------------------------------------------------------
+    checkpoint_interval_ms: int = 5_000  # exactly-once alerts become visible at this cadence
+    checkpoint_timeout_ms: int = 120_000  # a checkpoint slower than this is declared failed
+    restart_attempts: int = 10  # fixed-delay restarts before the job is declared failed
+    restart_delay_ms: int = 5_000  # ... and the delay between them (lets a scorer come back)
+    # --- scoring (Flink async I/O) -----------------------------------------------------
+    async_capacity: int = 256  # windows in flight per subtask; beyond that, backpressure
+    scorer_timeout_s: float = 5.0  # one HTTP attempt; enforced by asyncio.wait_for, no timer thread
+    scorer_retries: int = 4  # extra attempts after the first; then the task fails -> restart
+    scorer_backoff_s: float = 0.25  # first retry delay, doubled each attempt (0.25+0.5+1+2 s)
+    # --- sinks -----------------------------------------------------------------------
+    fast_alerts: bool = False  # also write at-least-once alerts to kafka.alerts_fast_topic
+    transaction_timeout_ms: int = 15 * 60 * 1000  # must stay <= broker transaction.max.timeout.ms (1 h)
+    transactional_id_prefix: str = ""  # empty -> derived from job_name + alerts topic (see below)
+    # --- parallelism / Python runtime ----------------------------------------------------
+    parallelism: int = 0  # 0 -> the cluster's default
+    python_bundle_size: int = 10_000  # elements per Python bundle (throughput vs latency)
+    python_bundle_time_ms: int = 200  # ... or this long, whichever first (bounds pane latency)
+    arrow_batch_size: int = 10_000  # rows per Arrow batch into the pandas UDAF
+
+    def __post_init__(self) -> None:
+        if self.start_from not in ("committed", "earliest", "latest"):
+            raise ValueError(f"start_from must be committed|earliest|latest, got {self.start_from!r}")
+        if self.transaction_timeout_ms > 60 * 60 * 1000:
+            raise ValueError("transaction_timeout_ms exceeds the broker's 1 h transaction.max.timeout.ms")
+        if self.transaction_timeout_ms <= self.checkpoint_interval_ms:
+            raise ValueError("a transaction must outlive a checkpoint interval (transaction_timeout_ms)")
+        if self.scorer_retries < 0 or self.scorer_timeout_s <= 0 or self.async_capacity <= 0:
+            raise ValueError("scorer_retries >= 0, scorer_timeout_s > 0, async_capacity > 0 required")
+
+    @property
+    def tx_prefix(self) -> str:
+        """Transactional id prefix of the exactly-once alerts sink.
+
+        It must be unique among the applications writing to the broker (two jobs sharing
+        a prefix fence each other's producers) and *stable across restarts of the same
+        job* (on restore the sink aborts lingering transactions of its own prefix; a new
+        prefix would leave them open and stall read_committed consumers until they time
+        out). Hence: job name + alerts topic, not a random suffix.
+        """
+        raw = self.transactional_id_prefix or f"{self.job_name}.{self.kafka.alerts_topic}"
+        return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
+
+    @property
+    def group_id(self) -> str:
+        """Kafka consumer group of the trades source (offsets are committed on checkpoints)."""
+        return re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.job_name}.{self.kafka.trades_topic}")

@@ -1,0 +1,140 @@
+"""Dead-letter records: every event the job does not score, with the reason why.
+
+Two kinds reach here from the SQL side path (`udfs/sources.py`), never the main path
+(`SplitDeadLetters` separates them from the pane rows after the one table conversion):
+
+- `malformed`: the SQL checks flagged the row (not JSON, a missing / mistyped field, a
+  broken rule). The exact reason is then re-derived with the Python validator
+  `udfs.schemas.parse_message` (strict, no coercion), so a dead letter names the same
+  field and rule a producer would get from `udfs.schemas`. If the Python validator
+  accepts a row that SQL flagged, the row is still dead-lettered (it already left the
+  main path) under the SQL reason, marked `validator_disagreement`, and counted: it is a
+  bug to fix in the SQL checks, never a silent drop.
+- `late`: valid, but its event time is at or below the watermark (beyond the allowed
+  out-of-orderness), so its pane has already been emitted.
+
+One JSON object per record on `darkpool.deadletter` (at-least-once: a restart may
+repeat a record; `id` = source topic/partition/offset makes repeats recognisable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pyflink.common import Row, Types
+from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
+
+from udfs.schemas import ContractError, parse_message
+
+KINDS = ("malformed", "late")
+
+
+def dead_letter_id(topic: str | None, partition: int | None, offset: int | None, payload: str) -> str:
+    """Stable id of a dead letter: its Kafka coordinates, or a hash of the payload (files)."""
+    if topic is not None and partition is not None and offset is not None:
+        return f"{topic}/{partition}/{offset}"
+    return "sha1:" + hashlib.sha1(payload.encode("utf-8", "replace")).hexdigest()
+
+
+def python_reason(payload: str) -> tuple[str, str] | None:
+    """(field, reason) from the strict Python validator, or None if it accepts the payload."""
+    try:
+        parse_message(payload)
+    except ContractError as exc:
+        return exc.field, exc.reason
+    return None
+
+
+def format_dead_letter(
+    kind: str,
+    sql_reason: str,
+    payload: str | None,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    event_ts_ns: int | None = None,
+    watermark_ms: int | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Build the dead-letter JSON. Returns (json text, record dict) for tests and counters."""
+    if kind not in KINDS:
+        raise ValueError(f"dead-letter kind must be one of {KINDS}, got {kind!r}")
+    payload = "" if payload is None else payload
+    record: dict[str, Any] = {
+        "id": dead_letter_id(topic, partition, offset, payload),
+        "kind": kind,
+        "field": None,
+        "reason": sql_reason,
+        "validator_disagreement": False,
+        "payload": payload,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "event_ts_ns": event_ts_ns,
+        "watermark_ms": watermark_ms,
+    }
+    if kind == "malformed":
+        found = python_reason(payload)
+        if found is None:
+            record["validator_disagreement"] = True
+            record["reason"] = f"rejected by the SQL checks ({sql_reason}); the Python validator accepts it"
+        else:
+            record["field"], record["reason"] = found
+    else:
+        record["field"] = "ts"
+    return json.dumps(record, separators=(",", ":"), allow_nan=False), record
+
+
+DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
+
+# Pane rows after the split = WindowAssembler input.
+PANE_TYPE = Types.ROW_NAMED(
+    ["instrument", "pane", "max_ts_ms", "feats", "parts", "part_n"],
+    [
+        Types.STRING(),
+        Types.LONG(),
+        Types.LONG(),
+        Types.PRIMITIVE_ARRAY(Types.FLOAT()),
+        Types.OBJECT_ARRAY(Types.STRING()),
+        Types.PRIMITIVE_ARRAY(Types.LONG()),
+    ],
+)
+
+
+class SplitDeadLetters(ProcessFunction):
+    """Pane rows -> main output; side rows -> dead-letter JSON on `DEAD_LETTERS`, counted.
+
+    Input = the job's UNION ALL table (jobs/detect_anomalies.union_query): `kind` is
+    'pane', 'malformed' or 'late'. Pane rows are few (one per instrument and slide) and
+    bad rows rare, so per-row Python here is cheap; no event takes this path twice.
+    """
+
+    def __init__(self, topic: str | None):
+        self._topic = topic  # None for file sources (no Kafka coordinates)
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        group = runtime_context.get_metrics_group().add_group("darkpool")
+        self._counters = {k: group.counter(f"dead_letters_{k}") for k in KINDS}
+        self._disagreements = group.counter("validator_disagreements")
+        self._panes = group.counter("panes")
+
+    def process_element(self, value: Any, ctx: ProcessFunction.Context):
+        kind = value[0]
+        if kind == "pane":
+            self._panes.inc()
+            yield Row(value[1], value[2], value[3], value[4], value[5], value[6])
+            return
+        _, _, _, _, _, _, _, reason, payload, partition, offset, ts_ns, wm_ms = value
+        text, record = format_dead_letter(
+            kind,
+            reason,
+            payload,
+            self._topic if partition is not None else None,
+            partition,
+            offset,
+            ts_ns,
+            wm_ms,
+        )
+        self._counters[kind].inc()
+        if record["validator_disagreement"]:
+            self._disagreements.inc()
+        yield DEAD_LETTERS, text
