@@ -1,0 +1,157 @@
+"""Pure parts of the detection job: type regex, dead letters, panes, window assembly, config."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs.job_config import JobConfig
+from udfs import sources
+from udfs.assembler import add_pane, assemble
+from udfs.deadletter import format_dead_letter
+from udfs.features import N_CHANNELS, REQUIRED_COLUMNS, pane_features, windows_from_panes
+from udfs.pane_udaf import pane_row, top_participants
+from udfs.schemas import encode_message
+
+SLIDE_NS = 5_000_000_000
+GOOD = {
+    "ts": 1_772_483_400_369_432_782, "instrument": "ABC", "venue": "DP1", "event": "fill",
+    "order_id": "o1", "participant": "F1-a", "side": "B", "price": 10.5, "qty": 100,
+    "contra": "F2-b", "bid": 10.49, "ask": 10.51, "hidden": False,
+}  # fmt: skip
+
+
+def _payload(**change: object) -> str:
+    rec = {**GOOD, **change}
+    return json.dumps(rec, separators=(",", ":"))
+
+
+def _type_error(payload: str) -> bool:
+    # Python's re and Java's regex agree on this pattern (no possessive / lookbehind).
+    return re.search(sources.TYPE_REGEX, payload) is not None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        encode_message(GOOD).decode(),
+        encode_message({**GOOD, "event": "new", "contra": None}).decode(),
+        json.dumps(GOOD, indent=1),  # whitespace after the colon
+        _payload(price=1e-3, bid=5e-4, ask=2e-3),
+    ],
+)
+def test_type_regex_accepts_contract_payloads(payload: str) -> None:
+    assert not _type_error(payload)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"qty": "5"}, {"qty": 5.5}, {"qty": 5e2}, {"ts": "1"}, {"ts": 1.5}, {"price": "10.5"},
+        {"price": None}, {"price": True}, {"bid": [1]}, {"hidden": "false"}, {"hidden": 0},
+        {"hidden": None}, {"instrument": 123}, {"side": None}, {"venue": {"x": 1}}, {"contra": 7},
+    ],
+)  # fmt: skip
+def test_type_regex_flags_mistyped_fields(change: dict) -> None:
+    assert _type_error(_payload(**change))
+
+
+def test_type_regex_flags_nan_literal() -> None:
+    assert _type_error(_payload(price=math.nan))  # json.dumps writes NaN
+
+
+def test_dead_letter_reason_comes_from_the_strict_validator() -> None:
+    text, rec = format_dead_letter("malformed", sources.TYPE_REASON, _payload(qty="5"), "t", 1, 42, None, 7)
+    assert json.loads(text) == rec
+    assert rec["id"] == "t/1/42" and rec["field"] == "qty" and "integer" in rec["reason"]
+    assert not rec["validator_disagreement"]
+    _, rec = format_dead_letter("malformed", "x", "not json", None, None, None)
+    assert rec["field"] == "<payload>" and rec["id"].startswith("sha1:")
+
+
+def test_dead_letter_marks_disagreement_instead_of_dropping() -> None:
+    _, rec = format_dead_letter("malformed", "ts: must be positive", _payload(), "t", 0, 1)
+    assert rec["validator_disagreement"] and "Python validator accepts" in rec["reason"]
+
+
+def test_late_dead_letter() -> None:
+    _, rec = format_dead_letter("late", "late: ...", _payload(), "t", 0, 5, GOOD["ts"], 1)
+    assert rec["kind"] == "late" and rec["field"] == "ts" and rec["event_ts_ns"] == GOOD["ts"]
+    with pytest.raises(ValueError):
+        format_dead_letter("other", "r", "")
+
+
+def _events(n: int, seed: int, t0: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ev = rng.choice(["new", "cancel", "fill"], n)
+    return pd.DataFrame(
+        {
+            "ts": t0 + np.sort(rng.integers(0, 60 * SLIDE_NS, n)),
+            "event": ev,
+            "participant": rng.choice(["A-1", "B-2", "C-3"], n),
+            "side": rng.choice(["B", "S"], n),
+            "price": 10 + rng.normal(0, 0.01, n),
+            "qty": rng.integers(1, 500, n),
+            "contra": np.where(ev == "fill", rng.choice(["A-2", "D-1"], n), None),
+            "bid": np.full(n, 9.99),
+            "ask": np.full(n, 10.01),
+            "hidden": rng.random(n) < 0.5,
+        }
+    )
+
+
+def test_pane_row_equals_pane_features_in_any_order() -> None:
+    df = _events(40, 1, 1_700_000_000 * 10**9).head(12)
+    shuffled = df.sample(frac=1, random_state=3)
+    row = pane_row({c: shuffled[c] for c in REQUIRED_COLUMNS}, SLIDE_NS)
+    assert np.array_equal(np.array(row[2], dtype=np.float32), pane_features(df, SLIDE_NS)[0])
+    assert row[0] == int(df.ts.min()) // SLIDE_NS and row[1] == int(df.ts.max()) // 10**6
+
+
+def test_top_participants_counts_both_legs_and_breaks_ties_by_name() -> None:
+    names, counts = top_participants(np.array(["B", "A", "B"]), np.array([None, "A", "C"], dtype=object), k=2)
+    assert names == ["A", "B"] and counts == [2, 2]
+
+
+def test_assembled_windows_equal_training_windows() -> None:
+    """Streaming assembly (panes one by one, state pruned) = training's windows_from_panes."""
+    t, slide_ms = 12, SLIDE_NS // 10**6
+    df = _events(600, 2, 1_700_000_000 * 10**9)
+    df["pane"] = df.ts // SLIDE_NS
+    panes = np.sort(df.pane.unique())
+    X = pane_features(df, SLIDE_NS)
+    ends, expected = windows_from_panes(panes, X, t, SLIDE_NS)
+    buffer: dict = {}
+    for i, p in enumerate(panes):
+        buffer = add_pane(buffer, int(p), (X[i], 0, ["A-1"], [1]), t)
+        assert len(buffer) <= t and min(buffer) > p - t
+        row = assemble("ABC", buffer, int(p), t, slide_ms)
+        got = np.array(row[4], dtype=np.float32).reshape(t, N_CHANNELS)
+        assert np.allclose(got, expected[i], atol=1e-6), f"window ending at pane {p}"
+        assert row[2] == (p + 1) * slide_ms and row[2] - row[1] == t * slide_ms
+    assert list(ends) == list(panes)
+
+
+def test_job_config_checks_and_stable_tx_prefix() -> None:
+    cfg = JobConfig()
+    assert cfg.tx_prefix == JobConfig().tx_prefix  # stable across restarts of the same job
+    assert "darkpool.alerts" in cfg.tx_prefix
+    with pytest.raises(ValueError):
+        JobConfig(transaction_timeout_ms=2 * 3600 * 1000)  # above the broker's 1 h maximum
+    with pytest.raises(ValueError):
+        JobConfig(start_from="yesterday")
+
+
+def test_generated_sql_mentions_every_contract_field() -> None:
+    cfg = JobConfig()
+    ddl = sources.kafka_raw_ddl("raw_t", cfg)
+    assert "WATERMARK FOR rowtime AS rowtime - INTERVAL '2.000' SECOND" in ddl
+    assert "'scan.watermark.idle-timeout' = '10000 ms'" in ddl
+    typed = sources._typed_select("raw_t", True)
+    for name in REQUIRED_COLUMNS:
+        assert f"'$.{name}'" in typed
