@@ -151,3 +151,7 @@ def test_sql_reason_expression_renders_every_rule() -> None:
 
 def test_every_contract_field_has_a_rule() -> None:
     assert {r.field for r in RULES} == set(EVENT_SCHEMA.names)
+
+
+def test_empty_table_is_valid() -> None:
+    validate_table(records_to_table([]))
