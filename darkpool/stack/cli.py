@@ -108,5 +108,13 @@ def _print_status(cfg: StackConfig, parts: list[core.PartStatus] | None = None) 
         state = f"running pid {p.pid} ({p.processes} proc, {p.rss_mb:.0f} MiB)" if p.running else "stopped"
         click.echo(f"{p.name:18} {state:40} port {p.port}\n{'':18} log {p.log}")
     click.echo(f"kafka bootstrap    {cfg.bootstrap_servers}")
-    click.echo(f"web UI             {cfg.rest_url}")
+    click.echo(f"web UI             {cfg.rest_url}{_cluster_summary(cfg)}")
     click.echo(f"run dir            {cfg.run_dir}")
+
+
+def _cluster_summary(cfg: StackConfig) -> str:
+    try:
+        o = flink.rest_get(cfg, "/overview", timeout=2)
+    except (OSError, ValueError):
+        return " (not answering)"
+    return f" ({o['slots-available']}/{o['slots-total']} slots free, {o['jobs-running']} jobs running)"
