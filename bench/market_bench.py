@@ -20,13 +20,15 @@ import time
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
+
 from darkpool.config import KafkaConfig, from_env
 from darkpool.market.config import PRESETS
-from darkpool.market.simulate import simulate, write
+from darkpool.market.simulate import SimResult, simulate, write
 from udfs.schemas import FIELD_NAMES, encode_message
 
 
-def bench_generate(preset: str, repeat: int, out: Path) -> tuple[dict, object]:
+def bench_generate(preset: str, repeat: int, out: Path) -> tuple[dict, SimResult]:
     cfg = PRESETS[preset]
     best: dict | None = None
     result = None
@@ -55,7 +57,7 @@ def bench_generate(preset: str, repeat: int, out: Path) -> tuple[dict, object]:
     return best, result
 
 
-def bench_replay(events, n: int) -> dict:  # noqa: ANN001
+def bench_replay(events: pa.Table, n: int) -> dict:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     from darkpool.market.replay import replay

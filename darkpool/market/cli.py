@@ -33,7 +33,7 @@ def _duration_s(text: str | None) -> int | None:
 @click.option("--plot", is_flag=True, help="also write a PNG of one instrument (NBBO, fills, episodes)")
 @click.option("--plot-instrument", help="instrument for --plot [default: the one with most episodes]")
 @click.option("--check", is_flag=True, help="also verify the data invariants (time order, NBBO, labels vs episodes, ...)")
-def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plot, plot_instrument, check) -> None:  # noqa: ANN001
+def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plot, plot_instrument, check) -> None:
     """Simulate a dark pool with labeled manipulation; write events/episodes/regimes Parquet."""
     from darkpool.market.simulate import simulate, write
     from darkpool.paths import data_dir
@@ -82,7 +82,7 @@ def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plo
 @click.option("--seed", type=int, default=0, show_default=True, help="where the bad messages go")
 @click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True)
 @click.option("--create-topic", is_flag=True, help="create the topic if missing (KafkaConfig.partitions partitions)")
-def replay(input_path, bootstrap, topic, speed, limit, inject_bad, seed, compression, create_topic) -> None:  # noqa: ANN001
+def replay(input_path, bootstrap, topic, speed, limit, inject_bad, seed, compression, create_topic) -> None:
     """Send a generated events file into Kafka (key = instrument), printing the achieved rate."""
     from darkpool.config import KafkaConfig, from_env
     from darkpool.market.replay import ReplayError

@@ -65,7 +65,7 @@ class EpisodeCtx:
         members, cdf = self.uni.type_members[t], self.uni.type_cdf[t]
         return int(members[min(int(np.searchsorted(cdf, self.rng.random())), len(members) - 1)])
 
-    def orders(self, ts, part, side, qty, pv, *, label: bool = True, hidden=None) -> Block:  # noqa: ANN001
+    def orders(self, ts, part, side, qty, pv, *, label: bool = True, hidden=None) -> Block:
         """`new` rows of fresh orders (arrays or scalars broadcast to len(ts)); non-displayed
         as often as normal orders unless `hidden` says otherwise."""
         ts = np.asarray(ts, dtype=np.int64)
@@ -75,7 +75,7 @@ class EpisodeCtx:
         return block(n, ts=ts, inst=self.inst, venue=self.venue, ev=NEW, oid=self.oids(n), part=part,
                      side=side, pk=PK_LIMIT, pv=pv, qty=qty, hidden=hidden, **self._tag(label))
 
-    def follow(self, new: Block, dt_ns, ev: int, *, pv=0.0, pk=PK_INSIDE, qty=None, contra=None,  # noqa: ANN001
+    def follow(self, new: Block, dt_ns, ev: int, *, pv=0.0, pk=PK_INSIDE, qty=None, contra=None,
                hidden=None, label: bool = True) -> Block:
         """One fill or cancel per order in `new`, `dt_ns` after it."""
         n = len(new["ts"])

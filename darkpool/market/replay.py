@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -63,7 +65,7 @@ BAD_KINDS = ("not_json", "truncated_json", "missing_field", "string_number", "ne
              "crossed_nbbo", "unknown_event", "fill_without_contra")
 
 
-def make_producer(cfg: KafkaConfig, compression: str | None = None):  # noqa: ANN201
+def make_producer(cfg: KafkaConfig, compression: str | None = None) -> Any:  # a kafka.KafkaProducer
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -114,7 +116,7 @@ def ensure_topic(cfg: KafkaConfig, topic: str, create: bool = False) -> None:
         admin.close()
 
 
-def _partitioner(producer, topic: str):  # noqa: ANN001, ANN202
+def _partitioner(producer: Any, topic: str) -> Callable[[str], tuple[bytes, int]]:
     """instrument -> (key bytes, partition), as Kafka's default (murmur2) partitioner would
     place the key, computed once per instrument instead of once per message."""
     from kafka.partitioner.default import murmur2
@@ -143,7 +145,7 @@ def replay(
     seed: int = 0,
     compression: str | None = None,
     create_topic: bool = False,
-    producer=None,  # noqa: ANN001
+    producer: Any = None,
 ) -> ReplayStats:
     """Send every row of `table` (contract columns, in row order) to `topic`.
 

@@ -9,9 +9,11 @@ for evaluation by regime). Same config and seed -> identical tables.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +26,7 @@ from darkpool.market.episodes import make_episodes
 from darkpool.market.events import CANCEL, NEW, PK_COPY, Block, concat, resolve_prices, size, take
 from darkpool.market.flow import normal_flow
 from darkpool.market.nbbo import base_returns, finish_nbbo
-from darkpool.market.universe import make_regimes, make_universe, regime_spells
+from darkpool.market.universe import Universe, make_regimes, make_universe, regime_spells
 from udfs.schemas import (
     EPISODE_SCHEMA,
     EVENT_KINDS,
@@ -43,6 +45,7 @@ REGIME_SCHEMA = pa.schema(
     ]
 )
 DICT_COLUMNS = ["instrument", "venue", "event", "participant", "side", "contra", "scenario"]
+T = TypeVar("T")
 FILES = {"events": "events.parquet", "episodes": "episodes.parquet", "regimes": "regimes.parquet"}
 
 
@@ -67,7 +70,7 @@ def _trim(cfg: SimConfig, rng: np.random.Generator, flow: Block, n_rows: int) ->
     return keep
 
 
-def _normal_rows(cfg: SimConfig, rng: np.random.Generator, uni, regime, n_rows: int,  # noqa: ANN001
+def _normal_rows(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray, n_rows: int,
                  first: Block | None) -> tuple[Block, np.ndarray]:
     """Normal flow of exactly `n_rows` rows: `first` was drawn ~4% larger; if it still
     falls short (rare), draw again, larger."""
@@ -87,7 +90,7 @@ def _strings(values: list[str] | np.ndarray, idx: np.ndarray, null: np.ndarray |
     return pa.array(list(values), pa.string()).take(pa.array(idx, mask=null))
 
 
-def _to_table(cfg: SimConfig, uni, b: Block, price: np.ndarray, bid: np.ndarray, ask: np.ndarray) -> pa.Table:  # noqa: ANN001
+def _to_table(cfg: SimConfig, uni: Universe, b: Block, price: np.ndarray, bid: np.ndarray, ask: np.ndarray) -> pa.Table:
     # Order ids are numbered by the time of the order's `new` (rows are sorted by ts), as a
     # venue would assign them, so an id says nothing about who made the order.
     new_rows = np.flatnonzero(b["ev"] == NEW)
@@ -139,7 +142,7 @@ class _Stages:
         self.bar.update()
 
 
-def _timed(timings: dict[str, float], name: str, fn, *args):  # noqa: ANN001, ANN202
+def _timed(timings: dict[str, float], name: str, fn: Callable[..., T], *args: object) -> T:
     t = time.perf_counter()
     out = fn(*args)
     timings[name] = time.perf_counter() - t

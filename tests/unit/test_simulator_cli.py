@@ -28,11 +28,11 @@ class RecordingProducer:
     def partitions_for(self, topic: str) -> set[int]:
         return {0, 1, 2, 3}
 
-    def send(self, topic: str, key: bytes, value: bytes, partition: int):  # noqa: ANN201
+    def send(self, topic: str, key: bytes, value: bytes, partition: int) -> object:
         self.sent.append((time.monotonic(), topic, key, value, partition))
 
         class Future:
-            def add_errback(self, fn):  # noqa: ANN001, ANN202
+            def add_errback(self, fn: object) -> object:
                 return self
 
         return Future()
