@@ -46,6 +46,12 @@ def start_scorer(artifact: Path, extra: list[str], timeout_s: float = 180) -> tu
     raise RuntimeError("scorer did not become ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_scorer(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -87,5 +93,23 @@ async def _drive(url: str, batch: int, clients: int, seconds: float, shape: tupl
     }
 
 
-def drive(url: str, batch: int, clients: int, seconds: float, shape: tuple[int, int]) -> dict:
-    return asyncio.run(_drive(url, batch, clients, seconds, shape))
+def drive(url: str, batch: int, clients: int, seconds: float, shape: tuple[int, int],
+          server_pid: int | None = None) -> dict:
+    """Drive the scorer; with server_pid also CPU seconds used (server + these clients).
+
+    On a shared machine wall-clock throughput depends on everyone else's load;
+    windows per CPU-second (server and client together) does not, and x cores gives
+    the throughput the same work would reach with the cores to itself.
+    """
+    c0 = time.process_time()
+    s0 = cpu_seconds(server_pid) if server_pid else 0.0
+    out = asyncio.run(_drive(url, batch, clients, seconds, shape))
+    if server_pid:
+        server_cpu = cpu_seconds(server_pid) - s0
+        client_cpu = time.process_time() - c0
+        windows = (out["requests"] + 1) * batch  # + the untimed first request
+        out["server_cpu_s"] = round(server_cpu, 2)
+        out["client_cpu_s"] = round(client_cpu, 2)
+        out["windows_per_cpu_s"] = round(windows / max(server_cpu + client_cpu, 1e-9), 1)
+        out["server_windows_per_cpu_s"] = round(windows / max(server_cpu, 1e-9), 1)
+    return out
