@@ -163,7 +163,7 @@ def normal_flow(
 
     # Cancels: whole orders, and unfilled remainders of partially filled ones.
     last_ts = orders["ts"].copy()
-    last_ts[fo] = fts  # fills of an order are increasing, so the last write wins
+    last_ts[np.flatnonzero(filled)] = fts[np.cumsum(kf) - 1]  # each filled order's last fill
     remainder = qty - np.bincount(fo, fqty, minlength=n)
     cx = np.flatnonzero(cancelled | (partial & (remainder > 0)))
     cdelay = (rng.exponential(1.0, size=len(cx)) * CANCEL_DELAY_S[t[cx]] * NS).astype(np.int64) + 1000

@@ -58,7 +58,8 @@ def check_episodes(r: SimResult) -> list[str]:
 
 
 def check_orders(r: SimResult) -> list[str]:
-    """Order lifecycles: a `new` first, one instrument/participant/side, cancels keep the limit price."""
+    """Order lifecycles: a `new` first, a cancel last, one instrument/participant/side,
+    cancels keep the limit price."""
     ev, out = r.events, []
     order = pc.sort_indices(ev, sort_keys=[("order_id", "ascending"), ("ts", "ascending")])
     t = ev.take(order)
@@ -76,6 +77,9 @@ def check_orders(r: SimResult) -> list[str]:
             out.append(f"an order changes {c}")
     price = _np(t, "price")
     cancel = kind == "cancel"
+    last = np.append(first[1:], True)  # last row of its order
+    if (cancel & ~last).any():
+        out.append("an order has events after its cancel")
     if (price[cancel] != price[head[cancel]]).any():
         out.append("a cancel's price differs from its order's limit price")
     return out

@@ -149,3 +149,34 @@ def test_no_single_column_separates_the_labels() -> None:
     auc = {k: _auc(y, np.asarray(v, dtype=float)) for k, v in cues.items()}
     strong = {k: round(max(a, 1 - a), 3) for k, a in auc.items() if max(a, 1 - a) >= 0.75}
     assert not strong, f"single-column giveaways: {strong}"
+
+
+def test_invariants_catch_broken_data(tiny) -> None:
+    """The checks are not vacuous: each kind of corruption is reported."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    ev = tiny.events
+
+    def with_col(name: str, values) -> object:
+        i = ev.schema.get_field_index(name)
+        return dataclasses.replace(tiny, events=ev.set_column(i, ev.schema.field(i), pa.array(values, ev.schema.field(i).type)))
+
+    kind, label, price = _col(ev, "event"), _col(ev, "label"), _col(ev, "price").copy()
+    normal_fill = int(np.flatnonzero((kind == "fill") & (label == 0))[0])
+    off = price.copy()
+    off[normal_fill] = _col(ev, "ask")[normal_fill] + 0.05
+    flipped = label.copy()
+    flipped[int(np.flatnonzero(label == 0)[0])] = 1
+    cancel = int(np.flatnonzero(kind == "cancel")[0])
+    moved = price.copy()
+    moved[cancel] += 0.01
+    cases = {
+        "not sorted": dataclasses.replace(tiny, events=ev.take(pa.array(np.arange(ev.num_rows)[::-1]))),
+        "outside the NBBO": with_col("price", off),
+        "label and scenario disagree": with_col("label", flipped),
+        "cancel's price": with_col("price", moved),
+    }
+    for needle, broken in cases.items():
+        assert any(needle in p for p in check_all(broken)), needle
