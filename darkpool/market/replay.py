@@ -42,27 +42,22 @@ class ReplayStats:
         return (self.sent + self.bad) / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _bad_payloads(rec: dict) -> list[tuple[str, bytes]]:
-    """One malformed variant of `rec` per kind: what a broken upstream might send."""
-
-    def mutate(**changes: object) -> bytes:
-        return json.dumps({**rec, **changes}).encode()
-
-    missing = {k: v for k, v in rec.items() if k != "price"}
-    return [
-        ("not_json", b"\xff\xfe not json"),
-        ("truncated_json", encode_message(rec)[:25]),
-        ("missing_field", json.dumps(missing).encode()),
-        ("string_number", mutate(qty=str(rec["qty"]))),
-        ("negative_qty", mutate(qty=-abs(rec["qty"]))),
-        ("crossed_nbbo", mutate(bid=rec["ask"] + 1.0)),
-        ("unknown_event", mutate(event="modify")),
-        ("fill_without_contra", mutate(event="fill", contra=None)),
-    ]
+def _mutate(rec: dict, **changes: object) -> bytes:
+    return json.dumps({**rec, **changes}).encode()
 
 
-BAD_KINDS = ("not_json", "truncated_json", "missing_field", "string_number", "negative_qty",
-             "crossed_nbbo", "unknown_event", "fill_without_contra")
+# What a broken upstream might send: each breaks the contract in its own way.
+_BAD: tuple[tuple[str, Callable[[dict], bytes]], ...] = (
+    ("not_json", lambda rec: b"\xff\xfe not json"),
+    ("truncated_json", lambda rec: encode_message(rec)[:25]),
+    ("missing_field", lambda rec: json.dumps({k: v for k, v in rec.items() if k != "price"}).encode()),
+    ("string_number", lambda rec: _mutate(rec, qty=str(rec["qty"]))),
+    ("negative_qty", lambda rec: _mutate(rec, qty=-abs(rec["qty"]))),
+    ("crossed_nbbo", lambda rec: _mutate(rec, bid=rec["ask"] + 1.0)),
+    ("unknown_event", lambda rec: _mutate(rec, event="modify")),
+    ("fill_without_contra", lambda rec: _mutate(rec, event="fill", contra=None)),
+)
+BAD_KINDS = tuple(name for name, _ in _BAD)
 
 
 def make_producer(cfg: KafkaConfig, compression: str | None = None) -> Any:  # a kafka.KafkaProducer
@@ -175,7 +170,7 @@ def replay(
         for batch in table.select(list(FIELD_NAMES)).to_batches(max_chunksize=BATCH_ROWS):
             for rec in batch.to_pylist():
                 while bad_sent < inject_bad and bad_at[bad_sent] <= row:
-                    _, payload = _bad_payloads(rec)[bad_sent % len(BAD_KINDS)]
+                    payload = _BAD[bad_sent % len(_BAD)][1](rec)
                     key, part = partition_of(rec["instrument"])
                     producer.send(topic, key=key, value=payload, partition=part).add_errback(failures.append)
                     bad_sent += 1
