@@ -3,6 +3,7 @@
 Prepared for a machine with CUDA (run from the repo root):
 
     PYTHONUNBUFFERED=1 python bench/gpu_bench.py [--preset enhanced] [--seconds 3]
+    python bench/gpu_bench.py --dry-run      # checks the script on CPU (small preset)
 
 Needs torch, numpy, aiohttp, click, safetensors, pyarrow, pandas (no trained artifact:
 a freshly initialized model is as fast as a trained one). Targets from the issue:
@@ -36,7 +37,8 @@ def in_process(model: ScoringModel, batch: int, seconds: float, device: torch.de
     x = torch.randn(batch, cfg.n_buckets, cfg.n_channels, device=device)
     for _ in range(5):
         model(x)
-    torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     lat = []
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end:
@@ -53,32 +55,43 @@ def main() -> None:
     ap.add_argument("--preset", default="enhanced")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--skip-service", action="store_true")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="check the script on a CPU machine: small preset, float32, short runs")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print(json.dumps({"bench": "gpu", "error": "CUDA is not available on this machine"}))
-        sys.exit(1)
-    dev = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = True
+    if args.dry_run:
+        dev, dtype, name, args.seconds = torch.device("cpu"), torch.float32, "small", 0.3
+        batches, service_cfgs = (1, 64), ((1, 1), (64, 4))
+    else:
+        if not torch.cuda.is_available():
+            print(json.dumps({"bench": "gpu", "error": "CUDA is not available on this machine (try --dry-run)"}))
+            sys.exit(1)
+        dev, dtype, name = torch.device("cuda"), torch.bfloat16, args.preset
+        batches = (1, 64, 256, 1024, 4096, 16384)
+        service_cfgs = ((1, 1), (1, 32), (64, 8), (256, 8), (256, 32), (1024, 16))
+        torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(0)
-    model = ScoringModel(preset(args.preset))
-    result: dict = {"bench": "gpu", "preset": args.preset, "gpu": torch.cuda.get_device_name(0),
+    model = ScoringModel(preset(name))
+    result: dict = {"bench": "gpu", "preset": name, "device": str(dev),
+                    "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None,
                     "torch": torch.__version__, "params_m": round(count_params(model) / 1e6, 2),
-                    "dtype": "bfloat16"}
+                    "dtype": str(dtype).removeprefix("torch.")}
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "artifact"
         save_artifact(artifact, model, 0.5, 0.01, {})
         model.to(dev).eval()
-        model.net.to(torch.bfloat16)
-        result["in_process"] = [in_process(model, b, args.seconds, dev) for b in (1, 64, 256, 1024, 4096, 16384)]
+        model.net.to(dtype)
+        result["in_process"] = [in_process(model, b, args.seconds, dev) for b in batches]
         del model
-        torch.cuda.empty_cache()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
         if not args.skip_service:
             service = []
             for max_delay in (0.5, 2.0):
-                proc, url = start_scorer(artifact, ["--device", "cuda", "--dtype", "bfloat16", "--max-batch", "8192",
-                                                    "--max-queue", "65536", "--max-delay-ms", str(max_delay)])
+                proc, url = start_scorer(artifact, ["--device", dev.type, "--dtype", result["dtype"],
+                                                    "--max-batch", "8192", "--max-queue", "65536",
+                                                    "--max-delay-ms", str(max_delay)])
                 try:
-                    for b, c in ((1, 1), (1, 32), (64, 8), (256, 8), (256, 32), (1024, 16)):
+                    for b, c in service_cfgs:
                         r = drive(url, b, c, args.seconds, (12, N_CHANNELS))
                         service.append({"max_delay_ms": max_delay, **r})
                         print(json.dumps(service[-1]), file=sys.stderr, flush=True)

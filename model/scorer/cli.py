@@ -27,7 +27,8 @@ def scorer() -> None:
               help="most queued windows; more -> HTTP 503 overloaded")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if present), cpu, cuda")
 @click.option("--dtype", default="auto", show_default=True, help="auto (bf16 on cuda), float32, bfloat16")
-@click.option("--threads", type=int, default=0, show_default=True, help="torch CPU threads (0 = default)")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch CPU threads (0 = torch default); 1 leaves a core to the HTTP loop")
 def serve(artifact: Path, host: str, port: int | None, max_batch: int, max_delay_ms: float, max_queue: int,
           device: str, dtype: str, threads: int) -> None:
     """Load ARTIFACT, warm up, and serve until interrupted (SIGHUP reloads the artifact)."""

@@ -45,7 +45,9 @@ class ScorerConfig:
     max_queue: int = 8192  # most windows queued; beyond it requests get 503 "overloaded"
     device: str = "auto"  # torch device: auto = cuda when present, else cpu
     dtype: str = "auto"  # compute dtype: auto = bfloat16 on cuda, float32 on cpu
-    threads: int = 0  # torch CPU threads (0 = torch default)
+    # torch CPU threads (0 = torch default). 1: the event loop needs the other core of a
+    # 2-core box, and two spinning OpenMP threads on a busy machine were measured far slower.
+    threads: int = 1
     warmup_batches: int = 3  # forward passes at max_batch before reporting ready
 
 
