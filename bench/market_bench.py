@@ -1,6 +1,6 @@
 """Market-data benchmark: simulator events/s to Parquet, replay events/s into the local broker.
 
-    .venv/bin/python bench/market_bench.py [--preset default] [--repeat 2] [--replay-events 100000]
+    .venv/bin/python bench/market_bench.py [--preset default] [--repeat 2] [--replay-events 50000]
 
 Prints one JSON object. Generation is timed end to end (simulate + contract validation +
 Parquet write, as `darkpool generate` does) with per-stage seconds; the best of `--repeat` runs is reported, with the
@@ -95,7 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--replay-events", type=int, default=100_000)
+    ap.add_argument("--replay-events", type=int, default=50_000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         gen, result = bench_generate(args.preset, args.repeat, Path(tmp))
