@@ -1,0 +1,77 @@
+"""The transformer, trained by the model part's own code (model.train) and scored as served.
+
+`model.train.train` builds the windows and the time split itself; we check that its
+split is the harness's (same window geometry, same fractions, same window counts), so
+all models are compared on the same test windows. A pre-trained artifact can be reused
+(`--transformer-artifact`) under the same checks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from darkpool.config import WindowConfig
+from model.windows import WindowSet
+
+
+@dataclass
+class TransformerDetector:
+    data: Path  # events the harness evaluates (model.train reads them itself)
+    workdir: Path  # where the artifact is written
+    wcfg: WindowConfig
+    val_frac: float
+    test_frac: float
+    preset: str = "small"
+    max_minutes: float = 12.0
+    max_epochs: int = 8
+    seed: int = 0
+    artifact: Path | None = None  # reuse this artifact instead of training
+    name: str = "transformer"
+    info: dict = field(default_factory=dict)
+
+    def fit(self, train: WindowSet, val: WindowSet) -> None:
+        from model.artifact import load_artifact
+        from model.config import TrainConfig
+        from model.train import train as train_model
+
+        folder = self.artifact
+        if folder is None:
+            folder = self.workdir / f"transformer_{self.preset}"
+            tcfg = TrainConfig(preset=self.preset, seed=self.seed, max_minutes=self.max_minutes,
+                               max_epochs=self.max_epochs, val_frac=self.val_frac, test_frac=self.test_frac)
+            t0 = time.time()
+            train_model(self.data, folder, tcfg, self.wcfg)
+            self.info["train_seconds_measured"] = time.time() - t0
+        art = load_artifact(folder)
+        self._check_split(art.config, art.metrics, train, val)
+        self.model, self.info["version"], self.info["artifact"] = art.model, art.version, str(folder)
+        self.info["train_seconds"] = art.metrics.get("train_seconds")
+        self.info["artifact_threshold"] = art.threshold
+
+    def _check_split(self, config: dict, metrics: dict, train: WindowSet, val: WindowSet) -> None:
+        w, t = config.get("window", {}), config.get("train", {})
+        want = {"slide_s": self.wcfg.slide_s, "n_buckets": self.wcfg.n_buckets,
+                "val_frac": self.val_frac, "test_frac": self.test_frac}
+        got = {"slide_s": w.get("slide_s"), "n_buckets": w.get("n_buckets"),
+               "val_frac": t.get("val_frac"), "test_frac": t.get("test_frac")}
+        if want != got:
+            raise ValueError(f"transformer artifact was trained with {got}, the harness uses {want}")
+        wins = metrics.get("windows", {})
+        counts = (wins.get("train", {}).get("windows"), wins.get("val", {}).get("windows"))
+        if counts != (len(train), len(val)):
+            raise ValueError(f"transformer artifact saw train/val windows {counts}, the harness has "
+                             f"{(len(train), len(val))}: trained on other data?")
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        from model.train import predict
+
+        return predict(self.model, x)["score"]
+
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        from model.train import predict
+
+        return predict(self.model, x)
