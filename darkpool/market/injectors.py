@@ -142,18 +142,27 @@ def spoofing_layering(c: EpisodeCtx) -> Result:
     cycles = max(1, min(1 + int(5 * i), c.budget // (2 * layers + 2)))
     part, spoof = c.participant(), int(rng.integers(2))
     s = _sign(spoof)
-    out, impacts, t = [], [], c.t0
-    for _ in range(cycles):
-        lt = t + c.gaps(0.05 + 0.5 * (1 - i), layers)
-        lay = c.orders(lt, part, spoof, c.lots(20, 200, layers) * (0.5 + i), -s * (1 + np.arange(layers)))
-        gt = lt[-1] + c.gaps(1.0, 1)
-        gen = c.orders(gt, part, 1 - spoof, c.lots(2, 20, 1), s * 1)
-        gfill = c.follow(gen, c.gaps(0.5, 1), FILL, pv=s * 0.5)  # sells above / buys below the mid
-        cancel = c.follow(lay, gfill["ts"][0] - lay["ts"] + c.gaps(0.3 + 3 * (1 - i), layers), CANCEL)
-        out += [lay, gen, gfill, cancel]
-        impacts.append(Impact(c.inst, int(lt[0]), int(gfill["ts"][0]), s * 0.0004 * (0.3 + i), 0.8, 60))
-        t = int(cancel["ts"].max()) + int(c.gaps(20 + 100 * (1 - i), 1)[0])
-    return concat(out), impacts, [part]
+
+    def exp_ns(mean_s: float, shape: tuple[int, ...]) -> np.ndarray:
+        return (rng.exponential(mean_s, size=shape) * NS).astype(np.int64) + 1000
+
+    # All cycles at once, as offsets from each cycle's start: layers go in, the genuine
+    # order follows and fills, then the layers are pulled; the next cycle starts after a pause.
+    lay_off = np.cumsum(exp_ns(0.05 + 0.5 * (1 - i), (cycles, layers)), axis=1)
+    gen_off = lay_off[:, -1] + exp_ns(1.0, (cycles,))
+    fill_off = gen_off + exp_ns(0.5, (cycles,))
+    cancel_off = fill_off[:, None] + np.cumsum(exp_ns(0.3 + 3 * (1 - i), (cycles, layers)), axis=1)
+    length = cancel_off[:, -1] + exp_ns(20 + 100 * (1 - i), (cycles,))
+    start = c.t0 + np.concatenate([[0], np.cumsum(length[:-1])])
+
+    lay = c.orders((start[:, None] + lay_off).ravel(), part, spoof, c.lots(20, 200, cycles * layers) * (0.5 + i),
+                   np.tile(-s * (1 + np.arange(layers)), cycles))
+    gen = c.orders(start + gen_off, part, 1 - spoof, c.lots(2, 20, cycles), s * 1)
+    gfill = c.follow(gen, fill_off - gen_off, FILL, pv=s * 0.5)  # sells above / buys below the mid
+    cancel = c.follow(lay, (start[:, None] + cancel_off).ravel() - lay["ts"], CANCEL)
+    impacts = [Impact(c.inst, int(t0), int(t1), s * 0.0004 * (0.3 + i), 0.8, 60)
+               for t0, t1 in zip(start + lay_off[:, 0], start + fill_off, strict=True)]
+    return concat([lay, gen, gfill, cancel]), impacts, [part]
 
 
 def quote_stuffing(c: EpisodeCtx) -> Result:
@@ -178,16 +187,17 @@ def momentum_ignition(c: EpisodeCtx) -> Result:
     acc, unwind = 2 + int(rng.integers(0, 3)), 2 + int(4 * i)
     run = max(1, min(5 + int(25 * i), c.budget // 2 - acc - unwind))
     t_acc = c.t0 + c.gaps(30 + 60 * (1 - i), acc)
-    n_acc = c.orders(t_acc, part, side, c.lots(5, 30, acc), s)
     t_run = t_acc[-1] + c.gaps(0.2 + 2 * (1 - i), run) + int(60 * NS)
-    n_run = c.orders(t_run, part, side, c.lots(2, 20, run), s * 3)
     t_out = t_run[-1] + c.gaps(5 + 25 * (1 - i), unwind)
-    n_out = c.orders(t_out, part, 1 - side, c.lots(5, 40, unwind), -s)
-    fills = [c.follow(n_acc, c.delays(1, acc), FILL),
-             c.follow(n_run, rng.integers(1, 30, run) * 1_000_000, FILL, pv=s * (0.5 + 0.5 * i)),
-             c.follow(n_out, c.delays(0.5, unwind), FILL, pv=-s * 0.5)]
+    # one block of orders and one of fills for the three phases (fewer, larger numpy calls)
+    phase = np.repeat([0, 1, 2], [acc, run, unwind])  # accumulate, run, unwind
+    qty = np.concatenate([c.lots(5, 30, acc), c.lots(2, 20, run), c.lots(5, 40, unwind)])
+    new = c.orders(np.concatenate([t_acc, t_run, t_out]), part, np.where(phase == 2, 1 - side, side), qty,
+                   np.array([s, s * 3, -s])[phase])
+    dt = np.concatenate([c.delays(1, acc), rng.integers(1, 30, run) * 1_000_000, c.delays(0.5, unwind)])
+    fill = c.follow(new, dt, FILL, pv=np.array([0.0, s * (0.5 + 0.5 * i), -s * 0.5])[phase])
     push = Impact(c.inst, int(t_run[0]), int(t_run[-1]) + 1, s * (0.001 + 0.008 * i), 0.7, 300)
-    return concat([n_acc, n_run, n_out, *fills]), [push], [part]
+    return concat([new, fill]), [push], [part]
 
 
 def pinging(c: EpisodeCtx) -> Result:
@@ -260,12 +270,14 @@ def front_running(c: EpisodeCtx) -> Result:
                      qty=np.maximum(100, block_qty[0] // vk // 100 * 100), label=False)
     qty_each = max(100, int(block_qty[0] * (0.02 + 0.1 * i) / ahead) // 100 * 100)
     t_ahead = tb - (np.sort(rng.uniform(0.05, 1, ahead))[::-1] * lead_s * NS).astype(np.int64)
-    n_ahead = c.orders(t_ahead, part, side, qty_each, s)
-    n_out = c.orders(vfill["ts"].max() + c.gaps(5, unwind), part, 1 - side, qty_each * ahead // unwind, -s)
-    fills = [c.follow(n_ahead, rng.integers(5, 300, ahead) * 1_000_000, FILL),
-             c.follow(n_out, rng.integers(5, 500, unwind) * 1_000_000, FILL, pv=-s * 0.5)]
+    t_out = vfill["ts"].max() + c.gaps(5, unwind)
+    out = np.repeat([False, True], [ahead, unwind])  # trades ahead, then the unwind
+    new = c.orders(np.concatenate([t_ahead, t_out]), part, np.where(out, 1 - side, side),
+                   np.where(out, qty_each * ahead // unwind, qty_each), np.where(out, -s, s))
+    dt = np.concatenate([rng.integers(5, 300, ahead), rng.integers(5, 500, unwind)]) * 1_000_000
+    fill = c.follow(new, dt, FILL, pv=np.where(out, -s * 0.5, 0.0))
     push = Impact(c.inst, tb, int(vfill["ts"].max()) + 1, s * (0.0005 + 0.003 * i), 0.5, 300)
-    return concat([vnew, vfill, n_ahead, n_out, *fills]), [push], [part]
+    return concat([vnew, vfill, new, fill]), [push], [part]
 
 
 INJECTORS: dict[str, Callable[[EpisodeCtx], Result]] = {
