@@ -42,6 +42,19 @@ def _fit_session(cfg: SimConfig, b: Block, impacts: list[Impact]) -> tuple[Block
     return take(b, keep), impacts
 
 
+def _pick(cdf: np.ndarray, rng: np.random.Generator) -> int:
+    return min(int(np.searchsorted(cdf, rng.random())), len(cdf) - 1)
+
+
+def _move(b: Block, impacts: list[Impact], inst: int, shift: int) -> tuple[Block, list[Impact]]:
+    """The same episode on another instrument and/or `shift` ns later."""
+    if shift == 0 and inst == int(b["inst"][0]):
+        return b, impacts
+    moved = dict(b, ts=b["ts"] + shift, inst=np.full(len(b["ts"]), inst, dtype=b["inst"].dtype))
+    return moved, [Impact(inst, m.t0 + shift, m.t1 + shift, m.logret, m.revert, m.revert_s, m.spread_add)
+                   for m in impacts]
+
+
 def make_episodes(
     cfg: SimConfig, rng: np.random.Generator, uni: Universe, target_rows: int, next_oid: list[int]
 ) -> tuple[Block, list[Impact], dict[str, list]]:
@@ -69,24 +82,30 @@ def make_episodes(
         free = np.ones(uni.n_inst, dtype=bool)
         if scen == "marking_the_close":
             free[[i for i, *_ in taken_close]] = False
-        for _ in range(PLACEMENT_TRIES if free.any() else 0):
-            p = p_inst * free
-            inst = int(rng.choice(uni.n_inst, p=p / p.sum()))
+        if free.any():
+            p = np.cumsum(p_inst * free)
+            p /= p[-1]
             # Across the whole session (episodes running past the close are shifted back by
             # _fit_session): a time-based train/val/test split needs every pattern in each part.
             t0 = cfg.open_ns + int(rng.uniform(0.02, 0.97) * dur)
-            ctx = EpisodeCtx(cfg, rng, uni, inst, t0, float(rng.uniform(0.05, 1.0)),
+            ctx = EpisodeCtx(cfg, rng, uni, _pick(p, rng), t0, float(rng.uniform(0.05, 1.0)),
                              min(cap, target_rows - total), SCENARIOS.index(scen), ep,
                              int(pick_venues(cfg, rng, 1)[0]), next_oid)
-            b, imp, parts = INJECTORS[scen](ctx)
-            b, imp = _fit_session(cfg, b, imp)
-            manip = b["label"] == 1
-            if not manip.any():
-                continue
-            start, end = int(b["ts"][manip].min()), int(b["ts"][manip].max())
-            placed = (inst, b, imp, parts, start, end, int(manip.sum()))
-            if not _overlaps(taken, inst, start, end):
-                break
+            b0, imp0, parts = INJECTORS[scen](ctx)
+            # Generated once; on a clash it is moved (prices are relative to the NBBO, so any
+            # instrument and time will do), not generated again. The close stays the close.
+            for attempt in range(PLACEMENT_TRIES):
+                inst = ctx.inst if attempt == 0 else _pick(p, rng)
+                shift = 0 if attempt == 0 or scen == "marking_the_close" else \
+                    cfg.open_ns + int(rng.uniform(0.02, 0.97) * dur) - ctx.t0
+                b, imp = _fit_session(cfg, *_move(b0, imp0, inst, shift))
+                manip = b["label"] == 1
+                if not manip.any():
+                    continue
+                start, end = int(b["ts"][manip].min()), int(b["ts"][manip].max())
+                placed = (inst, b, imp, parts, start, end, int(manip.sum()))
+                if not _overlaps(taken, inst, start, end):
+                    break
         if placed is None:  # no room for this pattern: go on with the next one
             failures += 1
             if failures > 4 * len(names):
