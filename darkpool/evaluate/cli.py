@@ -29,7 +29,8 @@ from darkpool.config import KafkaConfig, WindowConfig, from_env
               help="comma-separated subset of transformer,lstm,cnn,gbt,iforest,rules")
 @click.option("--preset", default="small", show_default=True, help="transformer preset (model.config.PRESETS)")
 @click.option("--quick", is_flag=True, help="short training budgets and fewer bootstrap resamples (tiny data, tests)")
-@click.option("--loso", is_flag=True, help="also leave-one-scenario-out (retrains gbt/cnn/rules once per scenario)")
+@click.option("--loso", is_flag=True, help="also leave-one-scenario-out (retrains --loso-models once per scenario)")
+@click.option("--loso-models", default=None, help="models retrained in LOSO [gbt,rules]")
 @click.option("--transformer-artifact", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="reuse a `darkpool train` artifact trained on the same data (its split is checked)")
 @click.option("--transformer-minutes", type=float, default=None, help="transformer training budget, minutes")
@@ -38,7 +39,7 @@ from darkpool.config import KafkaConfig, WindowConfig, from_env
 @click.option("--alerts", "alerts_src", default=None,
               help="grade the job's alerts instead: JSON-lines file, or Kafka topic name")
 @click.option("--bootstrap-servers", default=None, help="Kafka brokers for --alerts TOPIC (default: KafkaConfig)")
-def evaluate(data: Path, out: Path, models: str, preset: str, quick: bool, loso: bool,
+def evaluate(data: Path, out: Path, models: str, preset: str, quick: bool, loso: bool, loso_models: str | None,
              transformer_artifact: Path | None, transformer_minutes: float | None, seq_seconds: float | None,
              max_fpr: float | None, alerts_src: str | None, bootstrap_servers: str | None) -> None:
     """Evaluate detectors on labeled data (window, scenario, episode, cost metrics) and write a report."""
@@ -59,6 +60,8 @@ def evaluate(data: Path, out: Path, models: str, preset: str, quick: bool, loso:
         cfg = replace(cfg, transformer_minutes=transformer_minutes)
     if seq_seconds is not None:
         cfg = replace(cfg, seq=replace(cfg.seq, max_seconds=seq_seconds))
+    if loso_models:
+        cfg = replace(cfg, loso_models=tuple(m.strip() for m in loso_models.split(",") if m.strip()))
     if max_fpr is not None:
         cfg = replace(cfg, max_fpr=max_fpr)
     t0 = time.time()

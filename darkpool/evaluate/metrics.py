@@ -34,7 +34,7 @@ def _div(a: float, b: float) -> float:
 def ranking_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
     """ROC-AUC and PR-AUC (average precision); NaN when y has a single class."""
     y = np.asarray(y).astype(int)
-    if y.min(initial=0) == y.max(initial=0):
+    if len(y) == 0 or y.min() == y.max():
         return {"roc_auc": float("nan"), "pr_auc": float("nan")}
     return {"roc_auc": float(roc_auc_score(y, score)), "pr_auc": float(average_precision_score(y, score))}
 

@@ -88,6 +88,8 @@ class SequenceDetector:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if time.time() - t0 > self.cfg.max_seconds:
+                    break  # budget spent mid-epoch: validate what we have, then stop
             ap = float(average_precision_score(val.y, self.score(val.x))) if 0 < val.y.sum() < len(val) else -loss.item()
             if ap > best + 1e-4:
                 best, best_state, bad = ap, copy.deepcopy(self.net.state_dict()), 0
