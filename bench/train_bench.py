@@ -24,10 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one_preset(name: str, steps: int, batch: int, device: str) -> dict:
+def one_preset(name: str, steps: int, batch: int, device: str, threads: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
     import torch.nn.functional as F
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from model.config import preset
     from model.transformer import ScoringModel, count_params
@@ -38,9 +41,9 @@ def one_preset(name: str, steps: int, batch: int, device: str) -> dict:
     x = torch.randn(batch, m.cfg.n_buckets, m.cfg.n_channels, device=device)
     y = (torch.rand(batch, device=device) < 0.1).float()
     s = torch.randint(0, m.cfg.n_scenarios, (batch,), device=device)
-    times = []
+    times, cpu = [], []
     for i in range(steps + 1):  # step 0 is warm-up, not timed
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         logit, scen, recon = m.net(x)
         loss = F.binary_cross_entropy_with_logits(logit, y) + F.cross_entropy(scen, s) + (recon - x).pow(2).mean()
         opt.zero_grad()
@@ -50,9 +53,12 @@ def one_preset(name: str, steps: int, batch: int, device: str) -> dict:
             torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     sec = sum(times) / len(times)
     return {"preset": name, "params_m": round(count_params(m) / 1e6, 3), "steps_timed": steps, "batch": batch,
             "seconds_per_step": round(sec, 4), "windows_per_s": round(batch / sec, 1),
+            # CPU seconds per step: what the step costs whatever else runs on the machine
+            "cpu_seconds_per_step": round(sum(cpu) / len(cpu), 4),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "torch_threads": torch.get_num_threads(), "device": device}
 
@@ -81,19 +87,21 @@ def main() -> None:
     ap.add_argument("--steps-large", type=int, default=3)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (training default: 1)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one preset here
     args = ap.parse_args()
     if args.one:
         steps = args.steps_small if args.one == "small" else args.steps_large
-        print(json.dumps(one_preset(args.one, steps, args.batch, args.device)))
+        print(json.dumps(one_preset(args.one, steps, args.batch, args.device, args.threads)))
         return
-    out = {"bench": "train", "cpu_count": os.cpu_count(),
+    out = {"bench": "train", "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
            "note": f"baseline/enhanced: {args.steps_large} timed steps only (per-step cost), not full runs",
            "presets": []}
     for name in ("small", "baseline", "enhanced"):
         proc = subprocess.run([sys.executable, __file__, "--one", name, "--steps-small", str(args.steps_small),
                                "--steps-large", str(args.steps_large), "--batch", str(args.batch),
-                               "--device", args.device], capture_output=True, text=True)
+                               "--device", args.device, "--threads", str(args.threads)],
+                              capture_output=True, text=True)
         out["presets"].append(json.loads(proc.stdout) if proc.returncode == 0 else {"preset": name,
                                                                                     "error": proc.stderr[-1000:]})
     if args.data:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -217,6 +218,37 @@ def test_reload_of_a_bad_folder_keeps_serving(scorer, artifacts, tmp_path):
             return await client.score(windows(1, 0))
 
     assert asyncio.run(main()).model_version == artifacts["a"][1]
+
+
+def test_sighup_rereads_the_artifact_folder(scorer, artifacts, tmp_path):
+    import shutil
+    import signal
+
+    (path_a, va, _), (path_b, vb, _) = artifacts["a"], artifacts["b"]
+    backup = tmp_path / "a"
+    shutil.copytree(path_a, backup)
+
+    def version_after_sighup() -> str:
+        scorer.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with urllib.request.urlopen(scorer.url + "/v2/health/ready") as r:
+                v = json.loads(r.read())["version"]
+            if v != current[0]:
+                return v
+            time.sleep(0.2)
+        return current[0]
+
+    current = [va]
+    try:
+        for f in path_b.iterdir():  # a new model is deployed into the served folder
+            shutil.copy2(f, path_a / f.name)
+        assert version_after_sighup() == vb
+    finally:
+        for f in backup.iterdir():
+            shutil.copy2(f, path_a / f.name)
+        current[0] = vb
+        assert version_after_sighup() == va
 
 
 def test_client_names_the_fix_when_scorer_is_down():
