@@ -154,7 +154,14 @@ def _stop_previous(stack) -> None:  # noqa: ANN001
     state.unlink()
 
 
-def replay_and_watch(data: Path, speed: float, settle_s: float, max_wait_s: float) -> list[dict[str, Any]]:
+def replay_and_watch(stack, job_id: str, data: Path, speed: float, settle_s: float, max_wait_s: float) -> list[dict[str, Any]]:  # noqa: ANN001
+    """Replay the market and print committed alerts until the job has gone quiet.
+
+    Quiet = replay finished, no operator of the job read a record and no alert came for
+    `settle_s`, then one more completed checkpoint (alerts of the exactly-once topic
+    become visible only when a checkpoint completes). The last windows of the session
+    stay open until event time moves on, exactly as they would on a live feed.
+    """
     market_replay = _need("darkpool.market.replay", "market replay")
     from darkpool.market.simulate import read_events
     from udfs.alerts import format_line
@@ -162,12 +169,10 @@ def replay_and_watch(data: Path, speed: float, settle_s: float, max_wait_s: floa
     kafka = from_env(KafkaConfig)
     got: queue.Queue[dict[str, Any]] = queue.Queue()
     stop = threading.Event()
-
     # Read the topic from the beginning but keep only alerts made after this point:
     # no race with the consumer's first position, and earlier demos' alerts drop out.
     since_ms = int(time.time() * 1000)
-    t = threading.Thread(target=_watch, args=(kafka, got, stop, since_ms), daemon=True)
-    t.start()
+    threading.Thread(target=_watch, args=(kafka, got, stop, since_ms), daemon=True).start()
     table = read_events(data)
     result: dict[str, Any] = {}
     sender = threading.Thread(
@@ -176,30 +181,62 @@ def replay_and_watch(data: Path, speed: float, settle_s: float, max_wait_s: floa
     t0 = time.monotonic()
     sender.start()
     alerts: list[dict[str, Any]] = []
-    last_alert = next_progress = time.monotonic()
-    while True:
+    last_change = next_progress = time.monotonic()
+    progress: tuple = ()
+    while time.monotonic() - t0 < max_wait_s:
         try:
-            a = got.get(timeout=1.0)
+            a = got.get(timeout=2.0)
             alerts.append(a)
-            last_alert = time.monotonic()
+            last_change = time.monotonic()
             click.echo("  " + format_line(a))
             continue
         except queue.Empty:
             pass
-        now = time.monotonic()
-        if sender.is_alive():
-            if now >= next_progress:
-                next_progress = now + 15
-                click.echo(f"  ... replaying {table.num_rows:,} events, {now - t0:.0f}s, {len(alerts)} alert events so far")
-            last_alert = max(last_alert, now)  # the quiet period starts when replay ends
-            continue
-        if now - last_alert > settle_s or now - t0 > max_wait_s:
+        now, seen = time.monotonic(), _records_read(stack, job_id)
+        if seen != progress or sender.is_alive():
+            progress, last_change = seen, now
+        if now >= next_progress:
+            next_progress = now + 15
+            state = "replaying" if sender.is_alive() else "job catching up"
+            click.echo(f"  ... {state}: {now - t0:.0f}s, {sum(seen):,} records through the job's operators, {len(alerts)} alert events")
+        if now - last_change > settle_s:
             break
+    _wait_next_checkpoint(stack, job_id)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            a = got.get(timeout=0.5)
+            alerts.append(a)
+            click.echo("  " + format_line(a))
+        except queue.Empty:
+            pass
     stop.set()
-    stats = result.get("stats")
-    if stats is not None:
-        click.echo(f"  replayed: {stats}")
+    if "stats" in result:
+        click.echo(f"  replayed: {result['stats']}")
     return alerts
+
+
+def _records_read(stack, job_id: str) -> tuple[int, ...]:  # noqa: ANN001
+    from darkpool.stack import jobs
+
+    try:
+        return tuple(int(v["metrics"].get("read-records", 0)) for v in jobs.job(stack, job_id)["vertices"])
+    except (OSError, KeyError):
+        return ()
+
+
+def _wait_next_checkpoint(stack, job_id: str, timeout_s: float = 90) -> None:  # noqa: ANN001
+    from darkpool.stack import flink
+
+    def completed() -> int:
+        try:
+            return int(flink.rest_get(stack, f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
+        except (OSError, KeyError):
+            return -1
+
+    first, deadline = completed(), time.monotonic() + timeout_s
+    while completed() <= first and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def _watch(kafka: KafkaConfig, got: queue.Queue, stop: threading.Event, since_ms: int) -> None:
@@ -226,7 +263,8 @@ def summary(data: Path, alerts: list[dict[str, Any]], slack_ms: int) -> None:
 @click.command()
 @click.option("--preset", default="default", show_default=True, help="market preset (tiny: a quick smoke run)")
 @click.option("--speed", type=float, default=0.0, show_default=True, help="replay speed (0 = as fast as possible)")
-@click.option("--settle", type=float, default=45.0, show_default=True, help="seconds without a new alert that end the demo")
+@click.option("--settle", type=float, default=30.0, show_default=True,
+              help="seconds without job progress or a new alert that end the watch phase")
 @click.option("--max-wait", type=float, default=1800.0, show_default=True, help="hard limit on the watch phase, seconds")
 @click.option("--train-minutes", type=float, default=8.0, show_default=True, help="training budget when no model exists yet")
 @click.option("--job-arg", "job_args", multiple=True, help="extra flag for the job (repeatable)")
@@ -246,9 +284,9 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, train_minute
     step(4, "scorer service")
     ensure_scorer(stack, artifact)
     step(5, "detection job")
-    submit(stack, list(job_args))
+    job_id = submit(stack, list(job_args))
     step(6, "replaying the market into Kafka; committed alerts follow")
-    alerts = replay_and_watch(data, speed, settle, max_wait)
+    alerts = replay_and_watch(stack, job_id, data, speed, settle, max_wait)
     step(7, "summary")
     from darkpool.config import WindowConfig
 
