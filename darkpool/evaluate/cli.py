@@ -74,7 +74,12 @@ def evaluate(data: Path, out: Path, models: str, preset: str, quick: bool, loso:
 
 
 def _grade_alerts(src: str, data: Path, out: Path, bootstrap_servers: str | None) -> None:
-    from darkpool.evaluate.alerts_grading import grade_alerts, markdown, read_alert_file, read_alert_topic
+    from darkpool.evaluate.alerts_grading import (
+        grade_alerts,
+        markdown,
+        read_alert_file,
+        read_alert_topic,
+    )
 
     path = Path(src)
     try:

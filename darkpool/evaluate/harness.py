@@ -29,9 +29,8 @@ from darkpool.evaluate.episodes import coalesce, grade
 from darkpool.evaluate.sequence import SeqConfig, SequenceDetector
 from darkpool.evaluate.tabular import GradientBoosting, IsolationForest, Rules
 from darkpool.evaluate.transformer import TransformerDetector
-from darkpool.paths import cache_dir, file_hash
 from model.config import TrainConfig
-from model.windows import Split, WindowSet, build_windows, read_events, time_split
+from model.windows import Split, WindowSet, load_windows, time_split
 from udfs.schemas import SCENARIOS
 
 ALL_MODELS = ("transformer", "lstm", "cnn", "gbt", "iforest", "rules")
@@ -61,6 +60,7 @@ class EvalConfig:
     latency_calls: int = 200  # timed scoring calls per batch size
     batch: int = 256  # the "batched" latency batch size
     seed: int = 0
+    torch_threads: int = 1  # torch CPU threads for training and scoring (0 = torch default)
     loso: bool = False  # also run leave-one-scenario-out
     loso_models: tuple[str, ...] = ("gbt", "rules")  # models retrained per left-out scenario (cost: x8)
 
@@ -70,23 +70,6 @@ class EvalConfig:
         base = cls(seq=SeqConfig(epochs=3, max_seconds=60), transformer_minutes=2.0, transformer_epochs=3,
                    n_boot=50, latency_calls=30)
         return replace(base, **kw)
-
-
-def load_windows(data: Path, wcfg: WindowConfig, log=print) -> WindowSet:
-    """build_windows on data's events, cached by content hash (it takes minutes on a session)."""
-    events = data / "events.parquet" if data.is_dir() else data
-    cached = cache_dir() / "eval-windows" / f"{file_hash(events, 16)}-{wcfg.slide_s}s-{wcfg.n_buckets}.npz"
-    if cached.exists():
-        z = np.load(cached, allow_pickle=False)
-        return WindowSet(z["x"], z["y"], z["scenario"], z["instrument"].astype(object), z["end_pane"])
-    t0 = time.time()
-    ws = build_windows(read_events(data), wcfg.n_buckets, wcfg.slide_ns)
-    log(f"built {len(ws)} windows in {time.time() - t0:.0f}s")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, x=ws.x, y=ws.y, scenario=ws.scenario, instrument=ws.instrument.astype(str), end_pane=ws.end_pane)
-    tmp.rename(cached)
-    return ws
 
 
 def make_detector(name: str, cfg: EvalConfig, data: Path, out: Path, wcfg: WindowConfig) -> Detector:
@@ -200,7 +183,14 @@ def run(data: Path, out: Path, cfg: EvalConfig, wcfg: WindowConfig | None = None
 
     wcfg = wcfg or WindowConfig()
     out.mkdir(parents=True, exist_ok=True)
-    ws = load_windows(data, wcfg, log)
+    if cfg.torch_threads:
+        # one thread: on a shared 2-core box two spinning OpenMP threads are far slower (model/config.py)
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
+    t0 = time.time()
+    ws = load_windows(data, wcfg.n_buckets, wcfg.slide_ns)  # the model part's cached build_windows
+    log(f"{len(ws)} windows in {time.time() - t0:.0f}s")
     split = time_split(ws.end_pane, wcfg.n_buckets, cfg.val_frac, cfg.test_frac)
     tr, va, te = ws.subset(split.train), ws.subset(split.val), ws.subset(split.test)
     t_start, t_end, inst_hours = graded_period(ws, split, wcfg)
