@@ -41,6 +41,8 @@ Flags (defaults from JobConfig / darkpool.config, which also read DARKPOOL_<FIEL
     --job-name NAME            Flink job name (also seeds the consumer group / tx prefix)
     --backtest PATH            read a contract Parquet (or .jsonl) file instead of Kafka
     --to-kafka                 with --backtest: write alerts / dead letters to Kafka too
+    --bounded                  Kafka source stops at the latest offsets of job start (replay
+                               a topic as a backtest; the end of input flushes all windows)
 """
 
 from __future__ import annotations
@@ -189,18 +191,23 @@ def make_env(cfg: JobConfig, jars: list[str] = ()) -> tuple[StreamExecutionEnvir
     conf.set_string("python.fn-execution.bundle.size", str(cfg.python_bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.python_bundle_time_ms))
     conf.set_string("python.fn-execution.arrow.batch.size", str(cfg.arrow_batch_size))
-    if jars:
-        conf.set_string("pipeline.jars", ";".join(jars))
     env = StreamExecutionEnvironment.get_execution_environment(conf)
+    if jars:
+        # append, never set: under `flink run -py` pipeline.jars already holds the
+        # flink-python jar the client added; replacing it fails the submission with
+        # ClassNotFoundException ExternalPythonProcessOperator on the JobManager
+        env.add_jars(*jars)
     if cfg.parallelism:
         env.set_parallelism(cfg.parallelism)
     return env, StreamTableEnvironment.create(env)
 
 
-def register_source(t_env: StreamTableEnvironment, cfg: JobConfig, backtest: str | None) -> tuple[str, str, str | None]:
+def register_source(
+    t_env: StreamTableEnvironment, cfg: JobConfig, backtest: str | None, bounded: bool = False
+) -> tuple[str, str, str | None]:
     """Create the raw table + views; returns (main view, side view, source topic or None)."""
     if backtest is None:
-        t_env.execute_sql(sources.kafka_raw_ddl("trades_raw", cfg))
+        t_env.execute_sql(sources.kafka_raw_ddl("trades_raw", cfg, bounded=bounded))
         return (*sources.register_views(t_env, "trades_raw", has_metadata=True), cfg.kafka.trades_topic)
     path = backtest
     if backtest.endswith(".parquet"):
@@ -264,6 +271,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
     add("--job-name", default=d.job_name)
     add("--backtest")
     add("--to-kafka", action="store_true")
+    add("--bounded", action="store_true")
     a, _ = p.parse_known_args(argv)  # flink run may pass its own leftovers
     kafka = from_env(
         KafkaConfig,
@@ -307,7 +315,7 @@ def local_jars() -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     cfg, a = parse_args(argv)
     env, t_env = make_env(cfg, local_jars())
-    main_view, side_view, topic = register_source(t_env, cfg, a.backtest)
+    main_view, side_view, topic = register_source(t_env, cfg, a.backtest, a.bounded)
     to_kafka = a.backtest is None or a.to_kafka
     k = cfg.kafka
     build_pipeline(

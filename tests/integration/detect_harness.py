@@ -25,7 +25,7 @@ def main() -> None:
     extra, rest = p.parse_known_args()
     cfg, a = job.parse_args(rest)
     env, t_env = job.make_env(cfg, job.local_jars())
-    main_view, side_view, topic = job.register_source(t_env, cfg, a.backtest)
+    main_view, side_view, topic = job.register_source(t_env, cfg, a.backtest, a.bounded)
     k = cfg.kafka
     pipe = job.build_pipeline(
         t_env,
