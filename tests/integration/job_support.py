@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -80,3 +81,43 @@ def read_until(
     finally:
         consumer.close()
     return records
+
+
+class ScorerProcess:
+    """`darkpool scorer serve` on a fixed port, so it can be killed and started again."""
+
+    def __init__(self, artifact: Path, port: int, log: Path):
+        self.url = f"http://127.0.0.1:{port}"
+        args = [sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
+                "--port", str(port), "--device", "cpu", "--threads", "1"]  # fmt: skip
+        self._out = open(log, "a")  # noqa: SIM115 - closed in kill()
+        self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                     stdout=self._out, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"scorer exited early, see {log}")
+            try:
+                with urllib.request.urlopen(self.url + "/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        self.kill()
+        raise RuntimeError("scorer did not become ready in 120 s")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # SIGKILL: a crash, not a graceful stop
+            self.proc.wait()
+        self._out.close()
+
+
+def comparable(events: list[dict]) -> dict[tuple[str, int], dict]:
+    """Alert events by (alert_id, seq) without their processing-time fields."""
+    out: dict[tuple[str, int], dict] = {}
+    for e in events:
+        key = (e["alert_id"], e["seq"])
+        assert key not in out, f"duplicate alert event {key}"
+        out[key] = {k: v for k, v in e.items() if k not in ("emitted_at", "latency_ms")}
+    return out

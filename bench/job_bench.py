@@ -1,0 +1,170 @@
+"""Throughput and memory of the whole detection job beside a read-and-discard job.
+
+    python bench/job_bench.py [--instruments 500] [--events 200000] [--partitions 2]
+
+One run: a market of N events is generated and replayed into a fresh Kafka topic; then,
+on the local mini cluster (one process each, same settings, parallelism 1):
+  read_only  the same raw Kafka source (same DDL) -> blackhole: the ceiling of this box;
+  full       jobs/detect_anomalies.build_pipeline (parse, validate, panes, windows,
+             scorer over HTTP, thresholds, exactly-once alerts sink), --bounded.
+Each is also run on an empty topic to measure its fixed start-up cost, and the rate is
+events / (wall time - start-up). Peak resident memory is sampled every 0.5 s over the
+job's process tree (JVM = JobManager + TaskManager of the mini cluster; Python = the
+Beam workers) and the scorer. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _rss_tree(pid: int) -> dict[str, int]:
+    """Current RSS (bytes) of `pid` and its descendants, split into java / python."""
+    out = {"java": 0, "python": 0}
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        stack += children.get(p, [])
+        try:
+            status = open(f"/proc/{p}/status").read()
+            exe = os.path.basename(os.readlink(f"/proc/{p}/exe"))
+        except OSError:
+            continue
+        rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS")), 0)
+        out["java" if exe.startswith("java") else "python"] += rss
+    return out
+
+
+def _timed(argv: list[str]) -> dict:
+    """Run a job process, sampling its tree's memory; wall seconds and peak RSS."""
+    peak = {"java": 0, "python": 0}
+    t0 = time.time()
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for k, v in _rss_tree(proc.pid).items():
+                peak[k] = max(peak[k], v)
+            time.sleep(0.5)
+
+    threading.Thread(target=sample, daemon=True).start()
+    out, _ = proc.communicate()
+    done.set()
+    if proc.returncode:
+        raise RuntimeError(f"{argv} failed:\n{out.decode(errors='replace')[-3000:]}")
+    return {"wall_s": time.time() - t0, "peak_rss_mb": {k: round(v / 2**20) for k, v in peak.items()}}
+
+
+def read_only_job(bootstrap: str, topic: str) -> None:
+    """The ceiling: the job's own raw Kafka source (bounded) into a blackhole."""
+    from jobs import detect_anomalies as job
+    from jobs.job_config import JobConfig
+    from udfs.sources import kafka_raw_ddl
+
+    cfg = JobConfig(kafka=job.from_env(job.KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic),
+                    start_from="earliest", parallelism=1, job_name=f"read-only-{uuid.uuid4().hex[:6]}")  # fmt: skip
+    _, t_env = job.make_env(cfg, job.local_jars())
+    t_env.execute_sql(kafka_raw_ddl("raw", cfg, bounded=True))
+    t_env.execute_sql("CREATE TEMPORARY TABLE sink (payload STRING) WITH ('connector' = 'blackhole')")
+    t_env.execute_sql("INSERT INTO sink SELECT payload FROM raw").wait()
+
+
+def _topic(bootstrap: str, partitions: int) -> str:
+    from darkpool.stack import smoke
+    from darkpool.stack.settings import StackConfig
+
+    name = f"bench.job.{uuid.uuid4().hex[:8]}"
+    smoke.create_topics(StackConfig.load(), [name], partitions)
+    return name
+
+
+def _scorer(artifact: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
+                             "--port", str(port), "--device", "cpu"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("scorer not ready")
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--read-only-job":
+        read_only_job(sys.argv[2], sys.argv[3])
+        return
+    from darkpool.paths import artifacts_dir
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--instruments", type=int, default=500)
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--partitions", type=int, default=2)
+    p.add_argument("--bootstrap", default="localhost:9092")
+    p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small")
+    p.add_argument("--scorer-port", type=int, default=8597)
+    a = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="job-bench-"))
+    cli = [sys.executable, "-m", "darkpool.cli"]
+    subprocess.run([*cli, "generate", "--preset", "default", "--instruments", str(a.instruments), "--events",
+                    str(a.events), "--out", str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    full_topic, empty_topic = _topic(a.bootstrap, a.partitions), _topic(a.bootstrap, a.partitions)
+    subprocess.run([*cli, "replay", "--input", str(tmp), "--bootstrap", a.bootstrap, "--topic", full_topic],
+                   cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    scorer = _scorer(a.artifact, a.scorer_port)
+    try:
+        runs = {}
+        for topic, label in ((empty_topic, "empty"), (full_topic, "full")):
+            runs[f"read_only_{label}"] = _timed([sys.executable, __file__, "--read-only-job", a.bootstrap, topic])
+            alerts, dead = _topic(a.bootstrap, 1), _topic(a.bootstrap, 1)
+            runs[f"job_{label}"] = _timed(
+                [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
+                 "--trades-topic", topic, "--alerts-topic", alerts, "--dead-letter-topic", dead,
+                 "--scorer-url", f"http://127.0.0.1:{a.scorer_port}", "--start-from", "earliest", "--bounded",
+                 "--parallelism", "1", "--restart-attempts", "0", "--job-name", f"bench-{uuid.uuid4().hex[:6]}"]
+            )  # fmt: skip
+        status = open(f"/proc/{scorer.pid}/status").read()
+        scorer_rss = next(int(x.split()[1]) * 1024 for x in status.splitlines() if x.startswith("VmHWM"))
+    finally:
+        scorer.kill()
+
+    def rate(kind: str) -> float:
+        return a.events / max(runs[f"{kind}_full"]["wall_s"] - runs[f"{kind}_empty"]["wall_s"], 1e-9)
+
+    ro, full = rate("read_only"), rate("job")
+    print(json.dumps({
+        "events": a.events, "instruments": a.instruments, "partitions": a.partitions, "parallelism": 1,
+        "read_only_events_per_s": round(ro), "job_events_per_s": round(full), "job_vs_read_only": round(full / ro, 3),
+        "runs": runs, "scorer_peak_rss_mb": round(scorer_rss / 2**20),
+        "load_average": os.getloadavg(), "cpus": os.cpu_count(),
+        "note": "rates at the margin: events / (wall - wall of the same job on an empty topic)",
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
