@@ -38,7 +38,7 @@ def _rss_tree(pid: int) -> dict[str, int]:
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(d))
@@ -47,11 +47,18 @@ def _rss_tree(pid: int) -> dict[str, int]:
         p = stack.pop()
         stack += children.get(p, [])
         try:
-            status = open(f"/proc/{p}/status").read()
+            status = Path(f"/proc/{p}/status").read_text()
             exe = os.path.basename(os.readlink(f"/proc/{p}/exe"))
         except OSError:
             continue
-        rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS")), 0)
+        rss = next(
+            (
+                int(line.split()[1]) * 1024
+                for line in status.splitlines()
+                if line.startswith("VmRSS")
+            ),
+            0,
+        )
         out["java" if exe.startswith("java") else "python"] += rss
     return out
 
@@ -75,7 +82,10 @@ def _timed(argv: list[str]) -> dict:
     done.set()
     if proc.returncode:
         raise RuntimeError(f"{argv} failed:\n{out.decode(errors='replace')[-3000:]}")
-    return {"wall_s": time.time() - t0, "peak_rss_mb": {k: round(v / 2**20) for k, v in peak.items()}}
+    return {
+        "wall_s": time.time() - t0,
+        "peak_rss_mb": {k: round(v / 2**20) for k, v in peak.items()},
+    }
 
 
 def read_only_job(bootstrap: str, topic: str) -> None:
@@ -88,7 +98,9 @@ def read_only_job(bootstrap: str, topic: str) -> None:
                     start_from="earliest", parallelism=1, job_name=f"read-only-{uuid.uuid4().hex[:6]}")  # fmt: skip
     _, t_env = job.make_env(cfg, job.local_jars())
     t_env.execute_sql(kafka_raw_ddl("raw", cfg, bounded=True))
-    t_env.execute_sql("CREATE TEMPORARY TABLE sink (payload STRING) WITH ('connector' = 'blackhole')")
+    t_env.execute_sql(
+        "CREATE TEMPORARY TABLE sink (payload STRING) WITH ('connector' = 'blackhole')"
+    )
     t_env.execute_sql("INSERT INTO sink SELECT payload FROM raw").wait()
 
 
@@ -140,7 +152,9 @@ def main() -> None:
     try:
         runs = {}
         for topic, label in ((empty_topic, "empty"), (full_topic, "full")):
-            runs[f"read_only_{label}"] = _timed([sys.executable, __file__, "--read-only-job", a.bootstrap, topic])
+            runs[f"read_only_{label}"] = _timed(
+                [sys.executable, __file__, "--read-only-job", a.bootstrap, topic]
+            )
             alerts, dead = _topic(a.bootstrap, 1), _topic(a.bootstrap, 1)
             runs[f"job_{label}"] = _timed(
                 [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
@@ -148,13 +162,17 @@ def main() -> None:
                  "--scorer-url", f"http://127.0.0.1:{a.scorer_port}", "--start-from", "earliest", "--bounded",
                  "--parallelism", "1", "--restart-attempts", "0", "--job-name", f"bench-{uuid.uuid4().hex[:6]}"]
             )  # fmt: skip
-        status = open(f"/proc/{scorer.pid}/status").read()
-        scorer_rss = next(int(x.split()[1]) * 1024 for x in status.splitlines() if x.startswith("VmHWM"))
+        status = Path(f"/proc/{scorer.pid}/status").read_text()
+        scorer_rss = next(
+            int(x.split()[1]) * 1024 for x in status.splitlines() if x.startswith("VmHWM")
+        )
     finally:
         scorer.kill()
 
     def rate(kind: str) -> float:
-        return a.events / max(runs[f"{kind}_full"]["wall_s"] - runs[f"{kind}_empty"]["wall_s"], 1e-9)
+        return a.events / max(
+            runs[f"{kind}_full"]["wall_s"] - runs[f"{kind}_empty"]["wall_s"], 1e-9
+        )
 
     ro, full = rate("read_only"), rate("job")
     print(json.dumps({

@@ -153,7 +153,9 @@ def build_pipeline(
     )
     # Timeout 0: no per-record timer thread; each attempt is bounded inside the coroutine.
     scored = (
-        AsyncDataStream.unordered_wait(windows, scorer, Time.milliseconds(0), cfg.async_capacity, Types.STRING())
+        AsyncDataStream.unordered_wait(
+            windows, scorer, Time.milliseconds(0), cfg.async_capacity, Types.STRING()
+        )
         .name("score-windows")
         .uid("score-windows")
     )
@@ -178,7 +180,9 @@ def build_pipeline(
 # ---- environment, sources and sinks (main) ---------------------------------------------
 
 
-def make_env(cfg: JobConfig, jars: list[str] = ()) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+def make_env(
+    cfg: JobConfig, jars: list[str] = ()
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     conf = Configuration()
     conf.set_string("pipeline.name", cfg.job_name)
     conf.set_string("restart-strategy.type", "fixed-delay")
@@ -187,7 +191,9 @@ def make_env(cfg: JobConfig, jars: list[str] = ()) -> tuple[StreamExecutionEnvir
     conf.set_string("execution.checkpointing.interval", f"{cfg.checkpoint_interval_ms} ms")
     conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
     conf.set_string("execution.checkpointing.timeout", f"{cfg.checkpoint_timeout_ms} ms")
-    conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    conf.set_string(
+        "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
+    )
     conf.set_string("python.fn-execution.bundle.size", str(cfg.python_bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.python_bundle_time_ms))
     conf.set_string("python.fn-execution.arrow.batch.size", str(cfg.arrow_batch_size))
@@ -208,7 +214,10 @@ def register_source(
     """Create the raw table + views; returns (main view, side view, source topic or None)."""
     if backtest is None:
         t_env.execute_sql(sources.kafka_raw_ddl("trades_raw", cfg, bounded=bounded))
-        return (*sources.register_views(t_env, "trades_raw", has_metadata=True), cfg.kafka.trades_topic)
+        return (
+            *sources.register_views(t_env, "trades_raw", has_metadata=True),
+            cfg.kafka.trades_topic,
+        )
     path = backtest
     if backtest.endswith(".parquet"):
         path = os.path.join(tempfile.mkdtemp(prefix="darkpool-backtest-"), "events.jsonl")
@@ -309,7 +318,11 @@ def local_jars() -> list[str]:
     from darkpool import paths
 
     folder = paths.jars_dir("flink-jars")
-    return [f"file://{j}" for j in sorted(folder.glob("flink-sql-connector-kafka-*.jar"))] if folder.exists() else []
+    return (
+        [f"file://{j}" for j in sorted(folder.glob("flink-sql-connector-kafka-*.jar"))]
+        if folder.exists()
+        else []
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -324,8 +337,12 @@ def main(argv: list[str] | None = None) -> None:
         side_view,
         cfg,
         alerts_sink=kafka_string_sink(cfg, k.alerts_topic, True) if to_kafka else DataStream.print,
-        dead_letter_sink=kafka_string_sink(cfg, k.dead_letter_topic, False) if to_kafka else DataStream.print,
-        fast_alerts_sink=kafka_string_sink(cfg, k.alerts_fast_topic, False) if to_kafka and cfg.fast_alerts else None,
+        dead_letter_sink=kafka_string_sink(cfg, k.dead_letter_topic, False)
+        if to_kafka
+        else DataStream.print,
+        fast_alerts_sink=kafka_string_sink(cfg, k.alerts_fast_topic, False)
+        if to_kafka and cfg.fast_alerts
+        else None,
         source_topic=topic,
     )
     env.execute(cfg.job_name)

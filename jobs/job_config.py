@@ -22,7 +22,9 @@ class JobConfig:
     job_name: str = "darkpool-detect"  # Flink job name; also seeds the ids below
     # --- event time ------------------------------------------------------------------
     out_of_orderness_ms: int = 2_000  # watermark = max event time seen - this; older = late
-    source_idle_timeout_ms: int = 10_000  # a partition silent this long stops holding back the watermark
+    source_idle_timeout_ms: int = (
+        10_000  # a partition silent this long stops holding back the watermark
+    )
     # --- source ----------------------------------------------------------------------
     start_from: str = "committed"  # committed (fallback earliest) | earliest | latest
     # --- fault tolerance -------------------------------------------------------------
@@ -37,7 +39,9 @@ class JobConfig:
     scorer_backoff_s: float = 0.25  # first retry delay, doubled each attempt (0.25+0.5+1+2 s)
     # --- sinks -----------------------------------------------------------------------
     fast_alerts: bool = False  # also write at-least-once alerts to kafka.alerts_fast_topic
-    transaction_timeout_ms: int = 15 * 60 * 1000  # must stay <= broker transaction.max.timeout.ms (1 h)
+    transaction_timeout_ms: int = (
+        15 * 60 * 1000
+    )  # must stay <= broker transaction.max.timeout.ms (1 h)
     transactional_id_prefix: str = ""  # empty -> derived from job_name + alerts topic (see below)
     # --- parallelism / Python runtime ----------------------------------------------------
     parallelism: int = 0  # 0 -> the cluster's default
@@ -47,13 +51,21 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         if self.start_from not in ("committed", "earliest", "latest"):
-            raise ValueError(f"start_from must be committed|earliest|latest, got {self.start_from!r}")
+            raise ValueError(
+                f"start_from must be committed|earliest|latest, got {self.start_from!r}"
+            )
         if self.transaction_timeout_ms > 60 * 60 * 1000:
-            raise ValueError("transaction_timeout_ms exceeds the broker's 1 h transaction.max.timeout.ms")
+            raise ValueError(
+                "transaction_timeout_ms exceeds the broker's 1 h transaction.max.timeout.ms"
+            )
         if self.transaction_timeout_ms <= self.checkpoint_interval_ms:
-            raise ValueError("a transaction must outlive a checkpoint interval (transaction_timeout_ms)")
+            raise ValueError(
+                "a transaction must outlive a checkpoint interval (transaction_timeout_ms)"
+            )
         if self.scorer_retries < 0 or self.scorer_timeout_s <= 0 or self.async_capacity <= 0:
-            raise ValueError("scorer_retries >= 0, scorer_timeout_s > 0, async_capacity > 0 required")
+            raise ValueError(
+                "scorer_retries >= 0, scorer_timeout_s > 0, async_capacity > 0 required"
+            )
 
     @property
     def tx_prefix(self) -> str:

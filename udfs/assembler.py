@@ -67,7 +67,9 @@ def add_pane(buffer: dict[int, tuple], pane: int, entry: tuple, n_buckets: int) 
     return buffer
 
 
-def assemble(instrument: str, buffer: dict[int, tuple], end_pane: int, n_buckets: int, slide_ms: int) -> Row:
+def assemble(
+    instrument: str, buffer: dict[int, tuple], end_pane: int, n_buckets: int, slide_ms: int
+) -> Row:
     """The WINDOW_TYPE row of the window ending at `end_pane` (pure; unit-tested)."""
     raw = {p: e[0] for p, e in buffer.items()}
     tensor = window_tensor(raw, end_pane, n_buckets, slide_ns=slide_ms * 1_000_000)
@@ -102,7 +104,9 @@ class WindowAssembler(KeyedProcessFunction):
         self._slide_ms = slide_s * 1000
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._panes = runtime_context.get_state(ValueStateDescriptor("panes", Types.PICKLED_BYTE_ARRAY()))
+        self._panes = runtime_context.get_state(
+            ValueStateDescriptor("panes", Types.PICKLED_BYTE_ARRAY())
+        )
         self._timer = runtime_context.get_state(ValueStateDescriptor("clear_at", Types.LONG()))
         group = runtime_context.get_metrics_group().add_group("darkpool")
         self._windows = group.counter("windows_assembled")
@@ -113,8 +117,15 @@ class WindowAssembler(KeyedProcessFunction):
         vec = np.asarray(feats, dtype=np.float32)
         if vec.shape != (N_PANE_CHANNELS,):
             # A feature/UDAF version mismatch is a deployment bug, not bad input: fail loudly.
-            raise ValueError(f"{instrument} pane {pane}: {vec.shape[0]} channels, expected {N_PANE_CHANNELS}")
-        buffer = add_pane(self._panes.value() or {}, int(pane), (vec, int(max_ts_ms), list(parts), list(part_n)), self._t)
+            raise ValueError(
+                f"{instrument} pane {pane}: {vec.shape[0]} channels, expected {N_PANE_CHANNELS}"
+            )
+        buffer = add_pane(
+            self._panes.value() or {},
+            int(pane),
+            (vec, int(max_ts_ms), list(parts), list(part_n)),
+            self._t,
+        )
         self._panes.update(buffer)
         # One pending timer per instrument: at the end of the last window containing this pane.
         clear_at = (int(pane) + self._t) * self._slide_ms - 1

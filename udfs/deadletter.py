@@ -31,7 +31,9 @@ from udfs.schemas import ContractError, parse_message
 KINDS = ("malformed", "late")
 
 
-def dead_letter_id(topic: str | None, partition: int | None, offset: int | None, payload: str) -> str:
+def dead_letter_id(
+    topic: str | None, partition: int | None, offset: int | None, payload: str
+) -> str:
     """Stable id of a dead letter: its Kafka coordinates, or a hash of the payload (files)."""
     if topic is not None and partition is not None and offset is not None:
         return f"{topic}/{partition}/{offset}"
@@ -76,7 +78,9 @@ def format_dead_letter(
         found = python_reason(payload)
         if found is None:
             record["validator_disagreement"] = True
-            record["reason"] = f"rejected by the SQL checks ({sql_reason}); the Python validator accepts it"
+            record["reason"] = (
+                f"rejected by the SQL checks ({sql_reason}); the Python validator accepts it"
+            )
         else:
             record["field"], record["reason"] = found
     else:

@@ -39,7 +39,9 @@ PANE_RESULT = DataTypes.ROW(
 UDAF_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS
 
 
-def top_participants(participant: np.ndarray, contra: np.ndarray, k: int = TOP_PARTICIPANTS) -> tuple[list[str], list[int]]:
+def top_participants(
+    participant: np.ndarray, contra: np.ndarray, k: int = TOP_PARTICIPANTS
+) -> tuple[list[str], list[int]]:
     """The k participants with most events in the pane (as order owner or fill contra)."""
     names = np.concatenate([participant, contra[pd.notna(contra)]]).astype(str)
     uniq, counts = np.unique(names, return_counts=True)  # sorted names: ties break by name
@@ -66,7 +68,9 @@ def pane_row(columns: dict[str, pd.Series], slide_ns: int) -> Row:
     """The UDAF body, pure: contract columns of one (instrument, pane) group -> PANE_RESULT."""
     feats = pane_features(_Frame(columns), slide_ns=slide_ns)[0]  # sorts by ts itself
     ts = columns["ts"].to_numpy()
-    names, counts = top_participants(columns["participant"].to_numpy(), columns["contra"].to_numpy())
+    names, counts = top_participants(
+        columns["participant"].to_numpy(), columns["contra"].to_numpy()
+    )
     return Row(
         int(ts.min()) // slide_ns,
         int(ts.max()) // 1_000_000,

@@ -100,7 +100,9 @@ class ScoreWindows(AsyncFunction):
             if len(self._pending) >= self._max_batch:
                 self._flush()
             elif self._flush_handle is None:
-                self._flush_handle = asyncio.get_running_loop().call_later(self._linger_s, self._flush)
+                self._flush_handle = asyncio.get_running_loop().call_later(
+                    self._linger_s, self._flush
+                )
             score, probs, recon, z, version, threshold = await fut
         finally:
             self._in_flight -= 1

@@ -36,7 +36,12 @@ import pyarrow as pa
 from jobs.job_config import JobConfig
 from udfs.schemas import EVENT_SCHEMA, FIELD_NAMES, sql_reason_expression
 
-_SQL_TYPES = {pa.int64(): "BIGINT", pa.string(): "STRING", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
+_SQL_TYPES = {
+    pa.int64(): "BIGINT",
+    pa.string(): "STRING",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+}
 SQL_TYPES: dict[str, str] = {f.name: _SQL_TYPES[f.type] for f in EVENT_SCHEMA}
 
 _NUMBERS = "ts|price|qty|bid|ask"
@@ -92,7 +97,9 @@ def json_field(name: str) -> str:
 _JSON_TS = json_field("ts")
 
 
-def kafka_raw_ddl(table: str, cfg: JobConfig, topic: str | None = None, bounded: bool = False) -> str:
+def kafka_raw_ddl(
+    table: str, cfg: JobConfig, topic: str | None = None, bounded: bool = False
+) -> str:
     """DDL of the raw Kafka trades table (payload + metadata, rowtime, watermark).
 
     `bounded`: stop at the offsets that are the latest when the job starts (a replay of
@@ -164,18 +171,24 @@ def parquet_to_ndjson(parquet_path: str, out_path: str, batch_rows: int = 200_00
 
     n = 0
     with open(out_path, "w", encoding="utf-8") as out:
-        for batch in pq.ParquetFile(parquet_path).iter_batches(batch_size=batch_rows, columns=list(FIELD_NAMES)):
+        for batch in pq.ParquetFile(parquet_path).iter_batches(
+            batch_size=batch_rows, columns=list(FIELD_NAMES)
+        ):
             cols = [batch.column(name).to_pylist() for name in FIELD_NAMES]
             for row in zip(*cols, strict=True):
-                out.write(json.dumps(dict(zip(FIELD_NAMES, row, strict=True)), separators=(",", ":")))
+                out.write(
+                    json.dumps(dict(zip(FIELD_NAMES, row, strict=True)), separators=(",", ":"))
+                )
                 out.write("\n")
             n += batch.num_rows
     return n
 
 
 def _typed_select(raw: str, has_metadata: bool) -> str:
-    meta = "src_partition, src_offset" if has_metadata else (
-        "CAST(NULL AS INT) AS src_partition, CAST(NULL AS BIGINT) AS src_offset"
+    meta = (
+        "src_partition, src_offset"
+        if has_metadata
+        else ("CAST(NULL AS INT) AS src_partition, CAST(NULL AS BIGINT) AS src_offset")
     )
     cols = ",\n  ".join(f"{json_field(n)} AS {n}" for n in FIELD_NAMES)
     return f"""SELECT

@@ -34,7 +34,9 @@ def main() -> None:
         cfg,
         alerts_sink=job.kafka_string_sink(cfg, k.alerts_topic, True),
         dead_letter_sink=job.kafka_string_sink(cfg, k.dead_letter_topic, False),
-        fast_alerts_sink=job.kafka_string_sink(cfg, k.alerts_fast_topic, False) if cfg.fast_alerts else None,
+        fast_alerts_sink=job.kafka_string_sink(cfg, k.alerts_fast_topic, False)
+        if cfg.fast_alerts
+        else None,
         source_topic=topic,
     )
     tap = job.kafka_string_sink(cfg, extra.scored_topic, False)

@@ -47,7 +47,9 @@ class JobProcess:
         self._out.close()
 
 
-def produce(bootstrap: str, topic: str, payloads: Iterable[bytes | str], key: bytes | None = None) -> None:
+def produce(
+    bootstrap: str, topic: str, payloads: Iterable[bytes | str], key: bytes | None = None
+) -> None:
     p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     for v in payloads:
         p.send(topic, v.encode() if isinstance(v, str) else v, key=key)

@@ -66,7 +66,9 @@ def test_type_regex_flags_nan_literal() -> None:
 
 
 def test_dead_letter_reason_comes_from_the_strict_validator() -> None:
-    text, rec = format_dead_letter("malformed", sources.TYPE_REASON, _payload(qty="5"), "t", 1, 42, None, 7)
+    text, rec = format_dead_letter(
+        "malformed", sources.TYPE_REASON, _payload(qty="5"), "t", 1, 42, None, 7
+    )
     assert json.loads(text) == rec
     assert rec["id"] == "t/1/42" and rec["field"] == "qty" and "integer" in rec["reason"]
     assert not rec["validator_disagreement"]
@@ -114,7 +116,9 @@ def test_pane_row_equals_pane_features_in_any_order() -> None:
 
 
 def test_top_participants_counts_both_legs_and_breaks_ties_by_name() -> None:
-    names, counts = top_participants(np.array(["B", "A", "B"]), np.array([None, "A", "C"], dtype=object), k=2)
+    names, counts = top_participants(
+        np.array(["B", "A", "B"]), np.array([None, "A", "C"], dtype=object), k=2
+    )
     assert names == ["A", "B"] and counts == [2, 2]
 
 
