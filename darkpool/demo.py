@@ -65,7 +65,9 @@ def ensure_stack():  # noqa: ANN201
         res = core.up(cfg)
     except StackError as exc:
         raise click.ClickException(f"stack up failed: {exc}") from exc
-    click.echo(f"  started: {', '.join(res.started) or '-'}; already running: {', '.join(res.already) or '-'}")
+    click.echo(
+        f"  started: {', '.join(res.started) or '-'}; already running: {', '.join(res.already) or '-'}"
+    )
     return cfg
 
 
@@ -80,7 +82,9 @@ def ensure_market(preset: str) -> Path:
     t0 = time.monotonic()
     result = sim.simulate(PRESETS[preset], progress=True)
     sim.write(result, out)
-    click.echo(f"  {result.events.num_rows:,} events, {result.episodes.num_rows} episodes -> {out} ({time.monotonic() - t0:.0f}s)")
+    click.echo(
+        f"  {result.events.num_rows:,} events, {result.episodes.num_rows} episodes -> {out} ({time.monotonic() - t0:.0f}s)"
+    )
     return out
 
 
@@ -91,7 +95,20 @@ def ensure_model(data: Path, preset: str, minutes: float) -> Path:
         return art
     _need("model.train", "model training")
     click.echo(f"  training a small model on {data} (progress below) ...")
-    cmd = [sys.executable, "-m", "darkpool.cli", "train", "--data", str(data), "--out", str(art), "--preset", "small", "--max-minutes", str(minutes)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "darkpool.cli",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(art),
+        "--preset",
+        "small",
+        "--max-minutes",
+        str(minutes),
+    ]
     if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0 or not (art / "VERSION").exists():
         raise click.ClickException(f"training failed (command: {' '.join(cmd)})")
     return art
@@ -105,9 +122,26 @@ def ensure_scorer(stack, artifact: Path, timeout_s: float = 180) -> dict[str, An
     ready = f"{ep.scorer_url}/v2/health/ready"
     if not _http_ok(ready):
         port = ep.scorer_url.rsplit(":", 1)[-1].split("/")[0]
-        argv = [sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact), "--port", port]
+        argv = [
+            sys.executable,
+            "-m",
+            "darkpool.cli",
+            "scorer",
+            "serve",
+            "--artifact",
+            str(artifact),
+            "--port",
+            port,
+        ]
         log = stack.log_dir / "scorer.log"
-        proc = launch(SCORER, argv, dict(__import__("os").environ), log, paths.REPO_ROOT, PidFiles(stack.pid_dir))
+        proc = launch(
+            SCORER,
+            argv,
+            dict(__import__("os").environ),
+            log,
+            paths.REPO_ROOT,
+            PidFiles(stack.pid_dir),
+        )
         click.echo(f"  started scorer pid {proc.pid} (log {log})")
         deadline = time.monotonic() + timeout_s
         while not _http_ok(ready):
@@ -117,7 +151,9 @@ def ensure_scorer(stack, artifact: Path, timeout_s: float = 180) -> dict[str, An
     with urllib.request.urlopen(f"{ep.scorer_url}/v2/models/{ep.model_name}", timeout=5) as resp:
         meta = json.load(resp)
     params = meta.get("parameters", {})
-    click.echo(f"  scorer ready at {ep.scorer_url}: model version {params.get('version')}, global threshold {params.get('threshold')}")
+    click.echo(
+        f"  scorer ready at {ep.scorer_url}: model version {params.get('version')}, global threshold {params.get('threshold')}"
+    )
     return meta
 
 
@@ -154,7 +190,9 @@ def _stop_previous(stack) -> None:  # noqa: ANN001
     state.unlink()
 
 
-def replay_and_watch(stack, job_id: str, data: Path, speed: float, settle_s: float, max_wait_s: float) -> list[dict[str, Any]]:  # noqa: ANN001
+def replay_and_watch(
+    stack, job_id: str, data: Path, speed: float, settle_s: float, max_wait_s: float
+) -> list[dict[str, Any]]:  # noqa: ANN001
     """Replay the market and print committed alerts until the job has gone quiet.
 
     Quiet = replay finished, no operator of the job read a record and no alert came for
@@ -176,7 +214,8 @@ def replay_and_watch(stack, job_id: str, data: Path, speed: float, settle_s: flo
     table = read_events(data)
     result: dict[str, Any] = {}
     sender = threading.Thread(
-        target=lambda: result.setdefault("stats", market_replay.replay(table, kafka, speed=speed)), daemon=True
+        target=lambda: result.setdefault("stats", market_replay.replay(table, kafka, speed=speed)),
+        daemon=True,
     )
     t0 = time.monotonic()
     sender.start()
@@ -198,7 +237,9 @@ def replay_and_watch(stack, job_id: str, data: Path, speed: float, settle_s: flo
         if now >= next_progress:
             next_progress = now + 15
             state = "replaying" if sender.is_alive() else "job catching up"
-            click.echo(f"  ... {state}: {now - t0:.0f}s, {sum(seen):,} records through the job's operators, {len(alerts)} alert events")
+            click.echo(
+                f"  ... {state}: {now - t0:.0f}s, {sum(seen):,} records through the job's operators, {len(alerts)} alert events"
+            )
         if now - last_change > settle_s:
             break
     _wait_next_checkpoint(stack, job_id)
@@ -220,7 +261,9 @@ def _records_read(stack, job_id: str) -> tuple[int, ...]:  # noqa: ANN001
     from darkpool.stack import jobs
 
     try:
-        return tuple(int(v["metrics"].get("read-records", 0)) for v in jobs.job(stack, job_id)["vertices"])
+        return tuple(
+            int(v["metrics"].get("read-records", 0)) for v in jobs.job(stack, job_id)["vertices"]
+        )
     except (OSError, KeyError):
         return ()
 
@@ -242,7 +285,9 @@ def _wait_next_checkpoint(stack, job_id: str, timeout_s: float = 90) -> None:  #
 def _watch(kafka: KafkaConfig, got: queue.Queue, stop: threading.Event, since_ms: int) -> None:
     from jobs.cli import read_alerts
 
-    for a in read_alerts(kafka.bootstrap_servers, kafka.alerts_topic, from_beginning=True, idle_timeout_s=None):
+    for a in read_alerts(
+        kafka.bootstrap_servers, kafka.alerts_topic, from_beginning=True, idle_timeout_s=None
+    ):
         if a.get("emitted_at", 0) >= since_ms:
             got.put(a)
         if stop.is_set():
@@ -261,14 +306,41 @@ def summary(data: Path, alerts: list[dict[str, Any]], slack_ms: int) -> None:
 
 
 @click.command()
-@click.option("--preset", default="default", show_default=True, help="market preset (tiny: a quick smoke run)")
-@click.option("--speed", type=float, default=0.0, show_default=True, help="replay speed (0 = as fast as possible)")
-@click.option("--settle", type=float, default=30.0, show_default=True,
-              help="seconds without job progress or a new alert that end the watch phase")
-@click.option("--max-wait", type=float, default=1800.0, show_default=True, help="hard limit on the watch phase, seconds")
-@click.option("--train-minutes", type=float, default=8.0, show_default=True, help="training budget when no model exists yet")
+@click.option(
+    "--preset", default="default", show_default=True, help="market preset (tiny: a quick smoke run)"
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="replay speed (0 = as fast as possible)",
+)
+@click.option(
+    "--settle",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="seconds without job progress or a new alert that end the watch phase",
+)
+@click.option(
+    "--max-wait",
+    type=float,
+    default=1800.0,
+    show_default=True,
+    help="hard limit on the watch phase, seconds",
+)
+@click.option(
+    "--train-minutes",
+    type=float,
+    default=8.0,
+    show_default=True,
+    help="training budget when no model exists yet",
+)
 @click.option("--job-arg", "job_args", multiple=True, help="extra flag for the job (repeatable)")
-@click.option("--stop", "stop_only", is_flag=True, help="cancel the demo's job and stop its scorer, then exit")
+@click.option(
+    "--stop", "stop_only", is_flag=True, help="cancel the demo's job and stop its scorer, then exit"
+)
 def demo(preset: str, speed: float, settle: float, max_wait: float, train_minutes: float, job_args: tuple[str, ...],
          stop_only: bool) -> None:  # fmt: skip
     """Run the whole product locally on a simulated market and summarize what it caught."""
@@ -292,7 +364,9 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, train_minute
 
     summary(data, alerts, slack_ms=from_env(WindowConfig).size_s * 1000)
     click.echo(f"  {len(alerts)} alert events in {time.monotonic() - t0:.0f}s")
-    click.echo(f"  web UI: {stack.rest_url}   (stop the demo's job and scorer: darkpool demo --stop)")
+    click.echo(
+        f"  web UI: {stack.rest_url}   (stop the demo's job and scorer: darkpool demo --stop)"
+    )
 
 
 def _stop_all() -> None:

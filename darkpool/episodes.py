@@ -30,7 +30,9 @@ class MatchSummary:
     detected: int  # ... overlapped by at least one alert
     alerts: int  # distinct alert ids
     false_alerts: int  # ... overlapping no episode
-    by_scenario: dict[str, tuple[int, int]] = field(default_factory=dict)  # scenario -> (injected, detected)
+    by_scenario: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # scenario -> (injected, detected)
 
     @property
     def recall(self) -> float:
@@ -56,11 +58,17 @@ def latest_per_alert(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, A
     return list(latest.values())
 
 
-def match(episodes: Iterable[Mapping[str, Any]], alert_events: Iterable[Mapping[str, Any]], slack_ms: int = 60_000) -> MatchSummary:
+def match(
+    episodes: Iterable[Mapping[str, Any]],
+    alert_events: Iterable[Mapping[str, Any]],
+    slack_ms: int = 60_000,
+) -> MatchSummary:
     alerts = latest_per_alert(alert_events)
     by_inst: dict[str, list[tuple[int, int]]] = {}
     for a in alerts:
-        by_inst.setdefault(a["instrument"], []).append((int(a["episode_start"]), int(a["episode_end"])))
+        by_inst.setdefault(a["instrument"], []).append(
+            (int(a["episode_start"]), int(a["episode_end"]))
+        )
     eps = list(episodes)
     used: set[tuple[str, int, int]] = set()
     by_scenario: dict[str, list[int]] = {}
@@ -75,5 +83,15 @@ def match(episodes: Iterable[Mapping[str, Any]], alert_events: Iterable[Mapping[
             detected += 1
             counts[1] += 1
             used.update((ep["instrument"], s, e) for s, e in hits)
-    false_alerts = sum(1 for a in alerts if (a["instrument"], int(a["episode_start"]), int(a["episode_end"])) not in used)
-    return MatchSummary(len(eps), detected, len(alerts), false_alerts, {k: (v[0], v[1]) for k, v in by_scenario.items()})
+    false_alerts = sum(
+        1
+        for a in alerts
+        if (a["instrument"], int(a["episode_start"]), int(a["episode_end"])) not in used
+    )
+    return MatchSummary(
+        len(eps),
+        detected,
+        len(alerts),
+        false_alerts,
+        {k: (v[0], v[1]) for k, v in by_scenario.items()},
+    )

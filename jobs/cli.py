@@ -61,18 +61,38 @@ def submit_job(job_args: list[str], jobmanager: str | None = None, python: str |
     from darkpool.stack.settings import StackConfig
 
     if not script.exists():
-        raise SubmitError(f"not available yet: {script.relative_to(paths.REPO_ROOT)} (the job module) is missing")
+        raise SubmitError(
+            f"not available yet: {script.relative_to(paths.REPO_ROOT)} (the job module) is missing"
+        )
     python = python or flink.venv_python()
     argv = [str(flink.flink_home() / "bin" / "flink"), "run", "-d"]
     if jobmanager:
         argv += ["-m", jobmanager]
-    argv += ["-py", str(script), "-pyfs", str(project_zip()), "-pyexec", python, "-pyclientexec", python, *job_args]
+    argv += [
+        "-py",
+        str(script),
+        "-pyfs",
+        str(project_zip()),
+        "-pyexec",
+        python,
+        "-pyclientexec",
+        python,
+        *job_args,
+    ]
     stack = StackConfig.load()
     if jobmanager is None and not (stack.flink_conf_dir / "config.yaml").exists():
-        raise SubmitError(f"no local Flink config in {stack.flink_conf_dir}: run `darkpool stack up` first")
-    env = flink.client_env(stack) if jobmanager is None else {**os.environ, "FLINK_HOME": str(flink.flink_home())}
+        raise SubmitError(
+            f"no local Flink config in {stack.flink_conf_dir}: run `darkpool stack up` first"
+        )
+    env = (
+        flink.client_env(stack)
+        if jobmanager is None
+        else {**os.environ, "FLINK_HOME": str(flink.flink_home())}
+    )
     try:
-        done = subprocess.run(argv, env=env, cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            argv, env=env, cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired as exc:
         raise SubmitError(f"`flink run` did not return within {timeout_s:.0f}s") from exc
     output = done.stdout + done.stderr
@@ -84,8 +104,15 @@ def submit_job(job_args: list[str], jobmanager: str | None = None, python: str |
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--jobmanager", "-m", default=None, help="HOST:PORT of another cluster's JobManager REST (default: the local stack)")
-@click.option("--python", default=None, help="interpreter of the Python workers (default: this clone's .venv)")
+@click.option(
+    "--jobmanager",
+    "-m",
+    default=None,
+    help="HOST:PORT of another cluster's JobManager REST (default: the local stack)",
+)
+@click.option(
+    "--python", default=None, help="interpreter of the Python workers (default: this clone's .venv)"
+)
 @click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
 def submit(jobmanager: str | None, python: str | None, job_args: tuple[str, ...]) -> None:
     """Submit the detection job (jobs/detect_anomalies.py) to a Flink cluster, detached."""
@@ -120,7 +147,9 @@ def read_alerts(bootstrap_servers: str, topic: str, from_beginning: bool = False
 
     if not any(_reachable(hp) for hp in bootstrap_servers.split(",")):
         # fail in seconds: a client left to itself retries its bootstrap for ~30 s
-        raise BrokerUnavailable(f"no Kafka broker answers at {bootstrap_servers} (is `darkpool stack up` running?)")
+        raise BrokerUnavailable(
+            f"no Kafka broker answers at {bootstrap_servers} (is `darkpool stack up` running?)"
+        )
     try:
         consumer = KafkaConsumer(
             topic,
@@ -146,12 +175,22 @@ def read_alerts(bootstrap_servers: str, topic: str, from_beginning: bool = False
 
 
 @click.command()
-@click.option("--bootstrap-servers", default=None, help="Kafka brokers (default: KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS)")
+@click.option(
+    "--bootstrap-servers",
+    default=None,
+    help="Kafka brokers (default: KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS)",
+)
 @click.option("--topic", default=None, help="alerts topic (default: KafkaConfig.alerts_topic)")
-@click.option("--from-beginning", is_flag=True, help="start at the earliest committed alert, not at the end")
+@click.option(
+    "--from-beginning", is_flag=True, help="start at the earliest committed alert, not at the end"
+)
 @click.option("--max", "max_alerts", type=int, default=None, help="stop after N alert events")
-@click.option("--timeout", type=float, default=None, help="stop after S seconds without a new alert")
-@click.option("--json", "as_json", is_flag=True, help="print raw JSON lines instead of readable lines")
+@click.option(
+    "--timeout", type=float, default=None, help="stop after S seconds without a new alert"
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="print raw JSON lines instead of readable lines"
+)
 def alerts(bootstrap_servers: str | None, topic: str | None, from_beginning: bool,
            max_alerts: int | None, timeout: float | None, as_json: bool) -> None:  # fmt: skip
     """Print committed alerts (read_committed) from the alerts topic."""
@@ -159,7 +198,9 @@ def alerts(bootstrap_servers: str | None, topic: str | None, from_beginning: boo
 
     kafka = from_env(KafkaConfig, bootstrap_servers=bootstrap_servers, alerts_topic=topic)
     try:
-        for alert in read_alerts(kafka.bootstrap_servers, kafka.alerts_topic, from_beginning, timeout, max_alerts):
+        for alert in read_alerts(
+            kafka.bootstrap_servers, kafka.alerts_topic, from_beginning, timeout, max_alerts
+        ):
             click.echo(json.dumps(alert, separators=(",", ":")) if as_json else format_line(alert))
     except BrokerUnavailable as exc:
         raise click.ClickException(str(exc)) from exc

@@ -96,7 +96,9 @@ def top_features(
                 "channel": names[i],
                 "z": round(float(channel_z[i]), 4),
                 "value": round(float(values[i]), 6) if has_value else None,
-                "normal": round(float(normals[i]), 6) if has_value and normals and i < len(normals) else None,
+                "normal": round(float(normals[i]), 6)
+                if has_value and normals and i < len(normals)
+                else None,
             }
         )
     return out

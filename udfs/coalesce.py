@@ -68,7 +68,9 @@ class InstrumentState:
     channels: list[RobustEwma] = field(default_factory=list)
     episode: Episode | None = None
     last_end: int | None = None  # window_end of the last window processed
-    pending: list[list[Any]] = field(default_factory=list)  # reorder buffer: [window_end, JSON], sorted
+    pending: list[list[Any]] = field(
+        default_factory=list
+    )  # reorder buffer: [window_end, JSON], sorted
     stale: int = 0  # windows that arrived after a later one was already processed
     last_thr: list[Any] | None = None  # [value, source, regime, global] of the last window
 
@@ -155,7 +157,9 @@ def _event(
         "scenario": scenario,
         "scenario_probability": round(prob, 4),
         "top_features": ep.peak_features,
-        "participants": [{"participant": p, "weight": round(w, 4)} for p, w in parts[: cfg.top_participants]],
+        "participants": [
+            {"participant": p, "weight": round(w, 4)} for p, w in parts[: cfg.top_participants]
+        ],
         "close_reason": reason,
         "model_version": ep.model_version,
         "degraded": ep.degraded,
@@ -173,7 +177,9 @@ def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: Threshold
         ep.prob_sum[i] += p
     for name, weight in w.participants:
         ep.participants[name] = ep.participants.get(name, 0.0) + weight
-    keep = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))[: 2 * cfg.top_participants]
+    keep = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))[
+        : 2 * cfg.top_participants
+    ]
     ep.participants = dict(keep)
     ep.degraded = ep.degraded or w.degraded
     if w.score > ep.peak_score or not ep.peak_features:
@@ -182,7 +188,9 @@ def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: Threshold
         ep.peak_features = top_features(w.channel_z, w.features, normals, cfg.top_features)
 
 
-def close_if_quiet(state: InstrumentState, now_event: int, cfg: ThresholdConfig, now_ms: int) -> list[dict[str, Any]]:
+def close_if_quiet(
+    state: InstrumentState, now_event: int, cfg: ThresholdConfig, now_ms: int
+) -> list[dict[str, Any]]:
     """Close the open episode when no window came for quiet_gap_ms of event time."""
     ep = state.episode
     if ep is None or state.last_end is None or now_event < state.last_end + cfg.quiet_gap_ms:
@@ -197,10 +205,16 @@ def close_if_quiet(state: InstrumentState, now_event: int, cfg: ThresholdConfig,
 
 def is_idle(state: InstrumentState, now_event: int, cfg: ThresholdConfig) -> bool:
     """True when the instrument was silent for idle_ttl_ms: its state may be dropped."""
-    return state.last_end is not None and not state.pending and now_event >= state.last_end + cfg.idle_ttl_ms
+    return (
+        state.last_end is not None
+        and not state.pending
+        and now_event >= state.last_end + cfg.idle_ttl_ms
+    )
 
 
-def step(state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig, now_ms: int) -> list[dict[str, Any]]:
+def step(
+    state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig, now_ms: int
+) -> list[dict[str, Any]]:
     """Decide on one window (event-time order); returns the alert events it causes."""
     if state.last_end is not None and w.window_end <= state.last_end:
         state.stale += 1  # straggler past the reorder buffer: deciding now would reorder history
@@ -219,20 +233,54 @@ def step(state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig, now_ms: 
             )  # fmt: skip
             state.episode = ep
             _absorb(ep, state, w, cfg)
-            out.append(_event(ep, "open", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg))
+            out.append(
+                _event(ep, "open", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg)
+            )
         else:
             old_peak, old_scenario = ep.peak_score, ep.scenario()[0]
             ep.n_above += 1
             _absorb(ep, state, w, cfg)
             if ep.n_above >= cfg.max_episode_windows:
-                out.append(_event(ep, "close", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg, "max_duration"))
+                out.append(
+                    _event(
+                        ep,
+                        "close",
+                        w.window_end,
+                        w.score,
+                        thr,
+                        w.global_threshold,
+                        now_ms,
+                        cfg,
+                        "max_duration",
+                    )
+                )
                 state.episode = None
-            elif w.score > old_peak or ep.scenario()[0] != old_scenario or (ep.n_above - 1) % cfg.update_every == 0:
-                out.append(_event(ep, "update", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg))
+            elif (
+                w.score > old_peak
+                or ep.scenario()[0] != old_scenario
+                or (ep.n_above - 1) % cfg.update_every == 0
+            ):
+                out.append(
+                    _event(
+                        ep, "update", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg
+                    )
+                )
     elif ep is not None:
         ep.below += 1
         if ep.below >= cfg.close_after:
-            out.append(_event(ep, "close", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg, "below_threshold"))
+            out.append(
+                _event(
+                    ep,
+                    "close",
+                    w.window_end,
+                    w.score,
+                    thr,
+                    w.global_threshold,
+                    now_ms,
+                    cfg,
+                    "below_threshold",
+                )
+            )
             state.episode = None
     else:
         state.baseline.learn(w.score, w.volatility, w.volume, cfg)

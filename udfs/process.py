@@ -65,7 +65,9 @@ class AdaptiveThreshold(KeyedProcessFunction):
     def __init__(self, cfg: ThresholdConfig | None = None, state_ttl_s: int = 7 * 24 * 3600):
         self.cfg = cfg or ThresholdConfig()
         if self.cfg.quiet_gap_ms >= self.cfg.idle_ttl_ms:
-            raise ValueError("quiet_gap_ms must be < idle_ttl_ms (an episode closes before its state is dropped)")
+            raise ValueError(
+                "quiet_gap_ms must be < idle_ttl_ms (an episode closes before its state is dropped)"
+            )
         self.state_ttl_s = state_ttl_s
         self._last_threshold = 0.0
 
@@ -83,7 +85,11 @@ class AdaptiveThreshold(KeyedProcessFunction):
         armed.enable_time_to_live(ttl)
         self.armed = ctx.get_state(armed)
         m = ctx.get_metrics_group()
-        self.m_open, self.m_update, self.m_close = m.counter("alertsOpened"), m.counter("alertsUpdated"), m.counter("alertsClosed")
+        self.m_open, self.m_update, self.m_close = (
+            m.counter("alertsOpened"),
+            m.counter("alertsUpdated"),
+            m.counter("alertsClosed"),
+        )
         self.m_stale, self.m_cleared = m.counter("staleWindows"), m.counter("stateCleared")
         m.gauge("currentThresholdMilli", lambda: int(self._last_threshold * 1000))
 
@@ -92,7 +98,9 @@ class AdaptiveThreshold(KeyedProcessFunction):
         raw = self.state.value()
         return InstrumentState.from_json(raw) if raw else InstrumentState()
 
-    def _decide(self, st: InstrumentState, windows: list[ScoredWindow], now_ms: int) -> list[dict[str, Any]]:
+    def _decide(
+        self, st: InstrumentState, windows: list[ScoredWindow], now_ms: int
+    ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for w in windows:
             stale = st.stale
@@ -165,7 +173,9 @@ class AdaptiveThreshold(KeyedProcessFunction):
         yield from self._emit(events)
 
 
-def decide(scored: DataStream, cfg: ThresholdConfig | None = None, parallelism: int | None = None) -> DataStream:
+def decide(
+    scored: DataStream, cfg: ThresholdConfig | None = None, parallelism: int | None = None
+) -> DataStream:
     """scored windows (any form `to_window` accepts) -> alert events (JSON strings)."""
     out = (
         scored.key_by(instrument_of, key_type=Types.STRING())

@@ -55,9 +55,13 @@ class ScoredWindow:
         # A NaN score would compare False against every threshold and silently never
         # alert; refuse it here, where the producer can still be named.
         if not math.isfinite(self.score):
-            raise ValueError(f"{self.instrument}@{self.window_end}: score must be finite, got {self.score}")
+            raise ValueError(
+                f"{self.instrument}@{self.window_end}: score must be finite, got {self.score}"
+            )
         if self.window_end <= self.window_start:
-            raise ValueError(f"{self.instrument}: window_end {self.window_end} <= window_start {self.window_start}")
+            raise ValueError(
+                f"{self.instrument}: window_end {self.window_end} <= window_start {self.window_start}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -21,7 +21,7 @@ import json
 import sys
 from dataclasses import replace
 
-from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common import Duration, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment

@@ -19,7 +19,13 @@ def ep(inst: str, start_s: int, end_s: int, scenario: str = "spoofing_layering")
 
 
 def al(aid: str, inst: str, start_s: int, end_s: int, seq: int = 0) -> dict:
-    return {"alert_id": aid, "seq": seq, "instrument": inst, "episode_start": start_s * 1000, "episode_end": end_s * 1000}
+    return {
+        "alert_id": aid,
+        "seq": seq,
+        "instrument": inst,
+        "episode_start": start_s * 1000,
+        "episode_end": end_s * 1000,
+    }
 
 
 def test_match_counts_detections_false_alerts_and_uses_the_latest_event():
@@ -48,7 +54,9 @@ def _free_port() -> int:
 
 def test_alerts_cli_reports_a_dead_broker_and_exits_nonzero():
     t0 = time.monotonic()
-    res = CliRunner().invoke(alerts, ["--bootstrap-servers", f"127.0.0.1:{_free_port()}", "--timeout", "1"])
+    res = CliRunner().invoke(
+        alerts, ["--bootstrap-servers", f"127.0.0.1:{_free_port()}", "--timeout", "1"]
+    )
     assert res.exit_code != 0
     assert "no Kafka broker answers" in res.output
     assert time.monotonic() - t0 < 30

@@ -129,7 +129,9 @@ def win(inst: str, i: int, score: float) -> ScoredWindow:
 def scenario(n: int = 300) -> list[ScoredWindow]:
     rng = random.Random(21)
     hot = {j for i in range(70, n, 45) for j in (i, i + 1)}
-    ws = [win(inst, i, 3.0 if i in hot else rng.gauss(0.5, 0.05)) for inst in "ABC" for i in range(n)]
+    ws = [
+        win(inst, i, 3.0 if i in hot else rng.gauss(0.5, 0.05)) for inst in "ABC" for i in range(n)
+    ]
     return sorted(ws, key=lambda w: w.window_end)
 
 
@@ -148,7 +150,12 @@ def alerts_of(out: list) -> list[dict]:
 
 
 def key(events: list[dict]) -> list[str]:
-    return sorted(json.dumps({k: v for k, v in e.items() if k not in ("emitted_at", "latency_ms")}, sort_keys=True) for e in events)
+    return sorted(
+        json.dumps(
+            {k: v for k, v in e.items() if k not in ("emitted_at", "latency_ms")}, sort_keys=True
+        )
+        for e in events
+    )
 
 
 def test_steady_stream_with_watermarks_matches_the_pure_decisions():
@@ -203,5 +210,7 @@ def test_open_episode_closes_on_quiet_gap_timer():
     assert [a["status"] for a in alerts_of(out)] == ["open"]
     out += h.advance(ws[-1].window_end + CFG.quiet_gap_ms)
     closes = [a for a in alerts_of(out) if a["status"] == "close"]
-    assert [(a["close_reason"], a["window_end"]) for a in closes] == [("quiet_gap", ws[-1].window_end + CFG.quiet_gap_ms)]
+    assert [(a["close_reason"], a["window_end"]) for a in closes] == [
+        ("quiet_gap", ws[-1].window_end + CFG.quiet_gap_ms)
+    ]
     assert h.metrics.counters["alertsOpened"].n == h.metrics.counters["alertsClosed"].n == 1

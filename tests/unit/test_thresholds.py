@@ -17,7 +17,9 @@ from udfs.thresholds import Baseline, ThresholdConfig
 
 SLIDE = 5_000
 T0 = 1_700_000_000_000
-CFG = ThresholdConfig(warmup_windows=40, min_learned=30, regime_min=15, close_after=3, update_every=4)
+CFG = ThresholdConfig(
+    warmup_windows=40, min_learned=30, regime_min=15, close_after=3, update_every=4
+)
 
 
 def win(i: int, score: float, vol: float = 3.0, volume: float = 1000.0, scenario: int = 2,
@@ -57,7 +59,9 @@ def test_warmup_uses_the_global_threshold_then_the_instruments_own():
         step(state, win(i, s), CFG, 0)
     assert all(src == "global" and v == 1.0 for i, src, v in seen if i < CFG.warmup_windows)
     # mean 0.5 + 4 * 0.05 = 0.7 < floor 0.8 x global: the floor holds
-    assert all(src == "floor" and abs(v - 0.8) < 1e-9 for i, src, v in seen if i >= CFG.warmup_windows + 1)
+    assert all(
+        src == "floor" and abs(v - 0.8) < 1e-9 for i, src, v in seen if i >= CFG.warmup_windows + 1
+    )
     loose = replace(CFG, floor_ratio=0.1)
     thr = state.baseline.threshold(3.0, 1000.0, 1.0, loose)
     assert thr.source in ("instrument", "regime") and 0.6 < thr.value < 0.8
@@ -152,7 +156,11 @@ def test_quiet_gap_closes_the_episode_on_next_window_and_on_timer():
     assert state.episode is None
     # next-window path: a window after a long gap closes the old episode and opens a new one
     state, events = run(InstrumentState(), warm + [win(60, 3.0), win(100, 3.0)])
-    assert [(e["status"], e["close_reason"]) for e in events] == [("open", None), ("close", "quiet_gap"), ("open", None)]
+    assert [(e["status"], e["close_reason"]) for e in events] == [
+        ("open", None),
+        ("close", "quiet_gap"),
+        ("open", None),
+    ]
     assert events[0]["alert_id"] == events[1]["alert_id"] != events[2]["alert_id"]
 
 
