@@ -60,6 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.dry_run:
         dev, dtype, name, args.seconds = torch.device("cpu"), torch.float32, "small", 0.3
+        torch.set_num_threads(1)
         batches, service_cfgs = (1, 64), ((1, 1), (64, 4))
     else:
         if not torch.cuda.is_available():
