@@ -219,6 +219,8 @@ def run(data: Path, out: Path, cfg: EvalConfig, wcfg: WindowConfig | None = None
             res["by_regime"] = per_regime(te, s_te, thr, regimes, wcfg)
         results["models"][name] = res
         results["_scores"][name] = s_te
+        if hasattr(det, "outputs"):  # the transformer also names the scenario: keep its guess
+            results["_scenario_pred"] = det.outputs(te.x)["scenario_probs"].argmax(axis=1)
         log(f"{name}: test F1 {res['f1']:.3f} FPR {res['fpr']:.4f} PR-AUC {res['pr_auc']:.3f} "
             f"(val thr {thr:.4g}, fit {cost['train_seconds']:.0f}s)")
     results["_test"] = te

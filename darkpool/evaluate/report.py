@@ -64,6 +64,30 @@ def plot_confusion(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_scenario_confusion(results: dict[str, Any], path: Path) -> None:
+    """Transformer scenario head: true scenario (rows) x predicted scenario, row-normalized."""
+    te, pred = results["_test"], results["_scenario_pred"]
+    n = len(SCENARIOS)
+    cm = np.zeros((n, n))
+    np.add.at(cm, (te.scenario, pred), 1)
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.imshow(share, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(n), SCENARIOS, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), [f"{s} (n={int(c)})" for s, c in zip(SCENARIOS, rows[:, 0], strict=True)], fontsize=8)
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j]:
+                ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="w" if share[i, j] < 0.6 else "k")
+    ax.set(xlabel="predicted scenario (argmax of scenario_probs)", ylabel="true scenario",
+           title="Transformer scenario head on test windows (row share)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_scores(results: dict[str, Any], path: Path) -> None:
     te, models = results["_test"], list(results["models"])
     present = [s for s in range(len(SCENARIOS)) if (te.scenario == s).any()]
@@ -204,6 +228,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     plot_confusion(results, out / pngs["flagged share by scenario"])
     plot_scores(results, out / pngs["score distributions"])
     plot_delays(results, out / pngs["detection delay"])
+    if "_scenario_pred" in results:
+        pngs = {**pngs, "transformer scenario confusion": "scenario_confusion.png"}
+        plot_scenario_confusion(results, out / pngs["transformer scenario confusion"])
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     (out / "results.json").write_text(json.dumps(public, indent=2, default=float) + "\n")
     md = out / "REPORT.md"
