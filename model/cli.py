@@ -28,13 +28,15 @@ from model.config import PRESETS, TrainConfig
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="AdamW peak learning rate")
 @click.option("--patience", type=int, default=TrainConfig.patience, show_default=True,
               help="evaluations without a better val PR-AUC before stopping")
+@click.option("--ignore-channels", default="", show_default=True,
+              help="comma-separated channels the model must not see, e.g. tod_sin,tod_cos,to_close_h")
 @click.option("--threads", type=int, default=TrainConfig.num_threads, show_default=True,
               help="torch CPU threads (0 = torch default)")
 @click.option("--target-fpr", type=float, default=TrainConfig.target_fpr, show_default=True,
               help="false-positive rate of the global threshold on normal validation windows")
 def train(data: Path | None, out: Path | None, preset: str, seed: int, device: str, dtype: str,
-          epochs: int, batch_size: int, max_minutes: float, lr: float, patience: int, threads: int,
-          target_fpr: float) -> None:
+          epochs: int, batch_size: int, max_minutes: float, lr: float, patience: int, ignore_channels: str,
+          threads: int, target_fpr: float) -> None:
     """Train the transformer on labeled events and write an artifact folder."""
     from model.train import train as run  # torch import only when the command runs
 
@@ -42,6 +44,7 @@ def train(data: Path | None, out: Path | None, preset: str, seed: int, device: s
     out = out or artifacts_dir() / preset
     tcfg = TrainConfig(preset=preset, seed=seed, device=device, dtype=dtype, max_epochs=epochs,
                        batch_size=batch_size, max_minutes=max_minutes, num_threads=threads, lr=lr, patience=patience,
+                       ignored_channels=tuple(c for c in ignore_channels.split(",") if c),
                        target_fpr=target_fpr)
     try:
         metrics = run(data, out, tcfg, from_env(WindowConfig))

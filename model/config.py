@@ -27,6 +27,9 @@ class ModelConfig:
     n_latent: int = 8  # bottleneck width of the reconstruction head (small = cannot copy input)
     dropout: float = 0.1  # dropout in attention / MLP during training
     time_channels: tuple[str, ...] = ("tod_sin", "tod_cos", "to_close_h")  # fed to the time embedding
+    # channels zeroed after normalization, i.e. not seen by the model (e.g. time of day when
+    # the training data is one session: validation/test times never occur in training)
+    ignored_channels: tuple[str, ...] = ()
     recon_weight: float = 0.5  # how much a reconstruction tail can raise the score (noisy-OR weight)
     recon_z0: float = 3.0  # recon-error z (vs normal validation windows) at which that term is 1/2
 
@@ -44,8 +47,9 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"model config has unknown fields {sorted(unknown)}: artifact from a newer version?")
         d = dict(d)
-        if "time_channels" in d:
-            d["time_channels"] = tuple(d["time_channels"])
+        for key in ("time_channels", "ignored_channels"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -84,6 +88,7 @@ class TrainConfig:
     val_frac: float = 0.15  # share of the timeline for validation
     test_frac: float = 0.15  # share of the timeline for test (latest)
     target_fpr: float = 0.01  # the global threshold gives this FPR on normal validation windows
+    ignored_channels: tuple[str, ...] = ()  # ModelConfig.ignored_channels for this run
     max_minutes: float = 15.0  # wall-clock budget; training stops after it (best model kept)
     # torch CPU threads; 0 = torch default. 1 by default: the small model's matmuls are too
     # small to split well, and on a shared 2-core box two spinning OpenMP threads were

@@ -117,7 +117,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = 
     if tr.y.sum() == 0 or va.y.sum() == 0:
         raise ValueError("training or validation windows contain no anomaly: generate data with episodes")
 
-    cfg = preset(tcfg.preset, n_buckets=wcfg.n_buckets)
+    cfg = preset(tcfg.preset, n_buckets=wcfg.n_buckets, ignored_channels=tuple(tcfg.ignored_channels))
     model = ScoringModel(cfg)
     mean, std = fit_normalization(tr.x)  # training windows only
     model.mean.copy_(torch.from_numpy(mean))

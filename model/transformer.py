@@ -142,9 +142,14 @@ class ScoringModel(nn.Module):
         self.register_buffer("recon_sd", torch.ones(()))  # its std
         self.register_buffer("chan_mu", torch.zeros(F_))  # mean log per-channel error, normal val
         self.register_buffer("chan_sd", torch.ones(F_))  # its std
+        unknown = set(cfg.ignored_channels) - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"ignored_channels {sorted(unknown)} are not in udfs.features.CHANNELS")
+        keep = torch.tensor([0.0 if c in cfg.ignored_channels else 1.0 for c in CHANNELS])
+        self.register_buffer("keep", keep, persistent=False)  # derived from cfg, not saved
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
-        return (raw.float() - self.mean) / self.std
+        return (raw.float() - self.mean) / self.std * self.keep
 
     def errors(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
         """Per-channel reconstruction error [B, F] (mean square over buckets, normalized units)."""

@@ -127,3 +127,16 @@ def test_bf16_compute_dtype_keeps_float32_outputs():
         out = m(windows(3))
     assert all(v.dtype == torch.float32 for v in out.values())
     assert torch.all(torch.isfinite(out["score"]))
+
+
+def test_ignored_channels_do_not_reach_the_model(tmp_path):
+    m = make_model(ignored_channels=("tod_sin", "tod_cos", "to_close_h"))
+    x = windows(4)
+    y = x.clone()
+    y[:, :, CHANNELS.index("to_close_h")] += 5.0
+    with torch.no_grad():
+        torch.testing.assert_close(m(x)["score"], m(y)["score"])
+    save_artifact(tmp_path / "a", m, 0.5, 0.01, {})
+    assert load_artifact(tmp_path / "a").cfg.ignored_channels == ("tod_sin", "tod_cos", "to_close_h")
+    with pytest.raises(ValueError, match="not in udfs.features.CHANNELS"):
+        ScoringModel(preset("small", ignored_channels=("nope",)))
