@@ -49,10 +49,12 @@ def up(only: tuple[str, ...], timeout: float | None) -> None:
 
 
 @stack.command()
-def down() -> None:
+@click.option("--only", type=click.Choice(core.PARTS), multiple=True, help="stop only this part (repeatable)")
+def down(only: tuple[str, ...]) -> None:
     """Stop the processes this stack started (TaskManager and its Python workers, JobManager, broker)."""
     cfg = _cfg()
-    stopped = _run(core.down, cfg)
+    names = core.ORDER if not only else tuple(n for n in core.ORDER if n.split("-")[0] in only)
+    stopped = _run(core.down, cfg, names)
     click.echo(f"stopped {', '.join(stopped)}" if stopped else f"nothing to stop (no live pid files in {cfg.pid_dir})")
 
 
