@@ -28,8 +28,8 @@ from model.config import PRESETS, TrainConfig
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="AdamW peak learning rate")
 @click.option("--patience", type=int, default=TrainConfig.patience, show_default=True,
               help="evaluations without a better val PR-AUC before stopping")
-@click.option("--ignore-channels", default="", show_default=True,
-              help="comma-separated channels the model must not see, e.g. tod_sin,tod_cos,to_close_h")
+@click.option("--ignore-channels", default=",".join(TrainConfig.ignored_channels), show_default=True,
+              help="comma-separated channels the model must not see ('' = none; use that on multi-day data)")
 @click.option("--threads", type=int, default=TrainConfig.num_threads, show_default=True,
               help="torch CPU threads (0 = torch default)")
 @click.option("--target-fpr", type=float, default=TrainConfig.target_fpr, show_default=True,

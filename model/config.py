@@ -75,11 +75,11 @@ class TrainConfig:
     device: str = "cpu"  # torch device for training ("cuda" when asked for explicitly)
     dtype: str = "float32"  # compute dtype ("bfloat16" on a GPU)
     batch_size: int = 256  # windows per optimizer step
-    lr: float = 2e-3  # AdamW peak learning rate (cosine decay after warm-up)
+    lr: float = 1e-3  # AdamW peak learning rate (cosine decay after warm-up)
     weight_decay: float = 0.01  # AdamW weight decay
     warmup_steps: int = 100  # linear LR warm-up steps
     max_epochs: int = 20  # upper bound on passes over the training windows
-    patience: int = 3  # stop after this many evaluations without a better val PR-AUC
+    patience: int = 5  # stop after this many evaluations without a better val PR-AUC
     evals_per_epoch: int = 2  # validation passes per epoch (early-stopping granularity)
     max_train_windows: int = 300_000  # subsample training windows beyond this (time budget)
     normal_keep: float = 1.0  # fraction of normal training windows kept (<1 undersamples)
@@ -88,7 +88,10 @@ class TrainConfig:
     val_frac: float = 0.15  # share of the timeline for validation
     test_frac: float = 0.15  # share of the timeline for test (latest)
     target_fpr: float = 0.01  # the global threshold gives this FPR on normal validation windows
-    ignored_channels: tuple[str, ...] = ()  # ModelConfig.ignored_channels for this run
+    # ModelConfig.ignored_channels for this run. Time of day by default: the simulator's data
+    # is one session, so the later validation/test hours never occur in training; measured on
+    # the default data: val PR-AUC 0.661 / test 0.696 without, 0.642 / 0.659 with them.
+    ignored_channels: tuple[str, ...] = ("tod_sin", "tod_cos", "to_close_h")
     max_minutes: float = 15.0  # wall-clock budget; training stops after it (best model kept)
     # torch CPU threads; 0 = torch default. 1 by default: the small model's matmuls are too
     # small to split well, and on a shared 2-core box two spinning OpenMP threads were

@@ -14,12 +14,12 @@ from model.config import TrainConfig
 from model.train import predict, train
 from model.windows import build_windows, read_events, time_split
 
-# Stated bar: on the simulator's `tiny` preset (4 instruments, 30 minutes, seed 7, ~900
-# training windows) the small model must beat the validation base rate (share of
-# anomalous windows, ~0.55: what a random score gets as PR-AUC) by a clear margin.
-# Measured: 0.73 (base rate 0.54) with this seed.
-MIN_VAL_PR_AUC = 0.66
-MIN_LIFT_OVER_BASE_RATE = 0.10
+# Stated bar: on the simulator's `tiny` preset (4 instruments, 30 minutes, ~900 training
+# windows) the small model must beat the validation base rate (share of anomalous windows:
+# the PR-AUC of a random score) by a clear margin. Measured with the default TrainConfig:
+# 0.95 (base rate 0.64) on the simulator of 02:40 UTC; 0.73 (base 0.54) on an earlier one.
+MIN_VAL_PR_AUC = 0.75
+MIN_LIFT_OVER_BASE_RATE = 0.15
 
 
 @pytest.fixture(scope="module")
