@@ -1,6 +1,6 @@
 """Throughput and memory of the whole detection job beside a read-and-discard job.
 
-    python bench/job_bench.py [--instruments 500] [--events 200000] [--partitions 2]
+    python bench/job_bench.py [--instruments 20] [--events 300000] [--duration 30m]
 
 One run: a market of N events is generated and replayed into a fresh Kafka topic; then,
 on the local mini cluster (one process each, same settings, parallelism 1):
@@ -97,11 +97,11 @@ def read_only_job(bootstrap: str, topic: str) -> None:
     cfg = JobConfig(kafka=job.from_env(job.KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic),
                     start_from="earliest", parallelism=1, job_name=f"read-only-{uuid.uuid4().hex[:6]}")  # fmt: skip
     _, t_env = job.make_env(cfg, job.local_jars())
-    t_env.execute_sql(kafka_raw_ddl("raw", cfg, bounded=True))
+    t_env.execute_sql(kafka_raw_ddl("trades_raw", cfg, bounded=True))
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE sink (payload STRING) WITH ('connector' = 'blackhole')"
     )
-    t_env.execute_sql("INSERT INTO sink SELECT payload FROM raw").wait()
+    t_env.execute_sql("INSERT INTO sink SELECT payload FROM trades_raw").wait()
 
 
 def _topic(bootstrap: str, partitions: int) -> str:
@@ -127,6 +127,11 @@ def _scorer(artifact: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("scorer not ready")
 
 
+def _seconds(duration: str) -> float:
+    unit = {"s": 1, "m": 60, "h": 3600}.get(duration[-1], 1)
+    return float(duration.rstrip("smh")) * unit
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--read-only-job":
         read_only_job(sys.argv[2], sys.argv[3])
@@ -134,9 +139,12 @@ def main() -> None:
     from darkpool.paths import artifacts_dir
 
     p = argparse.ArgumentParser()
-    p.add_argument("--instruments", type=int, default=500)
-    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--instruments", type=int, default=20)
+    p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--partitions", type=int, default=2)
+    # Throughput depends on events per (instrument, pane): each pane costs a fixed Python
+    # call (~ms). Keep instruments x duration / slide well below the event count.
+    p.add_argument("--duration", default="30m", help="event-time span of the generated session")
     p.add_argument("--bootstrap", default="localhost:9092")
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small")
     p.add_argument("--scorer-port", type=int, default=8597)
@@ -144,7 +152,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="job-bench-"))
     cli = [sys.executable, "-m", "darkpool.cli"]
     subprocess.run([*cli, "generate", "--preset", "default", "--instruments", str(a.instruments), "--events",
-                    str(a.events), "--out", str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+                    str(a.events), "--duration", a.duration, "--out", str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     full_topic, empty_topic = _topic(a.bootstrap, a.partitions), _topic(a.bootstrap, a.partitions)
     subprocess.run([*cli, "replay", "--input", str(tmp), "--bootstrap", a.bootstrap, "--topic", full_topic],
                    cwd=ROOT, check=True, capture_output=True)  # fmt: skip
@@ -176,7 +184,8 @@ def main() -> None:
 
     ro, full = rate("read_only"), rate("job")
     print(json.dumps({
-        "events": a.events, "instruments": a.instruments, "partitions": a.partitions, "parallelism": 1,
+        "events": a.events, "instruments": a.instruments, "duration": a.duration,
+        "events_per_instrument_pane": round(a.events / (a.instruments * _seconds(a.duration) / 5), 1), "partitions": a.partitions, "parallelism": 1,
         "read_only_events_per_s": round(ro), "job_events_per_s": round(full), "job_vs_read_only": round(full / ro, 3),
         "runs": runs, "scorer_peak_rss_mb": round(scorer_rss / 2**20),
         "load_average": os.getloadavg(), "cpus": os.cpu_count(),
