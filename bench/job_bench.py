@@ -88,8 +88,12 @@ def _timed(argv: list[str]) -> dict:
     }
 
 
-def read_only_job(bootstrap: str, topic: str) -> None:
-    """The ceiling: the job's own raw Kafka source (bounded) into a blackhole."""
+def read_only_job(bootstrap: str, topic: str, parse: bool = False) -> None:
+    """The ceiling: the job's own raw Kafka source (bounded) into a blackhole.
+
+    `parse`: also the JVM parsing / validation / late split (udfs.sources views), to
+    separate the SQL cost from the Python stages.
+    """
     from jobs import detect_anomalies as job
     from jobs.job_config import JobConfig
     from udfs.sources import kafka_raw_ddl
@@ -104,12 +108,16 @@ def read_only_job(bootstrap: str, topic: str) -> None:
     t_env.execute_sql("INSERT INTO sink SELECT payload FROM trades_raw").wait()
 
 
+_CREATED: list[str] = []  # topics this run made, deleted at the end
+
+
 def _topic(bootstrap: str, partitions: int) -> str:
     from darkpool.stack import smoke
     from darkpool.stack.settings import StackConfig
 
     name = f"bench.job.{uuid.uuid4().hex[:8]}"
     smoke.create_topics(StackConfig.load(), [name], partitions)
+    _CREATED.append(name)
     return name
 
 
@@ -133,8 +141,8 @@ def _seconds(duration: str) -> float:
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--read-only-job":
-        read_only_job(sys.argv[2], sys.argv[3])
+    if len(sys.argv) > 2 and sys.argv[1] in ("--read-only-job", "--parse-only-job"):
+        read_only_job(sys.argv[2], sys.argv[3], parse=sys.argv[1] == "--parse-only-job")
         return
     from darkpool.paths import artifacts_dir
 
@@ -176,17 +184,21 @@ def main() -> None:
         )
     finally:
         scorer.kill()
+        from darkpool.stack import smoke
+        from darkpool.stack.settings import StackConfig
+
+        smoke.delete_topics(StackConfig.load(), _CREATED)
 
     def rate(kind: str) -> float:
         return a.events / max(
             runs[f"{kind}_full"]["wall_s"] - runs[f"{kind}_empty"]["wall_s"], 1e-9
         )
 
-    ro, full = rate("read_only"), rate("job")
+    ro, parse, full = rate("read_only"), rate("parse_only"), rate("job")
     print(json.dumps({
         "events": a.events, "instruments": a.instruments, "duration": a.duration,
         "events_per_instrument_pane": round(a.events / (a.instruments * _seconds(a.duration) / 5), 1), "partitions": a.partitions, "parallelism": 1,
-        "read_only_events_per_s": round(ro), "job_events_per_s": round(full), "job_vs_read_only": round(full / ro, 3),
+        "read_only_events_per_s": round(ro), "parse_only_events_per_s": round(parse), "job_events_per_s": round(full), "job_vs_read_only": round(full / ro, 3),
         "runs": runs, "scorer_peak_rss_mb": round(scorer_rss / 2**20),
         "load_average": os.getloadavg(), "cpus": os.cpu_count(),
         "note": "rates at the margin: events / (wall - wall of the same job on an empty topic)",
