@@ -66,3 +66,58 @@ def flink_job(stack: StackConfig) -> Iterator[Callable[..., str]]:
     for job_id in submitted:
         if jobs.job(stack, job_id)["state"] not in jobs.TERMINAL:
             jobs.cancel(stack, job_id)
+
+
+# ---- a trained small model for the end-to-end tests -------------------------------------
+
+# What a trained model depends on: if none of these change, a model trained by an earlier
+# run (or CI run on this machine) is reused from the cache instead of trained again.
+_MODEL_INPUTS = ("model", "udfs/features.py", "udfs/schemas.py", "darkpool/market")
+
+
+def _model_inputs_hash() -> str:
+    import hashlib
+
+    from darkpool.paths import REPO_ROOT
+
+    h = hashlib.sha256()
+    for top in _MODEL_INPUTS:
+        base = REPO_ROOT / top
+        files = [base] if base.is_file() else sorted(base.rglob("*.py"))
+        for f in files:
+            h.update(str(f.relative_to(REPO_ROOT)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Path:
+    """A small-preset artifact trained on the default simulated market.
+
+    Uses `artifacts/small` when the developer has one; otherwise trains one (the same
+    `darkpool generate` + `darkpool train` a user runs, with a 6-minute budget) into the
+    install cache, keyed by the hash of the code it depends on, so CI trains it once per
+    machine and code version rather than on every run.
+    """
+    import subprocess
+    import sys
+
+    from darkpool.paths import REPO_ROOT, artifacts_dir, cache_dir
+
+    local = artifacts_dir() / "small"
+    if (local / "model.safetensors").exists():
+        return local
+    cached = cache_dir() / "test-models" / f"small-{_model_inputs_hash()}"
+    if (cached / "model.safetensors").exists():
+        return cached
+    data = cached.parent / f"data-{_model_inputs_hash()}"
+
+    def cli(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=REPO_ROOT, check=True)
+
+    if not (data / "events.parquet").exists():
+        cli("generate", "--preset", "default", "--out", str(data))
+    tmp = cached.with_name(cached.name + ".tmp")
+    cli("train", "--data", str(data), "--out", str(tmp), "--preset", "small", "--max-minutes", "6")
+    tmp.rename(cached)  # complete artifacts only: an interrupted run leaves .tmp behind
+    return cached

@@ -9,7 +9,8 @@ the injected episodes with darkpool.episodes.match.
 Bars (stated, measured on the tiny preset, seed 7, artifacts/small):
   * at least MIN_RECALL of the injected episodes alerted;
   * false alerts (overlapping no injected episode) at most MAX_FALSE_SHARE of the alerts.
-Needs a trained model: artifacts/small (`darkpool train`), else the test is skipped.
+The model is the `trained_model` fixture: artifacts/small if present, else one trained
+(and cached) by the fixture.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from darkpool.episodes import match
-from darkpool.paths import artifacts_dir
 from tests.integration.job_support import ROOT, JobProcess, read_until
 from tests.unit.test_scorer import Scorer
 
@@ -36,10 +36,8 @@ def _cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
 
 
-def test_episodes_alerted_with_bounded_false_alerts(stack, kafka_topic, tmp_path) -> None:
-    artifact = artifacts_dir() / "small"
-    if not (artifact / "model.safetensors").exists():
-        pytest.skip("no trained model in artifacts/small (run `darkpool train`)")
+def test_episodes_alerted_with_bounded_false_alerts(stack, kafka_topic, tmp_path, trained_model) -> None:
+    artifact = trained_model
     bootstrap = f"localhost:{stack.kafka_port}"
     trades, dlq, alerts, scored = (kafka_topic(n, partitions=2) for n in ("trades", "dlq", "alerts", "scored"))
     data = tmp_path / "market"

@@ -20,7 +20,6 @@ import time
 
 import pytest
 
-from darkpool.paths import artifacts_dir
 from tests.integration.job_support import ROOT, JobProcess, ScorerProcess, comparable, read_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,10 +42,8 @@ def _run(bootstrap, trades, alerts, scored, dlq, url, name, log, restarts) -> Jo
     )  # fmt: skip
 
 
-def test_scorer_killed_mid_replay_same_committed_alerts(stack, kafka_topic, tmp_path) -> None:
-    artifact = artifacts_dir() / "small"
-    if not (artifact / "model.safetensors").exists():
-        pytest.skip("no trained model in artifacts/small (run `darkpool train`)")
+def test_scorer_killed_mid_replay_same_committed_alerts(stack, kafka_topic, tmp_path, trained_model) -> None:
+    artifact = trained_model
     bootstrap = f"localhost:{stack.kafka_port}"
     trades = kafka_topic("trades", partitions=2)
     data = tmp_path / "market"
