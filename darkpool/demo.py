@@ -71,16 +71,20 @@ def ensure_stack():  # noqa: ANN201
     return cfg
 
 
-def ensure_market(preset: str) -> Path:
-    out = paths.data_dir() / preset
+def ensure_market(preset: str, seed: int | None = None) -> Path:
+    """The preset's market (its own seed), or the same preset drawn with another seed."""
+    out = paths.data_dir() / (preset if seed is None else f"{preset}-seed{seed}")
     if (out / "events.parquet").exists() and (out / "episodes.parquet").exists():
         click.echo(f"  reusing {out}")
         return out
     sim = _need("darkpool.market.simulate", "the market simulator")
+    import dataclasses
+
     from darkpool.market.config import PRESETS
 
     t0 = time.monotonic()
-    result = sim.simulate(PRESETS[preset], progress=True)
+    config = PRESETS[preset] if seed is None else dataclasses.replace(PRESETS[preset], seed=seed)
+    result = sim.simulate(config, progress=True)
     sim.write(result, out)
     click.echo(
         f"  {result.events.num_rows:,} events, {result.episodes.num_rows} episodes -> {out} ({time.monotonic() - t0:.0f}s)"
@@ -352,7 +356,12 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, train_minute
     step(2, f"simulated market ({preset})")
     data = ensure_market(preset)
     step(3, "model")
-    artifact = ensure_model(data, preset, train_minutes)
+    # Trained on another draw of the same market (seed + 1), so the summary below is
+    # out-of-sample: the replayed episodes were never seen in training.
+    from darkpool.market.config import PRESETS
+
+    train_data = ensure_market(preset, seed=PRESETS[preset].seed + 1)
+    artifact = ensure_model(train_data, preset, train_minutes)
     step(4, "scorer service")
     ensure_scorer(stack, artifact)
     step(5, "detection job")
