@@ -93,7 +93,7 @@ def ensure_market(preset: str, seed: int | None = None) -> Path:
 
 
 def ensure_model(data: Path, preset: str, minutes: float) -> Path:
-    art = paths.artifacts_dir() / f"demo-{preset}"
+    art = paths.artifacts_dir() / f"demo-{data.name}"  # named after its training data
     if (art / "VERSION").exists():
         click.echo(f"  reusing {art} (version {(art / 'VERSION').read_text().strip()})")
         return art
@@ -155,6 +155,20 @@ def ensure_scorer(stack, artifact: Path, timeout_s: float = 180) -> dict[str, An
     with urllib.request.urlopen(f"{ep.scorer_url}/v2/models/{ep.model_name}", timeout=5) as resp:
         meta = json.load(resp)
     params = meta.get("parameters", {})
+    wanted = (artifact / "VERSION").read_text().strip()
+    if params.get("version") != wanted:
+        # A scorer left running by an earlier demo serves another model: hot-reload ours
+        # (in-flight requests are not dropped) rather than score with the wrong one.
+        click.echo(f"  scorer serves model {params.get('version')}; reloading {artifact} ({wanted})")
+        request = urllib.request.Request(
+            f"{ep.scorer_url}/v2/repository/models/{ep.model_name}/load",
+            data=json.dumps({"parameters": {"path": str(artifact)}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            json.load(resp)
+        return ensure_scorer(stack, artifact, timeout_s)
     click.echo(
         f"  scorer ready at {ep.scorer_url}: model version {params.get('version')}, global threshold {params.get('threshold')}"
     )
