@@ -224,6 +224,10 @@ def step(
     state.baseline.observe()
     state.last_thr = [thr.value, thr.source, thr.regime, w.global_threshold]
     ep = state.episode
+
+    def emit(episode: Episode, status: str, reason: str | None = None) -> None:
+        out.append(_event(episode, status, w.window_end, w.score, thr, w.global_threshold, now_ms, cfg, reason))
+
     if w.score > thr.value:
         if ep is None:
             ep = Episode(
@@ -233,54 +237,24 @@ def step(
             )  # fmt: skip
             state.episode = ep
             _absorb(ep, state, w, cfg)
-            out.append(
-                _event(ep, "open", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg)
-            )
+            emit(ep, "open")
         else:
             old_peak, old_scenario = ep.peak_score, ep.scenario()[0]
             ep.n_above += 1
             _absorb(ep, state, w, cfg)
             if ep.n_above >= cfg.max_episode_windows:
-                out.append(
-                    _event(
-                        ep,
-                        "close",
-                        w.window_end,
-                        w.score,
-                        thr,
-                        w.global_threshold,
-                        now_ms,
-                        cfg,
-                        "max_duration",
-                    )
-                )
+                emit(ep, "close", "max_duration")
                 state.episode = None
             elif (
                 w.score > old_peak
                 or ep.scenario()[0] != old_scenario
                 or (ep.n_above - 1) % cfg.update_every == 0
             ):
-                out.append(
-                    _event(
-                        ep, "update", w.window_end, w.score, thr, w.global_threshold, now_ms, cfg
-                    )
-                )
+                emit(ep, "update")
     elif ep is not None:
         ep.below += 1
         if ep.below >= cfg.close_after:
-            out.append(
-                _event(
-                    ep,
-                    "close",
-                    w.window_end,
-                    w.score,
-                    thr,
-                    w.global_threshold,
-                    now_ms,
-                    cfg,
-                    "below_threshold",
-                )
-            )
+            emit(ep, "close", "below_threshold")
             state.episode = None
     else:
         state.baseline.learn(w.score, w.volatility, w.volume, cfg)
