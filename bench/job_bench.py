@@ -171,6 +171,9 @@ def main() -> None:
             runs[f"read_only_{label}"] = _timed(
                 [sys.executable, __file__, "--read-only-job", a.bootstrap, topic]
             )
+            runs[f"parse_only_{label}"] = _timed(
+                [sys.executable, __file__, "--parse-only-job", a.bootstrap, topic]
+            )
             alerts, dead = _topic(a.bootstrap, 1), _topic(a.bootstrap, 1)
             runs[f"job_{label}"] = _timed(
                 [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
