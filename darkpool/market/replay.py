@@ -76,11 +76,15 @@ def make_producer(cfg: KafkaConfig, compression: str | None = None) -> Any:  # a
             bootstrap_timeout_ms=5_000,  # kafka-python 3: give up on a dead broker after 5 s
         )
     except KafkaError as exc:
-        raise ReplayError(
-            f"no Kafka broker answers at {cfg.bootstrap_servers} ({type(exc).__name__}). Start the "
-            "local stack with `darkpool stack up`, or point --bootstrap / DARKPOOL_BOOTSTRAP_SERVERS "
-            "at a running broker."
-        ) from None
+        raise _no_broker(cfg, exc) from None
+
+
+def _no_broker(cfg: KafkaConfig, exc: Exception) -> ReplayError:
+    return ReplayError(
+        f"no Kafka broker answers at {cfg.bootstrap_servers} ({type(exc).__name__}). Start the "
+        "local stack with `darkpool stack up`, or point --bootstrap / DARKPOOL_BOOTSTRAP_SERVERS "
+        "at a running broker."
+    )
 
 
 def ensure_topic(cfg: KafkaConfig, topic: str, create: bool = False) -> None:
@@ -92,11 +96,7 @@ def ensure_topic(cfg: KafkaConfig, topic: str, create: bool = False) -> None:
     try:
         admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers.split(","), bootstrap_timeout_ms=5_000)
     except KafkaError as exc:
-        raise ReplayError(
-            f"no Kafka broker answers at {cfg.bootstrap_servers} ({type(exc).__name__}). Start the "
-            "local stack with `darkpool stack up`, or point --bootstrap / DARKPOOL_BOOTSTRAP_SERVERS "
-            "at a running broker."
-        ) from None
+        raise _no_broker(cfg, exc) from None
     try:
         if topic in admin.list_topics():
             return

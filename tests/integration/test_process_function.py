@@ -18,9 +18,9 @@ import time
 
 import pytest
 
+from tests.integration import threshold_support
 from udfs.coalesce import InstrumentState, close_if_quiet, step
 from udfs.records import ScoredWindow
-from udfs.schemas import SCENARIOS
 from udfs.thresholds import ThresholdConfig
 
 pytestmark = pytest.mark.integration
@@ -31,14 +31,7 @@ PAUSE = "__pause__"  # marker: the source stalls so periodic watermarks catch up
 
 
 def win(inst: str, i: int, score: float) -> ScoredWindow:
-    probs = [0.02] * len(SCENARIOS)
-    probs[3] = 0.84
-    end = T0 + i * SLIDE
-    return ScoredWindow(
-        instrument=inst, window_start=end - 60_000, window_end=end, score=score, scenario_probs=tuple(probs),
-        recon_error=0.1, channel_z=(0.5, 3.0, -1.0), volatility=3.0, volume=1000.0, model_version="it-1",
-        global_threshold=1.0, max_event_ts=end - 1, features=(1.0, 2.0, 3.0), participants=(("P1", 2.0),),
-    )  # fmt: skip
+    return threshold_support.win(inst, i, score, scenario=3)
 
 
 def scenario() -> tuple[list[list[ScoredWindow]], dict[str, list[ScoredWindow]]]:

@@ -23,9 +23,10 @@ JOB = Path(__file__).with_name("threshold_job.py")
 SLIDE, T0 = 5_000, 1_700_000_000_000
 
 
-def win(inst: str, i: int, score: float) -> ScoredWindow:
+def win(inst: str, i: int, score: float, scenario: int = 1) -> ScoredWindow:
+    """A scored window of `inst` ending at pane i, `scenario` (index in SCENARIOS) leading."""
     probs = [0.02] * len(SCENARIOS)
-    probs[1] = 0.84
+    probs[scenario] = 0.84
     end = T0 + i * SLIDE
     return ScoredWindow(
         instrument=inst, window_start=end - 60_000, window_end=end, score=score, scenario_probs=tuple(probs),
