@@ -42,12 +42,12 @@ def bench_generate(preset: str, repeat: int, out: Path) -> tuple[dict, SimResult
         stages.update(validate_and_write=t3 - t1)
         run = {
             "preset": preset,
-            "events": result.events.num_rows,
-            "anomalous_fraction": round(float(result.events.column("label").to_numpy().mean()), 5),
+            "events": result.coded.num_rows,
+            "anomalous_fraction": round(float(result.coded.column("label").to_numpy().mean()), 5),
             "episodes": result.episodes.num_rows,
             "seconds": round(t3 - t0, 3),
             "cpu_seconds": round(time.process_time() - c0, 3),
-            "events_per_s": round(result.events.num_rows / (t3 - t0)),
+            "events_per_s": round(result.coded.num_rows / (t3 - t0)),
             "stages_s": {k: round(v, 3) for k, v in stages.items()},
             "parquet_mb": round(paths["events"].stat().st_size / 2**20, 1),
             "load_avg_1m": round(os.getloadavg()[0], 2),

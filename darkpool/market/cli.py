@@ -48,7 +48,7 @@ def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plo
     result = simulate(cfg, progress=cfg.n_events >= 1_000_000)
     paths = write(result, out)
     secs = time.perf_counter() - t0
-    ev = result.events
+    ev = result.coded  # the counts do not need the decoded strings
     n_anom = int(ev.column("label").to_numpy().sum())
     click.echo(f"{ev.num_rows:,} events ({n_anom:,} anomalous, {n_anom / ev.num_rows:.2%}) on "
                f"{cfg.n_instruments} instruments, {result.episodes.num_rows} episodes, seed {cfg.seed}: "
@@ -65,7 +65,7 @@ def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plo
     if plot:
         from darkpool.market import plot as market_plot
 
-        png = market_plot.plot_instrument(ev, result.episodes, out / "instrument.png", plot_instrument)
+        png = market_plot.plot_instrument(result.events, result.episodes, out / "instrument.png", plot_instrument)
         click.echo(f"  plot     {png}")
 
 

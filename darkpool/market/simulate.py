@@ -8,6 +8,7 @@ for evaluation by regime). Same config and seed -> identical tables.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,10 +52,15 @@ FILES = {"events": "events.parquet", "episodes": "episodes.parquet", "regimes": 
 
 @dataclass(frozen=True)
 class SimResult:
-    events: pa.Table  # LABELED_SCHEMA, sorted by ts
+    coded: pa.Table  # the events in CODED_SCHEMA (or LABELED_SCHEMA), sorted by ts
     episodes: pa.Table  # EPISODE_SCHEMA
     regimes: pa.Table  # REGIME_SCHEMA
     config: SimConfig
+
+    @functools.cached_property
+    def events(self) -> pa.Table:
+        """The events in LABELED_SCHEMA, decoded on first use (`write` does not need it)."""
+        return decode(self.coded)
 
 
 def _trim(cfg: SimConfig, rng: np.random.Generator, flow: Block, n_rows: int) -> np.ndarray | None:
@@ -85,35 +91,43 @@ def _normal_rows(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime
     raise RuntimeError(f"could not size the normal flow to {n_rows} rows; report this config: {cfg}")
 
 
-def _strings(values: list[str] | np.ndarray, idx: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
-    """Dictionary decode: `values[idx]` as an Arrow string array (null where `null`)."""
-    return pa.array(list(values), pa.string()).take(pa.array(idx, mask=null))
+# The low-cardinality strings stay dictionary-encoded (codes + a small dictionary) from
+# the simulator to the Parquet writer: no 800k-row string columns are built, hashed and
+# re-dictionary-encoded by the writer. The file is the same: its columns are strings.
+CODED_SCHEMA = pa.schema([
+    pa.field(f.name, pa.dictionary(pa.int32(), pa.string()), nullable=f.nullable) if f.name in DICT_COLUMNS else f
+    for f in LABELED_SCHEMA
+])
+
+
+def _coded(values: list[str] | tuple[str, ...] | np.ndarray, codes: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
+    """`values[codes]` as a dictionary array (null where `null`), without copying strings."""
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False), mask=null),
+                                          pa.array(list(values), pa.string()))
+
+
+def _order_ids(b: Block) -> pa.Array:
+    """`O<n>`, n numbered by the time of the order's `new` (rows are sorted by ts), as a
+    venue would assign them, so an id says nothing about who made the order."""
+    new_rows = np.flatnonzero(b["ev"] == NEW)
+    rank = np.full(int(b["oid"].max()) + 1, -1, dtype=np.int64)
+    rank[b["oid"][new_rows]] = np.arange(1, len(new_rows) + 1)
+    order_no = rank[b["oid"]]
+    assert (order_no > 0).all(), "every order must have a new event"
+    return pc.binary_join_element_wise("O", pc.cast(pa.array(order_no), pa.string()), "")
 
 
 def _to_table(cfg: SimConfig, uni: Universe, b: Block, price: np.ndarray, bid: np.ndarray, ask: np.ndarray) -> pa.Table:
-    # Order ids are numbered by the time of the order's `new` (rows are sorted by ts), as a
-    # venue would assign them, so an id says nothing about who made the order.
-    new_rows = np.flatnonzero(b["ev"] == NEW)
-    rank = np.full(int(b["oid"].max()) + 1, -1, dtype=np.int64)
-    rank[b["oid"][new_rows]] = np.arange(len(new_rows))
-    order_no = rank[b["oid"]]
-    assert (order_no >= 0).all(), "every order must have a new event"
-    # Building the string columns is most of the cost here; Arrow kernels release the GIL,
-    # so two threads build them side by side.
-    jobs = {
-        "instrument": lambda: _strings(uni.symbols, b["inst"]),
-        "venue": lambda: _strings(cfg.venues, b["venue"]),
-        "event": lambda: _strings(EVENT_KINDS, b["ev"]),
-        "order_id": lambda: pc.binary_join_element_wise("O", pc.cast(pa.array(order_no + 1), pa.string()), ""),
-        "participant": lambda: _strings(uni.part_names, b["part"]),
-        "side": lambda: _strings(SIDES, b["side"]),
-        "contra": lambda: _strings(uni.part_names, np.maximum(b["contra"], 0), null=b["contra"] < 0),
-        "scenario": lambda: _strings(SCENARIOS, b["scen"]),
-    }
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        strings = dict(zip(jobs, pool.map(lambda job: job(), jobs.values()), strict=True))
+    """The events in CODED_SCHEMA (LABELED_SCHEMA with dictionary-encoded strings)."""
     cols = {
-        **strings,
+        "instrument": _coded(uni.symbols, b["inst"]),
+        "venue": _coded(cfg.venues, b["venue"]),
+        "event": _coded(EVENT_KINDS, b["ev"]),
+        "order_id": _order_ids(b),
+        "participant": _coded(uni.part_names, b["part"]),
+        "side": _coded(SIDES, b["side"]),
+        "contra": _coded(uni.part_names, np.maximum(b["contra"], 0), null=b["contra"] < 0),
+        "scenario": _coded(SCENARIOS, b["scen"]),
         "ts": pa.array(b["ts"], pa.int64()),
         "price": pa.array(price, pa.float64()),
         "qty": pa.array(b["qty"], pa.int64()),
@@ -122,8 +136,12 @@ def _to_table(cfg: SimConfig, uni: Universe, b: Block, price: np.ndarray, bid: n
         "hidden": pa.array(b["hidden"], pa.bool_()),
         "label": pa.array(b["label"], pa.int8()),
     }
-    cols = {name: cols[name] for name in LABELED_SCHEMA.names}
-    return pa.table(cols, schema=LABELED_SCHEMA)
+    return pa.table([cols[name] for name in CODED_SCHEMA.names], schema=CODED_SCHEMA)
+
+
+def decode(coded: pa.Table) -> pa.Table:
+    """CODED_SCHEMA -> LABELED_SCHEMA (plain string columns)."""
+    return coded.cast(LABELED_SCHEMA)
 
 
 class _Stages:
@@ -210,12 +228,14 @@ def write(result: SimResult, out_dir: Path, validate: bool = True) -> dict[str, 
     paths = {k: out_dir / v for k, v in FILES.items()}
     tmp = out_dir / f".{FILES['events']}.tmp"
     with ThreadPoolExecutor(max_workers=1) as pool:
-        check = pool.submit(validate_table, result.events) if validate else None
+        check = pool.submit(validate_table, result.coded) if validate else None
         # Speed over size: snappy, dictionaries only for the low-cardinality strings, delta
         # encoding for the sorted timestamps, statistics only where readers filter.
-        pq.write_table(result.events, tmp, compression="snappy", row_group_size=1 << 20,
+        # No Arrow schema in the file: readers get plain strings (LABELED_SCHEMA), not
+        # the in-memory dictionary encoding.
+        pq.write_table(result.coded, tmp, compression="snappy", row_group_size=1 << 20,
                        use_dictionary=DICT_COLUMNS, column_encoding={"ts": "DELTA_BINARY_PACKED"},
-                       write_statistics=["ts", "instrument"])
+                       write_statistics=["ts", "instrument"], store_schema=False)
         try:
             if check is not None:
                 check.result()

@@ -8,6 +8,7 @@ import json
 import math
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from udfs.schemas import (
@@ -101,6 +102,37 @@ def test_bad_row_table_path_names_row_and_field(name: str, base: dict, changes: 
     with pytest.raises(ContractError) as err:
         validate_table(records_to_table(rows))
     assert (err.value.row, err.value.field) == (3, field)  # the earliest bad row
+
+
+def _dictionary_encoded(table: pa.Table) -> pa.Table:
+    """The table with every string column dictionary-encoded, as the simulator writes it."""
+    cols = [pc.dictionary_encode(c) if pa.types.is_string(c.type) else c for c in table.columns]
+    return pa.table(cols, names=table.column_names)
+
+
+@pytest.mark.parametrize(("name", "base", "changes", "field"), ALL_ROW_CASES, ids=[c[0] for c in ALL_ROW_CASES])
+def test_bad_row_dictionary_encoded_table_path(name: str, base: dict, changes: dict, field: str) -> None:
+    rows = [GOOD_NEW, GOOD_FILL, GOOD_NEW, _bad(base, changes), GOOD_FILL, _bad(base, changes)]
+    with pytest.raises(ContractError) as err:
+        validate_table(_dictionary_encoded(records_to_table(rows)))
+    assert (err.value.row, err.value.field) == (3, field)
+
+
+def test_dictionary_encoded_table_checks_rows_not_unused_dictionary_entries() -> None:
+    validate_table(_dictionary_encoded(records_to_table([GOOD_NEW, GOOD_FILL])))
+    # an empty string in the dictionary that no row uses is no bad row
+    side = pa.DictionaryArray.from_arrays(pa.array([0, 2], pa.int32()), pa.array(["B", "", "S"]))
+    table = records_to_table([GOOD_NEW, GOOD_FILL])
+    validate_table(table.set_column(table.schema.get_field_index("side"), "side", side))
+    # a null *inside* the dictionary is a null row of a non-nullable column
+    null_inside = pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int32()), pa.array(["DKX", None]))
+    with pytest.raises(ContractError) as err:
+        validate_table(table.set_column(table.schema.get_field_index("venue"), "venue", null_inside))
+    assert (err.value.row, err.value.field) == (1, "venue")
+    # the dictionary's values must be strings
+    as_ints = pa.DictionaryArray.from_arrays(pa.array([0, 0], pa.int32()), pa.array([1]))
+    with pytest.raises(ContractError, match="type") as err:
+        validate_table(table.set_column(table.schema.get_field_index("venue"), "venue", as_ints))
 
 
 def test_table_reports_the_earliest_bad_row_not_the_first_rule() -> None:

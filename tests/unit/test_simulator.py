@@ -161,7 +161,7 @@ def test_invariants_catch_broken_data(tiny) -> None:
 
     def with_col(name: str, values) -> object:
         i = ev.schema.get_field_index(name)
-        return dataclasses.replace(tiny, events=ev.set_column(i, ev.schema.field(i), pa.array(values, ev.schema.field(i).type)))
+        return dataclasses.replace(tiny, coded=ev.set_column(i, ev.schema.field(i), pa.array(values, ev.schema.field(i).type)))
 
     kind, label, price = _col(ev, "event"), _col(ev, "label"), _col(ev, "price").copy()
     normal_fill = int(np.flatnonzero((kind == "fill") & (label == 0))[0])
@@ -173,7 +173,7 @@ def test_invariants_catch_broken_data(tiny) -> None:
     moved = price.copy()
     moved[cancel] += 0.01
     cases = {
-        "not sorted": dataclasses.replace(tiny, events=ev.take(pa.array(np.arange(ev.num_rows)[::-1]))),
+        "not sorted": dataclasses.replace(tiny, coded=ev.take(pa.array(np.arange(ev.num_rows)[::-1]))),
         "outside the NBBO": with_col("price", off),
         "label and scenario disagree": with_col("label", flipped),
         "cancel's price": with_col("price", moved),
