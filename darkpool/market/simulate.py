@@ -18,24 +18,17 @@ from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from darkpool.market.config import SimConfig
 from darkpool.market.episodes import make_episodes
-from darkpool.market.events import CANCEL, NEW, PK_COPY, Block, concat, resolve_prices, size, take
+from darkpool.market.events import CANCEL, COLUMNS, Block, size
 from darkpool.market.flow import normal_flow
 from darkpool.market.nbbo import base_returns, finish_nbbo
+from darkpool.market.table import CODED_SCHEMA, DICT_COLUMNS, PRICE_INPUTS, decode, events_table, prices
 from darkpool.market.universe import Universe, make_regimes, make_universe, regime_spells
-from udfs.schemas import (
-    EPISODE_SCHEMA,
-    EVENT_KINDS,
-    LABELED_SCHEMA,
-    SCENARIOS,
-    SIDES,
-    validate_table,
-)
+from udfs.schemas import EPISODE_SCHEMA, validate_table
 
 REGIME_SCHEMA = pa.schema(
     [
@@ -45,8 +38,8 @@ REGIME_SCHEMA = pa.schema(
         pa.field("regime", pa.string(), nullable=False),  # calm | volatile | high_volume
     ]
 )
-DICT_COLUMNS = ["instrument", "venue", "event", "participant", "side", "contra", "scenario"]
 T = TypeVar("T")
+__all__ = ["CODED_SCHEMA", "FILES", "REGIME_SCHEMA", "SimResult", "read_events", "simulate", "write"]
 FILES = {"events": "events.parquet", "episodes": "episodes.parquet", "regimes": "regimes.parquet"}
 
 
@@ -76,79 +69,53 @@ def _trim(cfg: SimConfig, rng: np.random.Generator, flow: Block, n_rows: int) ->
     return keep
 
 
+def _sorted_flow(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray,
+                 n_events: float) -> tuple[Block, np.ndarray]:
+    """About `n_events` normal-flow rows, and their time order (sorted here, in the worker
+    thread, while the episodes and the lit market are drawn)."""
+    flow = normal_flow(cfg, rng, uni, regime, n_events, 0)
+    return flow, np.argsort(flow["ts"])
+
+
 def _normal_rows(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray, n_rows: int,
-                 first: Block | None) -> tuple[Block, np.ndarray]:
-    """Normal flow of exactly `n_rows` rows: `first` was drawn ~4% larger; if it still
-    falls short (rare), draw again, larger."""
+                 first: tuple[Block, np.ndarray]) -> tuple[Block, np.ndarray]:
+    """Normal flow and the time-ordered rows of exactly `n_rows` of it: `first` was drawn
+    ~4% larger; if it still falls short (rare), draw again, larger."""
     factor = 1.04
-    flow = first if first is not None else normal_flow(cfg, rng, uni, regime, n_rows * factor, 0)
+    flow, order = first
     for _ in range(6):
         keep = _trim(cfg, rng, flow, n_rows)
         if keep is not None:
-            return flow, keep
+            return flow, order[keep[order]]
         factor *= 1.05 * n_rows / max(int((flow["ts"] < cfg.close_ns).sum()), 1)
-        flow = normal_flow(cfg, rng, uni, regime, n_rows * factor, 0)
+        flow, order = _sorted_flow(cfg, rng, uni, regime, n_rows * factor)
     raise RuntimeError(f"could not size the normal flow to {n_rows} rows; report this config: {cfg}")
 
 
-# The low-cardinality strings stay dictionary-encoded (codes + a small dictionary) from
-# the simulator to the Parquet writer: no 800k-row string columns are built, hashed and
-# re-dictionary-encoded by the writer. The file is the same: its columns are strings.
-CODED_SCHEMA = pa.schema([
-    pa.field(f.name, pa.dictionary(pa.int32(), pa.string()), nullable=f.nullable) if f.name in DICT_COLUMNS else f
-    for f in LABELED_SCHEMA
-])
+def _merged_order(flow_ts: np.ndarray, flow_rows: np.ndarray, ep_ts: np.ndarray) -> np.ndarray:
+    """Time order of flow rows `flow_rows` (already time-ordered) and all episode rows, as
+    indices into concat([flow, episodes]). Ties: flow first (deterministic either way;
+    an order's fill/cancel is always at least 1 us after its new)."""
+    ep_order = np.argsort(ep_ts, kind="stable")
+    at = np.searchsorted(flow_ts[flow_rows], ep_ts[ep_order], side="right") + np.arange(len(ep_order))
+    out = np.empty(len(flow_rows) + len(ep_order), dtype=np.int64)
+    is_ep = np.zeros(len(out), dtype=bool)
+    is_ep[at] = True
+    out[at] = len(flow_ts) + ep_order
+    out[~is_ep] = flow_rows
+    return out
 
 
-def _coded(values: list[str] | tuple[str, ...] | np.ndarray, codes: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
-    """`values[codes]` as a dictionary array (null where `null`), without copying strings."""
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False), mask=null),
-                                          pa.array(list(values), pa.string()))
-
-
-def _order_ids(b: Block) -> pa.Array:
-    """`O<n>`, n numbered by the time of the order's `new` (rows are sorted by ts), as a
-    venue would assign them, so an id says nothing about who made the order."""
-    new_rows = np.flatnonzero(b["ev"] == NEW)
-    rank = np.full(int(b["oid"].max()) + 1, -1, dtype=np.int64)
-    rank[b["oid"][new_rows]] = np.arange(1, len(new_rows) + 1)
-    order_no = rank[b["oid"]]
-    assert (order_no > 0).all(), "every order must have a new event"
-    return pc.binary_join_element_wise("O", pc.cast(pa.array(order_no), pa.string()), "")
-
-
-def _to_table(cfg: SimConfig, uni: Universe, b: Block, price: np.ndarray, bid: np.ndarray, ask: np.ndarray) -> pa.Table:
-    """The events in CODED_SCHEMA (LABELED_SCHEMA with dictionary-encoded strings)."""
-    cols = {
-        "instrument": _coded(uni.symbols, b["inst"]),
-        "venue": _coded(cfg.venues, b["venue"]),
-        "event": _coded(EVENT_KINDS, b["ev"]),
-        "order_id": _order_ids(b),
-        "participant": _coded(uni.part_names, b["part"]),
-        "side": _coded(SIDES, b["side"]),
-        "contra": _coded(uni.part_names, np.maximum(b["contra"], 0), null=b["contra"] < 0),
-        "scenario": _coded(SCENARIOS, b["scen"]),
-        "ts": pa.array(b["ts"], pa.int64()),
-        "price": pa.array(price, pa.float64()),
-        "qty": pa.array(b["qty"], pa.int64()),
-        "bid": pa.array(bid, pa.float64()),
-        "ask": pa.array(ask, pa.float64()),
-        "hidden": pa.array(b["hidden"], pa.bool_()),
-        "label": pa.array(b["label"], pa.int8()),
-    }
-    return pa.table([cols[name] for name in CODED_SCHEMA.names], schema=CODED_SCHEMA)
-
-
-def decode(coded: pa.Table) -> pa.Table:
-    """CODED_SCHEMA -> LABELED_SCHEMA (plain string columns)."""
-    return coded.cast(LABELED_SCHEMA)
+def _gather(flow: Block, episodes: Block, rows: np.ndarray, names: tuple[str, ...] | list[str]) -> Block:
+    """Columns `names` of concat([flow, episodes]) at `rows` (each thread gathers what it needs)."""
+    return {n: np.concatenate([flow[n], episodes[n]])[rows] for n in names}
 
 
 class _Stages:
     """Progress bar over the stages, and per-stage wall times for the benchmark."""
 
     def __init__(self, progress: bool, timings: dict[str, float] | None) -> None:
-        self.bar = tqdm(total=4, desc="generate", disable=not progress, unit="stage")
+        self.bar = tqdm(total=3, desc="generate", disable=not progress, unit="stage")
         self.timings = timings if timings is not None else {}
         self.t = time.perf_counter()
 
@@ -170,10 +137,11 @@ def _timed(timings: dict[str, float], name: str, fn: Callable[..., T], *args: ob
 def simulate(cfg: SimConfig, progress: bool = False, timings: dict[str, float] | None = None) -> SimResult:
     """Generate one data set; `timings` (if given) receives the seconds per stage.
 
-    The episodes (Python-heavy) run in this thread while the normal flow and the base NBBO
-    path (big numpy arrays, which release the GIL) run in worker threads: the two cores
-    overlap. Each part has its own random stream spawned from the seed, so the result
-    does not depend on thread timing.
+    Two cores: the normal flow (and its time order) is drawn in a worker thread while
+    this thread draws the episodes and, in another worker, the lit market; then prices
+    and the table's columns are built side by side (big numpy and Arrow calls release the
+    GIL). Each part has its own random stream spawned from the seed, so the result does
+    not depend on thread timing.
     """
     bar = _Stages(progress, timings)
     streams = np.random.SeedSequence(cfg.seed).spawn(5)
@@ -185,38 +153,27 @@ def simulate(cfg: SimConfig, progress: bool = False, timings: dict[str, float] |
     n_flow = (cfg.n_events - target) * 1.04
     parallel: dict[str, float] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        flow_f = pool.submit(_timed, parallel, "normal_flow", normal_flow, cfg, rng_flow, uni, regime, n_flow, 0)
+        flow_f = pool.submit(_timed, parallel, "normal_flow", _sorted_flow, cfg, rng_flow, uni, regime, n_flow)
         base_f = pool.submit(_timed, parallel, "nbbo_base", base_returns, cfg, rng_nbbo, uni, regime)
-        next_oid = [0]
-        episodes, impacts, ep_rows = _timed(parallel, "episodes", make_episodes, cfg, rng_ep, uni, target, next_oid)
-        first_flow, (ret, spread) = flow_f.result(), base_f.result()
+        episodes, impacts, ep_rows = _timed(parallel, "episodes", make_episodes, cfg, rng_ep, uni, target, [0])
+        nbbo = _timed(parallel, "nbbo_finish", finish_nbbo, cfg, uni, *base_f.result(), impacts)
+        first_flow = flow_f.result()
     bar.timings.update({f"{k} (in parallel)": v for k, v in parallel.items()})
     bar.done("parallel_phase")
-    nbbo = finish_nbbo(cfg, uni, ret, spread, impacts)
     if size(episodes) >= cfg.n_events:
         raise ValueError(f"anomaly_rate {cfg.anomaly_rate} leaves no room for normal flow in {cfg.n_events} events")
-    flow, keep = _normal_rows(cfg, rng_trim, uni, regime, cfg.n_events - size(episodes), first_flow)
+    flow, flow_rows = _normal_rows(cfg, rng_trim, uni, regime, cfg.n_events - size(episodes), first_flow)
     episodes = dict(episodes, oid=episodes["oid"] + int(flow["oid"].max(initial=-1)) + 1)  # ids after the flow's
-    bar.done("nbbo_and_trim")
+    rows = _merged_order(flow["ts"], flow_rows, episodes["ts"])
+    bar.done("trim_and_order")
 
-    b = concat([flow, episodes])
-    rows = np.flatnonzero(np.concatenate([keep, np.ones(size(episodes), dtype=bool)]))
-    # One gather for trim + time order. Ties in ts are broken deterministically by the
-    # sort; an order's fill/cancel is always at least 1 us after its new.
-    b = take(b, rows[np.argsort(b["ts"][rows])])
-    bid_t, ask_t = nbbo.lookup(b["inst"], b["ts"])
-    price = resolve_prices(b, bid_t, ask_t, cfg.tick)
-    new_row = np.zeros(int(b["oid"].max()) + 1, dtype=np.int64)
-    is_new = b["ev"] == NEW
-    new_row[b["oid"][is_new]] = np.flatnonzero(is_new)
-    copy = b["pk"] == PK_COPY
-    price[copy] = price[new_row[b["oid"][copy]]]
-    bar.done("sort_and_price")
-
-    events = _to_table(cfg, uni, b, price, np.round(bid_t * cfg.tick, 6), np.round(ask_t * cfg.tick, 6))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        priced = pool.submit(lambda: prices(cfg, nbbo, _gather(flow, episodes, rows, PRICE_INPUTS)))
+        b = _gather(flow, episodes, rows, [c for c in COLUMNS if c not in ("pk", "pv", "episode")])
+        events = events_table(cfg, uni, b, *priced.result())
     episodes_t = pa.Table.from_pydict(ep_rows, schema=EPISODE_SCHEMA)
     regimes_t = pa.Table.from_pydict(regime_spells(cfg, regime, uni.symbols), schema=REGIME_SCHEMA)
-    bar.done("arrow_tables")
+    bar.done("price_and_tables")
     bar.bar.close()
     return SimResult(events, episodes_t, regimes_t, cfg)
 
