@@ -140,3 +140,19 @@ def resolve_prices(
 
     half[pk == PK_COPY] = np.nan
     return np.round(half * (tick / 2), 6)
+
+
+def time_order(ts: np.ndarray) -> np.ndarray:
+    """np.argsort(ts, kind="stable"), about twice as fast: row numbers packed under the
+    times into one uint64 key and sorted by value (numpy's vectorized sort), then, if the
+    times had to lose low bits to fit, one stable pass over the nearly sorted rows."""
+    if len(ts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo = int(ts.min())
+    row_bits = max(1, (len(ts) - 1).bit_length())
+    drop = max(0, (int(ts.max()) - lo).bit_length() + row_bits - 64)
+    key = ((ts - lo) >> drop).astype(np.uint64) << np.uint64(row_bits)
+    key |= np.arange(len(ts), dtype=np.uint64)
+    key.sort()
+    order = (key & np.uint64((1 << row_bits) - 1)).astype(np.int64)
+    return order[np.argsort(ts[order], kind="stable")] if drop else order

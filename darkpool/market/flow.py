@@ -34,6 +34,7 @@ from darkpool.market.universe import (
     TIER_ACTIVITY,
     Universe,
     draw,
+    inverse_cdf,
     pick_contra,
 )
 
@@ -64,7 +65,7 @@ def events_per_order() -> float:
 def pick_venues(cfg: SimConfig, rng: np.random.Generator, n: int) -> np.ndarray:
     nv = len(cfg.venues)
     p = VENUE_P[:nv] if nv <= len(VENUE_P) else np.ones(nv)
-    return np.minimum(np.searchsorted(np.cumsum(p) / p.sum(), rng.random(n)), nv - 1)
+    return inverse_cdf(np.cumsum(p) / p.sum(), rng.random(n))
 
 
 def order_sizes(rng: np.random.Generator, types: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from darkpool.market.config import SimConfig
 from darkpool.market.episodes import make_episodes
-from darkpool.market.events import CANCEL, COLUMNS, Block, size
+from darkpool.market.events import CANCEL, COLUMNS, Block, size, time_order
 from darkpool.market.flow import normal_flow
 from darkpool.market.nbbo import base_returns, finish_nbbo
 from darkpool.market.table import CODED_SCHEMA, DICT_COLUMNS, PRICE_INPUTS, decode, events_table, prices
@@ -74,7 +74,7 @@ def _sorted_flow(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime
     """About `n_events` normal-flow rows, and their time order (sorted here, in the worker
     thread, while the episodes and the lit market are drawn)."""
     flow = normal_flow(cfg, rng, uni, regime, n_events, 0)
-    return flow, np.argsort(flow["ts"])
+    return flow, time_order(flow["ts"])
 
 
 def _normal_rows(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray, n_rows: int,
@@ -96,7 +96,7 @@ def _merged_order(flow_ts: np.ndarray, flow_rows: np.ndarray, ep_ts: np.ndarray)
     """Time order of flow rows `flow_rows` (already time-ordered) and all episode rows, as
     indices into concat([flow, episodes]). Ties: flow first (deterministic either way;
     an order's fill/cancel is always at least 1 us after its new)."""
-    ep_order = np.argsort(ep_ts, kind="stable")
+    ep_order = time_order(ep_ts)
     at = np.searchsorted(flow_ts[flow_rows], ep_ts[ep_order], side="right") + np.arange(len(ep_order))
     out = np.empty(len(flow_rows) + len(ep_order), dtype=np.int64)
     is_ep = np.zeros(len(out), dtype=bool)

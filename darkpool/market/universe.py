@@ -105,9 +105,26 @@ def mix_cdf(uni: Universe, type_share: np.ndarray) -> np.ndarray:
     return np.cumsum(w) / w.sum()
 
 
+GUIDE_BUCKETS = 8192
+
+
+def inverse_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """min(searchsorted(cdf, u), len(cdf) - 1), exactly, for u in [0, 1): a guide table
+    (the answer at the bottom of u's bucket, a hair low to be safe from rounding) plus a
+    pass or two of "step while cdf < u", instead of a binary search per draw (~3x faster)."""
+    guide = np.searchsorted(cdf, np.arange(GUIDE_BUCKETS) / GUIDE_BUCKETS * (1 - 1e-9))
+    idx = guide[np.minimum((u * GUIDE_BUCKETS).astype(np.int64), GUIDE_BUCKETS - 1)]
+    stop = np.append(cdf, np.inf)
+    while True:
+        step = stop[idx] < u
+        if not step.any():
+            return np.minimum(idx, len(cdf) - 1)
+        idx += step
+
+
 def draw(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
-    """n participant indices from a `mix_cdf` (one searchsorted, no per-type loop)."""
-    return np.minimum(np.searchsorted(cdf, rng.random(n)), len(cdf) - 1).astype(np.int32)
+    """n participant indices from a `mix_cdf` (one inverse-CDF lookup, no per-type loop)."""
+    return inverse_cdf(cdf, rng.random(n)).astype(np.int32)
 
 
 def make_regimes(cfg: SimConfig, rng: np.random.Generator, n_cells: int, n_inst: int) -> np.ndarray:
