@@ -30,10 +30,17 @@ class ModelConfig:
     # channels zeroed after normalization, i.e. not seen by the model (e.g. time of day when
     # the training data is one session: validation/test times never occur in training)
     ignored_channels: tuple[str, ...] = ()
+    # how the T bucket states become one vector for the heads: "mean,last" (window mean + the
+    # newest bucket, the one that triggered scoring) and optionally "max" (per-dimension max
+    # over buckets, what the CNN baseline pools: a burst in one pane is not averaged away).
+    # The default is the original pooling so that artifacts saved without this field load.
+    pooling: tuple[str, ...] = ("mean", "last")
     recon_weight: float = 0.5  # how much a reconstruction tail can raise the score (noisy-OR weight)
     recon_z0: float = 3.0  # recon-error z (vs normal validation windows) at which that term is 1/2
 
     def __post_init__(self) -> None:
+        if not self.pooling or set(self.pooling) - {"mean", "last", "max"}:
+            raise ValueError(f"pooling={self.pooling} must be a non-empty subset of mean, last, max")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
 
@@ -47,7 +54,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"model config has unknown fields {sorted(unknown)}: artifact from a newer version?")
         d = dict(d)
-        for key in ("time_channels", "ignored_channels"):
+        for key in ("time_channels", "ignored_channels", "pooling"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -83,6 +90,9 @@ class TrainConfig:
     evals_per_epoch: int = 2  # validation passes per epoch (early-stopping granularity)
     max_train_windows: int = 300_000  # subsample training windows beyond this (time budget)
     normal_keep: float = 1.0  # fraction of normal training windows kept (<1 undersamples)
+    # exponential moving average of the weights, evaluated and kept instead of the raw
+    # weights (0 = off): validation PR-AUC of single steps is noisy at this batch size
+    ema_decay: float = 0.0
     scenario_weight: float = 0.5  # loss weight of the scenario head
     recon_weight: float = 0.5  # loss weight of the reconstruction head (normal windows only)
     val_frac: float = 0.15  # share of the timeline for validation

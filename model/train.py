@@ -98,9 +98,32 @@ def _sample_train(ws: WindowSet, idx: np.ndarray, tcfg: TrainConfig, rng: np.ran
     return np.sort(keep)
 
 
-def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = None,
-          log=print) -> dict[str, Any]:
-    """Train on `data` (events.parquet), write the artifact to `out`; returns metrics."""
+@torch.no_grad()
+def _ema_update(ema: ScoringModel, model: ScoringModel, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, over the encoder's parameters."""
+    for pe, p in zip(ema.net.parameters(), model.net.parameters(), strict=True):
+        pe.lerp_(p, 1.0 - decay)
+
+
+@dataclasses.dataclass
+class Fitted:
+    """A trained, calibrated model and what its training saw."""
+
+    model: ScoringModel
+    threshold: float  # (1 - target_fpr) quantile of normal validation scores
+    best: dict[str, Any]  # validation metrics at the kept step (+ "step")
+    steps: int  # optimizer steps run
+    train_used: int  # training windows sampled (see _sample_train)
+
+
+def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | None = None,
+        log=print, desc: str = "train") -> Fitted:
+    """Train on the windows `tr`, early-stop and calibrate on `va`.
+
+    Takes windows, not a path, so that callers with their own selection of windows
+    (the evaluation harness's leave-one-scenario-out) train exactly what `darkpool
+    train` trains.
+    """
     wcfg = wcfg or WindowConfig()
     t0 = time.time()
     torch.manual_seed(tcfg.seed)
@@ -109,11 +132,6 @@ def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = 
         torch.set_num_threads(tcfg.num_threads)
     device = resolve_device(tcfg.device)
     dtype = resolve_dtype(tcfg.dtype, device)
-
-    ws = load_windows(data, wcfg.n_buckets, wcfg.slide_ns)
-    split = time_split(ws.end_pane, wcfg.n_buckets, tcfg.val_frac, tcfg.test_frac)
-    tr, va, te = ws.subset(split.train), ws.subset(split.val), ws.subset(split.test)
-    log(f"windows: {ws.summary()} in {time.time() - t0:.1f}s; train {len(tr)} val {len(va)} test {len(te)}")
     if tr.y.sum() == 0 or va.y.sum() == 0:
         raise ValueError("training or validation windows contain no anomaly: generate data with episodes")
 
@@ -137,10 +155,13 @@ def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = 
     yt, st = torch.from_numpy(tr.y.astype(np.float32)), torch.from_numpy(tr.scenario)
     val_normal = va.x[va.y == 0]
 
+    # the model judged at each evaluation (and kept): the raw weights, or their moving average
+    ema = copy.deepcopy(model) if tcfg.ema_decay else None
+    judged = ema or model
     best: dict[str, Any] = {"pr_auc": -1.0}
     best_state, bad_evals, step = None, 0, 0
     stop = False
-    bar = tqdm(total=total, desc="train", unit="step", mininterval=2.0)
+    bar = tqdm(total=total, desc=desc, unit="step", mininterval=2.0)
     for _epoch in range(tcfg.max_epochs):
         perm = rng.permutation(idx)
         for b in range(steps_per_epoch):
@@ -161,14 +182,16 @@ def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
             opt.step()
+            if ema is not None:
+                _ema_update(ema, model, min(tcfg.ema_decay, (1 + step) / (10 + step)))
             step += 1
             bar.update(1)
             if step % eval_every == 0 or step == total:
-                calibrate(model, val_normal)
-                m = evaluate(model, va)
+                calibrate(judged, val_normal)
+                m = evaluate(judged, va)
                 bar.set_postfix(loss=f"{loss.item():.3f}", val_pr_auc=f"{m['pr_auc']:.3f}")
                 if m["pr_auc"] > best["pr_auc"] + 1e-4:
-                    best, best_state, bad_evals = {**m, "step": step}, copy.deepcopy(model.state_dict()), 0
+                    best, best_state, bad_evals = {**m, "step": step}, copy.deepcopy(judged.state_dict()), 0
                 else:
                     bad_evals += 1
                 if bad_evals >= tcfg.patience:
@@ -186,12 +209,26 @@ def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = 
     calibrate(model, val_normal)
     val_scores = predict(model, val_normal)["score"]
     threshold = float(np.quantile(val_scores, 1 - tcfg.target_fpr))
+    return Fitted(model, threshold, best, step, len(idx))
+
+
+def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = None,
+          log=print) -> dict[str, Any]:
+    """Train on `data` (events.parquet), write the artifact to `out`; returns metrics."""
+    wcfg = wcfg or WindowConfig()
+    t0 = time.time()
+    ws = load_windows(data, wcfg.n_buckets, wcfg.slide_ns)
+    split = time_split(ws.end_pane, wcfg.n_buckets, tcfg.val_frac, tcfg.test_frac)
+    tr, va, te = ws.subset(split.train), ws.subset(split.val), ws.subset(split.test)
+    log(f"windows: {ws.summary()} in {time.time() - t0:.1f}s; train {len(tr)} val {len(va)} test {len(te)}")
+    f = fit(tr, va, tcfg, wcfg, log)
+    model, threshold = f.model, f.threshold
     metrics = {
         "preset": tcfg.preset,
-        "best_step": best["step"],
-        "steps": step,
+        "best_step": f.best["step"],
+        "steps": f.steps,
         "train_seconds": round(time.time() - t0, 1),
-        "windows": {"train": tr.summary(), "train_used": len(idx), "val": va.summary(), "test": te.summary()},
+        "windows": {"train": tr.summary(), "train_used": f.train_used, "val": va.summary(), "test": te.summary()},
         "val": evaluate(model, va, threshold),
         "test": evaluate(model, te, threshold),
         "threshold": threshold,

@@ -88,10 +88,11 @@ class DarkpoolTransformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(C)
-        self.anomaly_head = nn.Linear(2 * C, 1)
-        self.scenario_head = nn.Linear(2 * C, cfg.n_scenarios)
+        P = len(cfg.pooling) * C  # pooled width
+        self.anomaly_head = nn.Linear(P, 1)
+        self.scenario_head = nn.Linear(P, cfg.n_scenarios)
         # reconstruction: pooled state -> tiny latent -> every bucket again (plus its position)
-        self.to_latent = nn.Linear(2 * C, cfg.n_latent)
+        self.to_latent = nn.Linear(P, cfg.n_latent)
         self.from_latent = nn.Linear(cfg.n_latent, C)
         self.decoder = MLP(cfg, n_out=cfg.n_channels)
         self.apply(self._init)
@@ -107,6 +108,11 @@ class DarkpoolTransformer(nn.Module):
         """[B, T, F] -> [B, T, C]: bucket position + time-of-day embedding."""
         return self.pos[None] + self.time(x[:, :, self.time_idx])
 
+    def pool(self, h: torch.Tensor) -> torch.Tensor:
+        """[B, T, C] -> [B, len(pooling) * C], in the order of cfg.pooling."""
+        ways = {"mean": lambda: h.mean(dim=1), "last": lambda: h[:, -1], "max": lambda: h.amax(dim=1)}
+        return torch.cat([ways[p]() for p in self.cfg.pooling], dim=-1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, T, F] -> logit [B], scenario logits [B, S], reconstruction [B, T, F]."""
         pos = self.positions(x)
@@ -114,8 +120,7 @@ class DarkpoolTransformer(nn.Module):
         for block in self.blocks:
             h = block(h)
         h = self.ln_f(h)
-        # pool: mean over the window and the newest bucket (the pane that triggered scoring)
-        pooled = torch.cat([h.mean(dim=1), h[:, -1]], dim=-1)  # [B, 2C]
+        pooled = self.pool(h)  # [B, P]
         logit = self.anomaly_head(pooled).squeeze(-1)  # [B]
         scen = self.scenario_head(pooled)  # [B, S]
         z = self.from_latent(self.to_latent(pooled))  # [B, C]

@@ -30,7 +30,8 @@ from darkpool.config import KafkaConfig, WindowConfig, from_env
 @click.option("--preset", default="small", show_default=True, help="transformer preset (model.config.PRESETS)")
 @click.option("--quick", is_flag=True, help="short training budgets and fewer bootstrap resamples (tiny data, tests)")
 @click.option("--loso", is_flag=True, help="also leave-one-scenario-out (retrains --loso-models once per scenario)")
-@click.option("--loso-models", default=None, help="models retrained in LOSO [gbt,rules]")
+@click.option("--loso-models", default=None, help="models retrained in LOSO [transformer,gbt,rules]")
+@click.option("--loso-epochs", type=int, default=None, help="max epochs of each transformer LOSO fit [3; --quick 2]")
 @click.option("--transformer-artifact", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="reuse a `darkpool train` artifact trained on the same data (its split is checked)")
 @click.option("--transformer-minutes", type=float, default=None, help="transformer training budget, minutes")
@@ -40,6 +41,7 @@ from darkpool.config import KafkaConfig, WindowConfig, from_env
               help="grade the job's alerts instead: JSON-lines file, or Kafka topic name")
 @click.option("--bootstrap-servers", default=None, help="Kafka brokers for --alerts TOPIC (default: KafkaConfig)")
 def evaluate(data: Path, out: Path, models: str, preset: str, quick: bool, loso: bool, loso_models: str | None,
+             loso_epochs: int | None,
              transformer_artifact: Path | None, transformer_minutes: float | None, seq_seconds: float | None,
              max_fpr: float | None, alerts_src: str | None, bootstrap_servers: str | None) -> None:
     """Evaluate detectors on labeled data (window, scenario, episode, cost metrics) and write a report."""
@@ -62,6 +64,12 @@ def evaluate(data: Path, out: Path, models: str, preset: str, quick: bool, loso:
         cfg = replace(cfg, seq=replace(cfg.seq, max_seconds=seq_seconds))
     if loso_models:
         cfg = replace(cfg, loso_models=tuple(m.strip() for m in loso_models.split(",") if m.strip()))
+        bad = [m for m in cfg.loso_models if m not in ALL_MODELS]
+        if bad:
+            raise click.BadParameter(f"unknown models {bad}; choose from {', '.join(ALL_MODELS)}",
+                                     param_hint="--loso-models")
+    if loso_epochs is not None:
+        cfg = replace(cfg, loso_transformer_epochs=loso_epochs)
     if max_fpr is not None:
         cfg = replace(cfg, max_fpr=max_fpr)
     t0 = time.time()

@@ -61,6 +61,18 @@ def recall_by_scenario(pred: np.ndarray, scenario: np.ndarray, names: Sequence[s
     return {names[s]: float(pred[scenario == s].mean()) for s in range(1, len(names)) if (scenario == s).any()}
 
 
+def pr_auc_by_scenario(y: np.ndarray, score: np.ndarray, scenario: np.ndarray,
+                       names: Sequence[str]) -> dict[str, float]:
+    """PR-AUC of each abuse scenario against the normal windows alone (other abuses left out).
+
+    The same quantity LOSO reports for a scenario never seen in training, so the two
+    can be compared side by side.
+    """
+    return {names[s]: ranking_metrics(y[(scenario == 0) | (scenario == s)],
+                                      score[(scenario == 0) | (scenario == s)])["pr_auc"]
+            for s in range(1, len(names)) if (scenario == s).any()}
+
+
 def threshold_at_fpr(normal_scores: np.ndarray, fpr: float) -> float:
     """Smallest threshold whose FPR on these normal scores is <= fpr (alert = score >= t)."""
     s = np.sort(np.asarray(normal_scores, dtype=np.float64))

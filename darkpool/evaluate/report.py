@@ -198,16 +198,32 @@ def markdown(results: dict[str, Any], pngs: dict[str, str]) -> str:
             L.append(f"| {m} | " + " | ".join(
                 f"{_f(br[g]['recall'], 2)} / {_f(br[g]['fpr'], 4)} / {_f(br[g]['pr_auc'], 2)}" if g in br else "" for g in regs) + " |")
     if results.get("loso"):
-        lo = results["loso"]
-        sc = sorted({s for v in lo.values() for s in v}, key=SCENARIOS.index)
-        L += ["", "## Leave one scenario out (recall on the unseen scenario at the validation threshold; seen = same model trained on all)", "",
-              "| Model | " + " | ".join(sc) + " |", "|---" * (len(sc) + 1) + "|"]
-        for m, v in lo.items():
-            seen = ms.get(m, {}).get("recall_by_scenario", {})
-            L.append(f"| {m} | " + " | ".join(
-                f"{_f(v[s]['recall_unseen'], 2)} (seen {_f(seen.get(s), 2)})" if s in v else "" for s in sc) + " |")
+        L += _loso_section(results)
     L += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in pngs.items()]
     return "\n".join(L) + "\n"
+
+
+def _loso_section(results: dict[str, Any]) -> list[str]:
+    """Two tables (recall at the validation threshold, PR-AUC vs normal windows), unseen vs seen."""
+    lo, ms, cfg = results["loso"], results["models"], results["config"]
+    sc = sorted({s for v in lo.values() for s in v}, key=SCENARIOS.index)
+    L = ["", "## Leave one scenario out", "",
+         "Each model is retrained once per scenario without that scenario's windows (train and validation), its "
+         "threshold refitted on that validation set, then tested on normal + that scenario's test windows. "
+         "\"seen\" = the same model trained on everything (main tables above). The transformer's LOSO fits run "
+         f"{cfg.get('loso_transformer_epochs', '?')} epochs at most (budget {cfg.get('loso_transformer_minutes', '?')} "
+         f"min each), its main fit up to {cfg.get('transformer_epochs', '?')}: part of a gap can be the shorter training."]
+    for key, seen_key, title in (("recall_unseen", "recall_by_scenario", "Recall at the validation threshold"),
+                                 ("pr_auc_unseen", "pr_auc_by_scenario", "PR-AUC, scenario vs normal windows")):
+        L += ["", f"{title}: unseen (seen)", "", "| Model | " + " | ".join(sc) + " | fits |", "|---" * (len(sc) + 2) + "|"]
+        for m, v in lo.items():
+            seen = ms.get(m, {}).get(seen_key, {})
+            secs = sum(e.get("fit_seconds", 0) for e in v.values())
+            L.append(f"| {m} | " + " | ".join(
+                f"{_f(v[s][key], 2)} ({_f(seen.get(s), 2)})" if s in v else "" for s in sc) + f" | {secs:.0f} s |")
+    for s, why in results.get("loso_skipped", {}).items():
+        L.append(f"\n- not left out: {s}: {why}")
+    return L
 
 
 PNGS = {"PR and ROC": "curves.png", "flagged share by scenario": "confusion_by_scenario.png",

@@ -4,6 +4,10 @@
 split is the harness's (same window geometry, same fractions, same window counts), so
 all models are compared on the same test windows. A pre-trained artifact can be reused
 (`--transformer-artifact`) under the same checks.
+
+With `from_windows`, the detector instead trains on exactly the windows it is given
+(`model.train.fit`, the same loop as `darkpool train`, no artifact written): that is
+how leave-one-scenario-out trains it without the left-out scenario.
 """
 
 from __future__ import annotations
@@ -30,19 +34,27 @@ class TransformerDetector:
     max_epochs: int = 8
     seed: int = 0
     artifact: Path | None = None  # reuse this artifact instead of training
+    from_windows: bool = False  # train on the given windows in memory (LOSO), not from `data`
     name: str = "transformer"
     info: dict = field(default_factory=dict)
 
-    def fit(self, train: WindowSet, val: WindowSet) -> None:
-        from model.artifact import load_artifact
+    def _train_config(self):  # noqa: ANN202 (model.config is imported lazily: torch)
         from model.config import TrainConfig
+
+        return TrainConfig(preset=self.preset, seed=self.seed, max_minutes=self.max_minutes,
+                           max_epochs=self.max_epochs, val_frac=self.val_frac, test_frac=self.test_frac)
+
+    def fit(self, train: WindowSet, val: WindowSet) -> None:
+        if self.from_windows:
+            self._fit_windows(train, val)
+            return
+        from model.artifact import load_artifact
         from model.train import train as train_model
 
         folder = self.artifact
         if folder is None:
             folder = self.workdir / f"transformer_{self.preset}"
-            tcfg = TrainConfig(preset=self.preset, seed=self.seed, max_minutes=self.max_minutes,
-                               max_epochs=self.max_epochs, val_frac=self.val_frac, test_frac=self.test_frac)
+            tcfg = self._train_config()
             t0 = time.time()
             train_model(self.data, folder, tcfg, self.wcfg)
             self.info["train_seconds_measured"] = time.time() - t0
@@ -51,6 +63,15 @@ class TransformerDetector:
         self.model, self.info["version"], self.info["artifact"] = art.model, art.version, str(folder)
         self.info["train_seconds"] = art.metrics.get("train_seconds")
         self.info["artifact_threshold"] = art.threshold
+
+    def _fit_windows(self, train: WindowSet, val: WindowSet) -> None:
+        from model.train import fit
+
+        t0 = time.time()
+        fitted = fit(train, val, self._train_config(), self.wcfg, log=lambda *_: None, desc=self.name)
+        self.model = fitted.model
+        self.info.update(train_seconds_measured=time.time() - t0, steps=fitted.steps, best_step=fitted.best["step"],
+                         val_pr_auc=fitted.best["pr_auc"])
 
     def _check_split(self, config: dict, metrics: dict, train: WindowSet, val: WindowSet) -> None:
         w, t = config.get("window", {}), config.get("train", {})

@@ -4,12 +4,16 @@ separable pattern better than chance."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from darkpool.config import WindowConfig
 from darkpool.evaluate import metrics as M
 from darkpool.evaluate.sequence import SeqConfig, SequenceDetector
 from darkpool.evaluate.tabular import GradientBoosting, IsolationForest, Rules
+from darkpool.evaluate.transformer import TransformerDetector
 from model.windows import WindowSet
 from udfs.features import CHANNELS, N_CHANNELS
 
@@ -34,7 +38,10 @@ def _windows(n: int, seed: int) -> WindowSet:
     (lambda: Rules(), 0.6),
     (lambda: SequenceDetector("cnn", SeqConfig(epochs=5, hidden=16, batch_size=64)), 0.6),
     (lambda: SequenceDetector("lstm", SeqConfig(epochs=15, hidden=16, batch_size=64, lr=5e-3, patience=15)), 0.6),
-], ids=["gbt", "iforest", "rules", "cnn", "lstm"])
+    # the transformer as LOSO trains it: model.train.fit on the given windows
+    (lambda: TransformerDetector(Path("unused"), Path("unused"), WindowConfig(), 0.15, 0.15, max_epochs=15,
+                                 max_minutes=1, from_windows=True), 0.6),
+], ids=["gbt", "iforest", "rules", "cnn", "lstm", "transformer"])
 def test_detector_contract(make, min_pr_auc: float) -> None:  # noqa: ANN001
     tr, va, te = _windows(600, 0), _windows(300, 1), _windows(300, 2)
     det = make()
