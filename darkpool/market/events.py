@@ -94,6 +94,25 @@ def concat(blocks: Iterable[Block]) -> Block:
     return {name: np.concatenate([b[name] for b in blocks]) for name in COLUMNS}
 
 
+def assemble(parts: list[tuple[int, dict[str, object]]]) -> Block:
+    """One block from parts given as (rows, columns), a column an array or a scalar
+    (missing: its default): each column is allocated once and filled part by part,
+    instead of building a block per part and copying them all again in `concat`."""
+    total = sum(n for n, _ in parts)
+    out: Block = {}
+    for name, dtype in COLUMNS.items():
+        col = np.empty(total, dtype=dtype)
+        at = 0
+        for n, cols in parts:
+            col[at : at + n] = cols.get(name, _DEFAULTS.get(name, 0))
+            at += n
+        out[name] = col
+    unknown = {c for _, cols in parts for c in cols} - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"unknown block columns {sorted(unknown)}")
+    return out
+
+
 def take(b: Block, idx: np.ndarray) -> Block:
     return {name: arr[idx] for name, arr in b.items()}
 

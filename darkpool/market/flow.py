@@ -23,8 +23,7 @@ from darkpool.market.events import (
     PK_INSIDE,
     PK_LIMIT,
     Block,
-    block,
-    concat,
+    assemble,
     group_cumsum,
 )
 from darkpool.market.nbbo import intraday_u
@@ -86,7 +85,9 @@ def order_sizes(rng: np.random.Generator, types: np.ndarray) -> np.ndarray:
     return q
 
 
-def _arrivals(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray, n_orders: float) -> Block:
+def _arrivals(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: np.ndarray,
+              n_orders: float) -> dict[str, np.ndarray]:
+    """Order arrivals: columns ts, inst, part, side (only these: no full blocks to copy)."""
     # Intensity on a coarser grid than the NBBO (ARRIVAL_CELL_S): 20x fewer Poisson draws,
     # and activity does not need sub-second resolution.
     per = max(1, int(ARRIVAL_CELL_S * 1000 // cfg.grid_ms))
@@ -100,12 +101,11 @@ def _arrivals(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: n
     lam = activity.ravel() * (n_orders * (1 - BRANCH) / activity.sum())
     cell = np.repeat(np.arange(lam.size, dtype=np.int64), rng.poisson(lam))
     n = len(cell)
-    gen = block(
-        n,
+    gen = dict(
         ts=cfg.open_ns + (cell % n_cells) * cell_ns + rng.integers(0, cell_ns, size=n),
-        inst=cell // n_cells,
+        inst=(cell // n_cells).astype(np.int32),
         part=draw(rng, uni.order_cdf, n),
-        side=rng.integers(0, 2, size=n),
+        side=rng.integers(0, 2, size=n).astype(np.int8),
     )
     out = [gen]
     for _ in range(MAX_GENERATIONS):
@@ -116,15 +116,14 @@ def _arrivals(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: n
         m = len(parent)
         same = rng.random(m) < P_CHILD_SAME
         other = draw(rng, uni.order_cdf, m)
-        gen = block(
-            m,
+        gen = dict(
             ts=gen["ts"][parent] + (rng.exponential(CHILD_DELAY_S, size=m) * NS).astype(np.int64) + 1,
             inst=gen["inst"][parent],
             part=np.where(same, gen["part"][parent], other),
-            side=np.where(same, gen["side"][parent], rng.integers(0, 2, size=m)),
+            side=np.where(same, gen["side"][parent], rng.integers(0, 2, size=m).astype(np.int8)),
         )
         out.append(gen)
-    return concat(out)
+    return {c: np.concatenate([g[c] for g in out]) for c in out[0]}
 
 
 def normal_flow(
@@ -143,8 +142,9 @@ def normal_flow(
         side=orders["side"],
         venue=pick_venues(cfg, rng, n),
     )
-    new = block(n, ts=orders["ts"], ev=NEW, pk=PK_LIMIT, pv=sign * rng.integers(-2, 4, size=n),
-                qty=qty, hidden=rng.random(n) < HIDDEN_P[t], **common)
+    limit = sign * rng.integers(-2, 4, size=n)  # ticks from the mid
+    hidden = rng.random(n) < HIDDEN_P[t]
+    new = dict(ts=orders["ts"], ev=NEW, pk=PK_LIMIT, pv=limit, qty=qty, hidden=hidden, **common)
 
     u = rng.random(n)
     filled = u < P_FILL[t]
@@ -163,10 +163,10 @@ def normal_flow(
     fqty = np.floor(qty[fo] * frac[fo] * share).astype(np.int64)
     fqty = np.maximum(1, np.where(fqty >= 100, fqty // 100 * 100, fqty))
     fill_pv = np.where(rng.random(len(fo)) < 0.75, 0.0, rng.choice([-1.0, -0.5, 0.5, 1.0], size=len(fo)))
-    fill = block(
-        len(fo), ts=fts, ev=FILL, pk=PK_INSIDE, pv=fill_pv, qty=fqty,
+    fill = dict(
+        ts=fts, ev=FILL, pk=PK_INSIDE, pv=fill_pv, qty=fqty,
         contra=pick_contra(uni, rng, orders["part"][fo]),
-        hidden=rng.random(len(fo)) < 0.35 + 0.4 * new["hidden"][fo],
+        hidden=rng.random(len(fo)) < 0.35 + 0.4 * hidden[fo],
         **{c: v[fo] for c, v in common.items()},
     )
 
@@ -176,9 +176,9 @@ def normal_flow(
     remainder = qty - np.bincount(fo, fqty, minlength=n)
     cx = np.flatnonzero(cancelled | (partial & (remainder > 0)))
     cdelay = (rng.exponential(1.0, size=len(cx)) * CANCEL_DELAY_S[t[cx]] * NS).astype(np.int64) + 1000
-    cancel = block(
-        len(cx), ts=last_ts[cx] + cdelay, ev=CANCEL, pk=PK_COPY,
+    cancel = dict(
+        ts=last_ts[cx] + cdelay, ev=CANCEL, pk=PK_COPY,
         qty=np.where(cancelled[cx], qty[cx], remainder[cx]),
-        hidden=new["hidden"][cx], **{c: v[cx] for c, v in common.items()},
+        hidden=hidden[cx], **{c: v[cx] for c, v in common.items()},
     )
-    return concat([new, fill, cancel])
+    return assemble([(n, new), (len(fo), fill), (len(cx), cancel)])
