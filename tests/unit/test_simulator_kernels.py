@@ -27,3 +27,36 @@ def test_inverse_cdf_is_searchsorted() -> None:
         u = np.concatenate([rng.random(100_000), cdf, np.nextafter(cdf, 0), [0.0, np.nextafter(1.0, 0)]])
         u = u[(u >= 0) & (u < 1)]
         assert np.array_equal(inverse_cdf(cdf, u), np.minimum(np.searchsorted(cdf, u), len(cdf) - 1))
+
+
+def _resolve_by_kind(pk, pv, bid_t, ask_t, tick):
+    """The per-kind (masked) formulation of events.resolve_prices, for reference."""
+    from darkpool.market.events import PK_COPY, PK_INSIDE, PK_LIMIT, PK_OFF
+
+    mid2 = bid_t + ask_t
+    half = np.empty(len(pk))
+    lim, ins, off = pk == PK_LIMIT, pk == PK_INSIDE, pk == PK_OFF
+    half[lim] = 2 * np.maximum(1, np.rint(mid2[lim] / 2 + pv[lim]))
+    frac = (np.clip(pv[ins], -1, 1) + 1) / 2
+    half[ins] = np.rint(2 * bid_t[ins] + frac * 2 * (ask_t[ins] - bid_t[ins]))
+    mag = np.maximum(1, np.ceil(np.abs(pv[off]) * mid2[off] / 2))
+    below = bid_t[off] - mag
+    half[off] = 2 * np.where((pv[off] > 0) | (below < 1), ask_t[off] + mag, below)
+    half[pk == PK_COPY] = np.nan
+    return np.round(half * (tick / 2), 6)
+
+
+def test_resolve_prices_matches_the_per_kind_formulas() -> None:
+    from darkpool.market.events import resolve_prices
+
+    rng = np.random.default_rng(4)
+    n = 200_000
+    bid_t = rng.integers(1, 100_000, n)
+    ask_t = bid_t + rng.integers(1, 6, n)
+    pk = rng.integers(0, 4, n).astype(np.int8)
+    pv = np.where(pk == 0, rng.integers(-3, 4, n), np.where(pk == 2, rng.uniform(-0.05, 0.05, n),
+                                                           rng.choice([-1.5, -1, -0.5, -0.3, 0, 0.25, 0.5, 0.9, 1], n)))
+    pv = pv.astype(float)
+    for tick in (0.01, 0.05):
+        got = resolve_prices({"pk": pk, "pv": pv}, bid_t, ask_t, tick)
+        assert np.array_equal(got, _resolve_by_kind(pk, pv, bid_t, ask_t, tick), equal_nan=True)
