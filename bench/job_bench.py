@@ -101,6 +101,12 @@ def read_only_job(bootstrap: str, topic: str, parse: bool = False) -> None:
     cfg = JobConfig(kafka=job.from_env(job.KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic),
                     start_from="earliest", parallelism=1, job_name=f"read-only-{uuid.uuid4().hex[:6]}")  # fmt: skip
     _, t_env = job.make_env(cfg, job.local_jars())
+    if parse:  # the job's own source, typed view and main / side split (udfs.sources)
+        main_view, side_view, _ = job.register_source(t_env, cfg, None, bounded=True)
+        t_env.execute_sql("CREATE TEMPORARY TABLE sink (ts BIGINT) WITH ('connector' = 'blackhole')")
+        t_env.execute_sql(f"INSERT INTO sink SELECT ts FROM {main_view} "
+                          f"UNION ALL SELECT ts FROM {side_view}").wait()  # fmt: skip
+        return
     t_env.execute_sql(kafka_raw_ddl("trades_raw", cfg, bounded=True))
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE sink (payload STRING) WITH ('connector' = 'blackhole')"

@@ -44,3 +44,16 @@ def jars_dir(name: str) -> Path:
     """Folder of jars fetched by Maven from deps/<name>/pom.xml."""
     pom = REPO_ROOT / "deps" / name / "pom.xml"
     return cache_dir() / f"jars-{name}-{file_hash(pom)}"
+
+
+UDF_JAR_NAME = "darkpool-flink-udfs.jar"
+
+
+def udf_jar() -> Path:
+    """The job's JVM functions (udfs/jvm), built by scripts/bootstrap.sh, keyed like there:
+    sha256 of pom.xml followed by every file under src/ in byte order of their paths."""
+    root = REPO_ROOT / "udfs" / "jvm"
+    files = [root / "pom.xml", *sorted((p for p in (root / "src").rglob("*") if p.is_file()),
+                                       key=lambda p: str(p.relative_to(root)).encode())]  # fmt: skip
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+    return cache_dir() / f"jars-udfs-{digest}" / UDF_JAR_NAME

@@ -72,6 +72,10 @@ def check_flink(compose: dict) -> None:
     check(flink_lock is not None and f'"apache-flink=={flink_lock}"' in pyproject, "apache-flink pin: requirements.lock = pyproject.toml", str(flink_lock))
     dockerfile = (DOCKER / "Dockerfile.flink").read_text()
     check("COPY deps/flink-jars/pom.xml" in dockerfile, "Dockerfile.flink fetches jars from deps/flink-jars/pom.xml")
+    check("COPY udfs/jvm" in dockerfile and "udfs-jvm/pom.xml package" in dockerfile,
+          "Dockerfile.flink builds the job's JVM function from udfs/jvm (like scripts/bootstrap.sh)")
+    ignore = (DOCKER / "Dockerfile.flink.dockerignore").read_text()
+    check("!udfs/" in ignore, "Dockerfile.flink's build context includes udfs/ (udfs/jvm sources)")
     check("requirements.lock" in dockerfile, "Dockerfile.flink installs requirements.lock")
     check(re.search(r"FROM python:3\.11[.\d]*-", dockerfile) is not None, "Dockerfile.flink runs Python 3.11 (requires-python)")
     check(re.search(r"FROM maven:\S+-17\b|FROM maven:\S+temurin-17", dockerfile) is not None, "Dockerfile.flink jar stage uses Java 17")

@@ -126,8 +126,13 @@ def build_pipeline(
     dead_letter_sink: SinkLike | None,
     fast_alerts_sink: SinkLike | None = None,
     source_topic: str | None = None,
+    stop_after: str = "full",
 ) -> Pipeline:
-    """Wire the job between its sources (views from udfs.sources) and its sinks."""
+    """Wire the job between its sources (views from udfs.sources) and its sinks.
+
+    `stop_after` (panes | windows | scored | full) cuts the graph after that stage for
+    bench/job_stages.py; the later streams are then None and their sinks unattached.
+    """
     w = cfg.window
     t_env.create_temporary_function("pane_agg", make_pane_udaf(w.slide_ns))
     rows = t_env.to_data_stream(t_env.sql_query(union_query(main_view, side_view, w.slide_s)))
@@ -137,12 +142,17 @@ def build_pipeline(
         .uid("split-dead-letters")
     )
     dead = panes.get_side_output(DEAD_LETTERS)
+    _attach(dead, dead_letter_sink, "dead-letter-sink")
+    if stop_after == "panes":
+        return Pipeline(panes, None, None, None, dead)
     windows = (
         panes.key_by(lambda r: r[0], key_type=Types.STRING())
         .process(WindowAssembler(w.n_buckets, w.slide_s), output_type=WINDOW_TYPE)
         .name("assemble-windows")
         .uid("assemble-windows")
     )
+    if stop_after == "windows":
+        return Pipeline(panes, windows, None, None, dead)
     scorer = ScoreWindows(
         cfg.scorer.scorer_url,
         cfg.scorer.model_name,
@@ -159,6 +169,8 @@ def build_pipeline(
         .name("score-windows")
         .uid("score-windows")
     )
+    if stop_after == "scored":
+        return Pipeline(panes, windows, scored, None, dead)
     alerts = decide(scored)
     # AdaptiveThreshold yields housekeeping lines on a side output; PyFlink treats side
     # output tuples as main records (and fails) unless the side stream is consumed.
@@ -173,7 +185,6 @@ def build_pipeline(
     )
     _attach(alerts, alerts_sink, "alerts-sink")
     _attach(alerts, fast_alerts_sink, "alerts-fast-sink")
-    _attach(dead, dead_letter_sink, "dead-letter-sink")
     return Pipeline(panes, windows, scored, alerts, dead)
 
 
@@ -212,6 +223,7 @@ def register_source(
     t_env: StreamTableEnvironment, cfg: JobConfig, backtest: str | None, bounded: bool = False
 ) -> tuple[str, str, str | None]:
     """Create the raw table + views; returns (main view, side view, source topic or None)."""
+    sources.register_functions(t_env)
     if backtest is None:
         t_env.execute_sql(sources.kafka_raw_ddl("trades_raw", cfg, bounded=bounded))
         return (
@@ -314,15 +326,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
 
 
 def local_jars() -> list[str]:
-    """Connector jars for a local (mini cluster) run; a cluster has them in its lib/."""
+    """Jars for a local (mini cluster) run: the Kafka connector and the job's JVM
+    functions (udfs/jvm). A cluster has them in its lib/ (`darkpool stack up`, the image)."""
     from darkpool import paths
 
     folder = paths.jars_dir("flink-jars")
-    return (
-        [f"file://{j}" for j in sorted(folder.glob("flink-sql-connector-kafka-*.jar"))]
-        if folder.exists()
-        else []
-    )
+    jars = sorted(folder.glob("flink-sql-connector-kafka-*.jar")) if folder.exists() else []
+    udf = paths.udf_jar()
+    return [f"file://{j}" for j in (*jars, *([udf] if udf.exists() else []))]
 
 
 def main(argv: list[str] | None = None) -> None:

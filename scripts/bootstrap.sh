@@ -100,4 +100,19 @@ fetch_jars() {  # $1 = deps/<name>, $2.. = extra maven flags
 fetch_jars kafka-broker -DincludeScope=runtime
 fetch_jars flink-jars -DexcludeTransitive=true
 
+# The job's JVM function (udfs/jvm: strict JSON parsing), compiled once per source hash.
+udfs_hash() { (cd "$ROOT/udfs/jvm" && cat pom.xml $(find src -type f | LC_ALL=C sort)) | sha256sum | cut -c1-12; }
+UDF_DIR="$CACHE/jars-udfs-$(udfs_hash)"
+if [[ -f "$UDF_DIR/.complete" ]]; then
+  say "jar udfs: reusing $UDF_DIR"
+else
+  say "building udfs/jvm (Maven) into $UDF_DIR"
+  mvn -q -B -f "$ROOT/udfs/jvm/pom.xml" package >/dev/null \
+    || die "Maven could not build udfs/jvm (run: mvn -f udfs/jvm/pom.xml package, and read its error)"
+  jar="$ROOT/udfs/jvm/target/darkpool-flink-udfs.jar"
+  [[ -f "$jar" ]] || die "udfs/jvm built no jar (expected $jar)"
+  rm -rf "$UDF_DIR.tmp" && mkdir -p "$UDF_DIR.tmp" && cp "$jar" "$UDF_DIR.tmp/" && touch "$UDF_DIR.tmp/.complete"
+  rm -rf "$UDF_DIR" && mv "$UDF_DIR.tmp" "$UDF_DIR"
+fi
+
 say "ready: $ROOT/.venv/bin/darkpool"

@@ -118,6 +118,10 @@ def prepare(cfg: StackConfig) -> dict[str, str]:
     jars = paths.jars_dir("flink-jars")
     if not (jars / ".complete").exists():
         raise StackError(f"Flink connector jars are not installed ({jars} missing); run scripts/bootstrap.sh")
+    udf_jar = paths.udf_jar()
+    if not udf_jar.exists():
+        raise StackError(f"the job's JVM functions are not built ({udf_jar} missing; udfs/jvm changed?); "
+                         "run scripts/bootstrap.sh")  # fmt: skip
     # rebuilt each time: cheap, and a changed venv/jar cache never leaves stale links
     for d in (cfg.flink_conf_dir, cfg.flink_lib_dir, cfg.flink_plugins_dir):
         shutil.rmtree(d, ignore_errors=True)
@@ -135,6 +139,7 @@ def prepare(cfg: StackConfig) -> dict[str, str]:
             (plugin / jar.name).symlink_to(jar)
         else:
             (cfg.flink_lib_dir / jar.name).symlink_to(jar)
+    (cfg.flink_lib_dir / udf_jar.name).symlink_to(udf_jar)
     if (home / "plugins").is_dir():
         _link_all(home / "plugins", cfg.flink_plugins_dir)
     for d in ("checkpoints", "savepoints", "tmp", "upload", "pids"):
