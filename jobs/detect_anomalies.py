@@ -4,7 +4,7 @@ Graph (operator names as in the web UI; every operator has a stable uid):
 
     source (Kafka raw payload, or a JSON-lines file)         JVM: JSON_VALUE, validation,
       -> typed / checked / split (SQL views, udfs/sources.py)     rowtime + watermark
-      -> panes: TUMBLE(slide) pandas UDAF per instrument (udfs/pane_udaf.py)
+      -> panes: TUMBLE(slide) pandas UDAF per instrument shard (udfs/pane_udaf.py)
       -> "split-dead-letters": pane rows / dead letters (udfs/deadletter.py)
       -> "assemble-windows": last T panes -> window [T, F] (udfs/assembler.py)
       -> "score-windows": async I/O to the scorer (udfs/scoring.py)
@@ -37,6 +37,7 @@ Flags (defaults from JobConfig / darkpool.config, which also read DARKPOOL_<FIEL
     --start-from committed|earliest|latest   where the source starts without a checkpoint
     --fast-alerts              also write the at-least-once fast alerts topic
     --parallelism N            default parallelism (0 = the cluster's)
+    --pane-shards N            instrument shards of the pane UDAF (0 = 2 x parallelism)
     --restart-attempts N       fixed-delay restarts before the job fails (scorer outages)
     --job-name NAME            Flink job name (also seeds the consumer group / tx prefix)
     --backtest PATH            read a contract Parquet (or .jsonl) file instead of Kafka
@@ -97,23 +98,33 @@ def _attach(stream: DataStream, sink: SinkLike | None, uid: str) -> None:
         sink(stream)
 
 
-def union_query(main_view: str, side_view: str, slide_s: int) -> str:
+def union_query(main_view: str, side_view: str, slide_s: int, shards: int) -> str:
     """Pane rows and side rows in one insert-only table (one source scan, one conversion).
 
     Converting two tables to DataStreams would plan the source twice (two Kafka readers
     decoding everything twice); one UNION ALL keeps a single scan.
     """
     null = "CAST(NULL AS {})".format
-    panes = f"""SELECT 'pane' AS kind, instrument, p.pane AS pane, p.max_ts_ms AS max_ts_ms,
-  p.feats AS feats, p.parts AS parts, p.part_n AS part_n,
+    panes = f"""SELECT 'pane' AS kind, p.instruments AS instruments, p.panes AS panes,
+  p.max_ts_ms AS max_ts_ms, p.feats AS feats, p.parts AS parts, p.part_n AS part_n,
+  p.part_k AS part_k,
   {null("STRING")} AS reason, {null("STRING")} AS payload, {null("INT")} AS src_partition,
   {null("BIGINT")} AS src_offset, {null("BIGINT")} AS ts, {null("BIGINT")} AS watermark_ms
-FROM ({pane_query(main_view, slide_s)})"""
-    side = f"""SELECT kind, {null("STRING")}, {null("BIGINT")}, {null("BIGINT")},
-  {null("ARRAY<FLOAT>")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")},
+FROM ({pane_query(main_view, slide_s, shards)})"""
+    side = f"""SELECT kind, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<BIGINT>")},
+  {null("ARRAY<FLOAT>")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<INT>")},
   reason, payload, src_partition, src_offset, ts, watermark_ms
 FROM {side_view}"""
     return f"{panes}\nUNION ALL\n{side}"
+
+
+def pane_shards(cfg: JobConfig, t_env: StreamTableEnvironment) -> int:
+    """Instrument shards of the pane UDAF: --pane-shards, else 2 x the job's parallelism
+    (the cluster's parallelism.default when the job sets none)."""
+    if cfg.pane_shards:
+        return cfg.pane_shards
+    parallelism = cfg.parallelism or int(t_env.get_config().get("parallelism.default", "1") or 1)
+    return 2 * max(parallelism, 1)
 
 
 def build_pipeline(
@@ -135,7 +146,9 @@ def build_pipeline(
     """
     w = cfg.window
     t_env.create_temporary_function("pane_agg", make_pane_udaf(w.slide_ns))
-    rows = t_env.to_data_stream(t_env.sql_query(union_query(main_view, side_view, w.slide_s)))
+    rows = t_env.to_data_stream(
+        t_env.sql_query(union_query(main_view, side_view, w.slide_s, pane_shards(cfg, t_env)))
+    )
     panes = (
         rows.process(SplitDeadLetters(source_topic), output_type=PANE_TYPE)
         .name("split-dead-letters")
@@ -288,6 +301,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
     add("--start-from", choices=("committed", "earliest", "latest"), default=d.start_from)
     add("--fast-alerts", action="store_true")
     add("--parallelism", type=int, default=d.parallelism)
+    add("--pane-shards", type=int, default=d.pane_shards)
     add("--restart-attempts", type=int, default=d.restart_attempts)
     add("--job-name", default=d.job_name)
     add("--backtest")
@@ -320,6 +334,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
         transaction_timeout_ms=a.transaction_timeout_ms,
         transactional_id_prefix=a.tx_prefix,
         parallelism=a.parallelism,
+        pane_shards=a.pane_shards,
         restart_attempts=a.restart_attempts,
     )
     return cfg, a

@@ -48,6 +48,10 @@ class JobConfig:
     python_bundle_size: int = 10_000  # elements per Python bundle (throughput vs latency)
     python_bundle_time_ms: int = 200  # ... or this long, whichever first (bounds pane latency)
     arrow_batch_size: int = 10_000  # rows per Arrow batch into the pandas UDAF
+    # instrument shards of the pane UDAF (one vectorized pandas call per shard and pane):
+    # 0 -> 2 x the job's parallelism. Fixed for the life of the job's state (a change
+    # regroups panes, so take a savepoint at a pane boundary or accept one partial pane).
+    pane_shards: int = 0
 
     def __post_init__(self) -> None:
         if self.start_from not in ("committed", "earliest", "latest"):
@@ -62,6 +66,8 @@ class JobConfig:
             raise ValueError(
                 "a transaction must outlive a checkpoint interval (transaction_timeout_ms)"
             )
+        if self.pane_shards < 0:
+            raise ValueError("pane_shards must be >= 0 (0 = 2 x parallelism)")
         if self.scorer_retries < 0 or self.scorer_timeout_s <= 0 or self.async_capacity <= 0:
             raise ValueError(
                 "scorer_retries >= 0, scorer_timeout_s > 0, async_capacity > 0 required"

@@ -26,6 +26,8 @@ from typing import Any
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
+from udfs.features import N_PANE_CHANNELS
+from udfs.pane_udaf import explode_pane_batch
 from udfs.schemas import ContractError, parse_message
 
 KINDS = ("malformed", "late")
@@ -108,8 +110,9 @@ class SplitDeadLetters(ProcessFunction):
     """Pane rows -> main output; side rows -> dead-letter JSON on `DEAD_LETTERS`, counted.
 
     Input = the job's UNION ALL table (jobs/detect_anomalies.union_query): `kind` is
-    'pane', 'malformed' or 'late'. Pane rows are few (one per instrument and slide) and
-    bad rows rare, so per-row Python here is cheap; no event takes this path twice.
+    'pane', 'malformed' or 'late'. Pane rows are few (one per instrument shard and slide,
+    exploded here into one row per instrument) and bad rows rare, so per-row Python here
+    is cheap; no event takes this path twice.
     """
 
     def __init__(self, topic: str | None):
@@ -123,11 +126,12 @@ class SplitDeadLetters(ProcessFunction):
 
     def process_element(self, value: Any, ctx: ProcessFunction.Context):
         kind = value[0]
-        if kind == "pane":
-            self._panes.inc()
-            yield Row(value[1], value[2], value[3], value[4], value[5], value[6])
+        if kind == "pane":  # one row per (shard, pane): one pane row per instrument
+            for pane in explode_pane_batch(*value[1:8], n_channels=N_PANE_CHANNELS):
+                self._panes.inc()
+                yield Row(*pane)
             return
-        _, _, _, _, _, _, _, reason, payload, partition, offset, ts_ns, wm_ms = value
+        _, _, _, _, _, _, _, _, reason, payload, partition, offset, ts_ns, wm_ms = value
         text, record = format_dead_letter(
             kind,
             reason,

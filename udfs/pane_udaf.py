@@ -1,16 +1,29 @@
-"""The pane aggregation: TUMBLE(rowtime, slide) GROUP BY instrument, one pandas UDAF.
+"""The pane aggregation: TUMBLE(rowtime, slide) per instrument shard, one pandas UDAF.
 
-Each event crosses into Python exactly once, in one Arrow batch per (instrument, pane)
-group, and `udfs.features.pane_features` turns the group into one raw pane vector. The
-sliding window of size T * slide is assembled afterwards from the last T panes
-(`udfs.assembler`), instead of a HOP window that would ship every event T times.
+Each event crosses into Python exactly once, in the Arrow batch of its (shard, pane)
+group, where `udfs.features.pane_features_by_key` computes the raw pane vector of every
+instrument in the group in one vectorized pass (the same kernel training uses). The
+sliding window of size T * slide is assembled afterwards, keyed by instrument, from the
+last T panes (`udfs.assembler`), instead of a HOP window that would ship every event T
+times.
 
-The UDAF returns `PANE_RESULT` = ROW<pane, max_ts_ms, feats, parts, part_n>:
-  pane       pane index = ts // slide_ns (same definition as training)
-  max_ts_ms  latest event time in the pane (ms), for the decision stage's latency
-  feats      ARRAY<FLOAT> of udfs.features.PANE_CHANNELS
-  parts      the pane's most involved participants (order owners and fill contras)
-  part_n     their event counts (summed over panes by the assembler to weight them)
+Why shards and not one group per instrument: each group is one pandas call with a fixed
+cost (measured ~5 ms per call on the loaded 2-core box, whatever its size), which capped
+the job at a few hundred panes per second. A shard = `stable_hash(instrument, shards)`
+(udfs/jvm StableHash: String.hashCode mod shards, the same on every JVM and run), so an
+instrument always lands in the same group and a pane is never split. More shards spread
+the work over more subtasks; fewer amortize the per-call cost over more instruments
+(JobConfig.pane_shards).
+
+The UDAF returns `PANE_BATCH`, one entry per instrument of the group, as parallel arrays:
+  instruments  ARRAY<STRING>   sorted
+  panes        ARRAY<BIGINT>   pane index = ts // slide_ns (same definition as training)
+  max_ts_ms    ARRAY<BIGINT>   latest event time in the pane (ms), for alert latency
+  feats        ARRAY<FLOAT>    len(instruments) x udfs.features.PANE_CHANNELS, row-major
+  parts        ARRAY<STRING>   each instrument's most involved participants, concatenated
+  part_n       ARRAY<BIGINT>   their event counts (order owner or fill contra)
+  part_k       ARRAY<INT>      how many of `parts` belong to each instrument
+`explode_pane_batch` turns it back into one pane row per instrument (udfs/deadletter.py).
 """
 
 from __future__ import annotations
@@ -21,39 +34,54 @@ from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.udf import udaf
 
-from udfs.features import REQUIRED_COLUMNS, pane_features
+from udfs.features import REQUIRED_COLUMNS, pane_features_by_key
 
 TOP_PARTICIPANTS = 5  # per pane; the window keeps the top of their sums
 
-PANE_RESULT = DataTypes.ROW(
+PANE_BATCH = DataTypes.ROW(
     [
-        DataTypes.FIELD("pane", DataTypes.BIGINT()),
-        DataTypes.FIELD("max_ts_ms", DataTypes.BIGINT()),
+        DataTypes.FIELD("instruments", DataTypes.ARRAY(DataTypes.STRING())),
+        DataTypes.FIELD("panes", DataTypes.ARRAY(DataTypes.BIGINT())),
+        DataTypes.FIELD("max_ts_ms", DataTypes.ARRAY(DataTypes.BIGINT())),
         DataTypes.FIELD("feats", DataTypes.ARRAY(DataTypes.FLOAT())),
         DataTypes.FIELD("parts", DataTypes.ARRAY(DataTypes.STRING())),
         DataTypes.FIELD("part_n", DataTypes.ARRAY(DataTypes.BIGINT())),
+        DataTypes.FIELD("part_k", DataTypes.ARRAY(DataTypes.INT())),
     ]
 )
 
-# UDAF arguments, in order: the columns pane_features reads (ts first).
-UDAF_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS
+# UDAF arguments, in order: the instrument, then the columns pane_features reads (ts first).
+UDAF_COLUMNS: tuple[str, ...] = ("instrument", *REQUIRED_COLUMNS)
 
 
-def top_participants(
-    participant: np.ndarray, contra: np.ndarray, k: int = TOP_PARTICIPANTS
-) -> tuple[list[str], list[int]]:
-    """The k participants with most events in the pane (as order owner or fill contra)."""
-    names = np.concatenate([participant, contra[pd.notna(contra)]]).astype(str)
-    uniq, counts = np.unique(names, return_counts=True)  # sorted names: ties break by name
-    top = np.argsort(-counts, kind="stable")[:k]
-    return [str(uniq[i]) for i in top], [int(counts[i]) for i in top]
+def top_participants_by_key(
+    key: np.ndarray, participant: np.ndarray, contra: np.ndarray, k: int = TOP_PARTICIPANTS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per key, the k participants with most events (as order owner or fill contra).
+
+    Returns (keys, names, counts, per_key): the rows grouped by key in ascending key order,
+    each key's rows by descending count with ties broken by name, and how many rows each
+    of the sorted distinct keys got. Plain numpy on factorized codes: a pandas groupby here
+    cost ~28 ms per call, more than the pane features themselves.
+    """
+    has = pd.notna(contra)
+    key_codes, key_names = pd.factorize(np.concatenate([key, key[has]]), sort=True)
+    name_codes, names = pd.factorize(np.concatenate([participant, contra[has]]).astype(str), sort=True)
+    pair, counts = np.unique(key_codes.astype(np.int64) * len(names) + name_codes, return_counts=True)
+    k_of, n_of = pair // len(names), pair % len(names)
+    order = np.lexsort((n_of, -counts, k_of))  # key, then count descending, then name
+    k_of, n_of, counts = k_of[order], n_of[order], counts[order]
+    first = np.searchsorted(k_of, k_of)  # index of each key's first row
+    keep = np.arange(len(k_of)) - first < k
+    per_key = np.bincount(k_of[keep], minlength=len(key_names))
+    return key_names[k_of[keep]], names[n_of[keep]], counts[keep], per_key
 
 
 class _Frame(dict):
-    """Columns by name, the only part of a DataFrame that `pane_features` reads.
+    """Columns by name, the only part of a DataFrame that `pane_features_by_key` reads.
 
-    Building a real DataFrame per (instrument, pane) group cost more than the features
-    themselves (measured ~6 ms of ~12 ms per group on the loaded 2-core box).
+    Building a real DataFrame per group cost more than the features themselves (measured
+    ~6 ms of ~12 ms per group on the loaded 2-core box).
     """
 
     @property
@@ -64,37 +92,69 @@ class _Frame(dict):
         return len(self["ts"])
 
 
-def pane_row(columns: dict[str, pd.Series], slide_ns: int) -> Row:
-    """The UDAF body, pure: contract columns of one (instrument, pane) group -> PANE_RESULT."""
-    feats = pane_features(_Frame(columns), slide_ns=slide_ns)[0]  # sorts by ts itself
-    ts = columns["ts"].to_numpy()
-    names, counts = top_participants(
-        columns["participant"].to_numpy(), columns["contra"].to_numpy()
+def pane_batch(columns: dict[str, pd.Series], slide_ns: int) -> Row:
+    """The UDAF body, pure: contract columns of one (shard, pane) group -> PANE_BATCH."""
+    keys, X = pane_features_by_key(_Frame(columns), keys=("instrument",), slide_ns=slide_ns)
+    instruments = keys["instrument"].to_numpy()
+    codes, uniq = pd.factorize(columns["instrument"].to_numpy(), sort=True)  # = instruments
+    ts = columns["ts"].to_numpy().astype(np.int64)
+    t_min = np.full(len(uniq), np.iinfo(np.int64).max)
+    t_max = np.full(len(uniq), np.iinfo(np.int64).min)
+    np.minimum.at(t_min, codes, ts)
+    np.maximum.at(t_max, codes, ts)
+    _, names, counts, per_key = top_participants_by_key(
+        columns["instrument"].to_numpy(), columns["participant"].to_numpy(), columns["contra"].to_numpy()
     )
     return Row(
-        int(ts.min()) // slide_ns,
-        int(ts.max()) // 1_000_000,
-        [float(v) for v in feats],
-        names,
-        counts,
+        [str(i) for i in instruments],
+        (t_min // slide_ns).tolist(),
+        (t_max // 1_000_000).tolist(),
+        X.reshape(-1).tolist(),
+        names.tolist(),
+        counts.tolist(),
+        per_key.tolist(),
     )
+
+
+def explode_pane_batch(
+    instruments, panes, max_ts_ms, feats, parts, part_n, part_k, n_channels: int
+) -> list[tuple[str, int, int, list[float], list[str], list[int]]]:
+    """PANE_BATCH -> one (instrument, pane, max_ts_ms, feats, parts, part_n) per instrument."""
+    out, j = [], 0
+    for i, name in enumerate(instruments):
+        k = int(part_k[i])
+        out.append(
+            (
+                name,
+                int(panes[i]),
+                int(max_ts_ms[i]),
+                list(feats[i * n_channels : (i + 1) * n_channels]),
+                list(parts[j : j + k]),
+                [int(n) for n in part_n[j : j + k]],
+            )
+        )
+        j += k
+    return out
 
 
 def make_pane_udaf(slide_ns: int):
     """The pandas UDAF for panes of `slide_ns` (register it, then call it in the SQL)."""
 
-    @udaf(result_type=PANE_RESULT, func_type="pandas")
-    def pane_agg(ts, event, participant, side, price, qty, contra, bid, ask, hidden):  # noqa: PLR0913
-        # Argument order = UDAF_COLUMNS = udfs.features.REQUIRED_COLUMNS.
-        cols = (ts, event, participant, side, price, qty, contra, bid, ask, hidden)
-        return pane_row(dict(zip(UDAF_COLUMNS, cols, strict=True)), slide_ns)
+    @udaf(result_type=PANE_BATCH, func_type="pandas")
+    def pane_agg(instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden):  # noqa: PLR0913
+        # Argument order = UDAF_COLUMNS.
+        cols = (instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden)
+        return pane_batch(dict(zip(UDAF_COLUMNS, cols, strict=True)), slide_ns)
 
     return pane_agg
 
 
-def pane_query(main_view: str, slide_s: int, udaf_name: str = "pane_agg") -> str:
-    """SQL of the pane stream: one row per (instrument, pane) that had events."""
+SHARD_FUNCTION = "stable_hash"  # udfs/jvm StableHash, registered by udfs.sources.register_functions
+
+
+def pane_query(main_view: str, slide_s: int, shards: int, udaf_name: str = "pane_agg") -> str:
+    """SQL of the pane stream: one row per (instrument shard, pane) that had events."""
     args = ", ".join(UDAF_COLUMNS)
-    return f"""SELECT instrument, {udaf_name}({args}) AS p
-FROM {main_view}
-GROUP BY instrument, TUMBLE(rowtime, INTERVAL '{slide_s}' SECOND)"""
+    return f"""SELECT shard, {udaf_name}({args}) AS p
+FROM (SELECT *, {SHARD_FUNCTION}(instrument, {int(shards)}) AS shard FROM {main_view})
+GROUP BY shard, TUMBLE(rowtime, INTERVAL '{slide_s}' SECOND)"""

@@ -43,6 +43,8 @@ SQL_TYPES: dict[str, str] = {f.name: _SQL_TYPES[f.type] for f in EVENT_SCHEMA}
 
 PARSE_FUNCTION = "parse_event"  # SQL name of darkpool.flink.ParseEvent (udfs/jvm)
 PARSE_CLASS = "darkpool.flink.ParseEvent"
+# The job's JVM functions (SQL name -> class), all in the udfs/jvm jar.
+JVM_FUNCTIONS = {PARSE_FUNCTION: PARSE_CLASS, "stable_hash": "darkpool.flink.StableHash"}
 
 # Columns of the side path, in order (udfs.deadletter.DeadLetterFormatter unpacks them).
 SIDE_FIELDS = ("kind", "reason", "payload", "src_partition", "src_offset", "ts", "watermark_ms")
@@ -58,14 +60,15 @@ def _watermark_ddl(cfg: JobConfig) -> str:
 
 
 def register_functions(t_env) -> None:
-    """Register the JVM parse function; call before any DDL or view of this module."""
+    """Register the job's JVM functions; call before any DDL or view of this module."""
     from darkpool import paths
 
     try:
-        t_env.create_java_temporary_system_function(PARSE_FUNCTION, PARSE_CLASS)
+        for name, cls in JVM_FUNCTIONS.items():
+            t_env.create_java_temporary_system_function(name, cls)
     except Exception as exc:  # py4j wraps the ClassNotFoundException
         raise RuntimeError(
-            f"the job's JVM function {PARSE_CLASS} is not on Flink's classpath: put "
+            f"the job's JVM functions ({', '.join(JVM_FUNCTIONS.values())}) are not on Flink's classpath: put "
             f"{paths.udf_jar()} in the cluster's lib/ (`darkpool stack up` does) or add it "
             "to the job's jars (local runs do); build it with scripts/bootstrap.sh"
         ) from exc

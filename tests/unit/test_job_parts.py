@@ -12,8 +12,14 @@ from jobs.job_config import JobConfig
 from udfs import sources
 from udfs.assembler import add_pane, assemble
 from udfs.deadletter import format_dead_letter
-from udfs.features import N_CHANNELS, REQUIRED_COLUMNS, pane_features, windows_from_panes
-from udfs.pane_udaf import pane_row, top_participants
+from udfs.features import (
+    N_CHANNELS,
+    N_PANE_CHANNELS,
+    REQUIRED_COLUMNS,
+    pane_features,
+    windows_from_panes,
+)
+from udfs.pane_udaf import explode_pane_batch, pane_batch, top_participants_by_key
 
 SLIDE_NS = 5_000_000_000
 GOOD = {
@@ -74,19 +80,32 @@ def _events(n: int, seed: int, t0: int) -> pd.DataFrame:
     )
 
 
-def test_pane_row_equals_pane_features_in_any_order() -> None:
-    df = _events(40, 1, 1_700_000_000 * 10**9).head(12)
+def test_pane_batch_equals_pane_features_per_instrument_in_any_order() -> None:
+    """One (shard, pane) group of three instruments, rows shuffled: each exploded pane row
+    equals pane_features of that instrument's rows alone (the training kernel)."""
+    t0 = 1_700_000_000 * 10**9
+    frames = {name: _events(40, seed, t0).head(5 + 4 * seed) for seed, name in enumerate(["ZZ", "AA", "MM"], 1)}
+    df = pd.concat([f.assign(instrument=name) for name, f in frames.items()])
     shuffled = df.sample(frac=1, random_state=3)
-    row = pane_row({c: shuffled[c] for c in REQUIRED_COLUMNS}, SLIDE_NS)
-    assert np.array_equal(np.array(row[2], dtype=np.float32), pane_features(df, SLIDE_NS)[0])
-    assert row[0] == int(df.ts.min()) // SLIDE_NS and row[1] == int(df.ts.max()) // 10**6
+    batch = pane_batch({c: shuffled[c] for c in ("instrument", *REQUIRED_COLUMNS)}, SLIDE_NS)
+    rows = explode_pane_batch(*batch, n_channels=N_PANE_CHANNELS)
+    assert [r[0] for r in rows] == ["AA", "MM", "ZZ"]
+    for name, pane, max_ts_ms, feats, parts, part_n in rows:
+        own = frames[name]
+        assert np.array_equal(np.array(feats, dtype=np.float32), pane_features(own, SLIDE_NS)[0])
+        assert pane == int(own.ts.min()) // SLIDE_NS and max_ts_ms == int(own.ts.max()) // 10**6
+        legs = pd.concat([own.participant, own.contra.dropna()]).value_counts()
+        assert len(parts) == min(5, len(legs)) and part_n == sorted(part_n, reverse=True)
+        assert all(legs[p] == n for p, n in zip(parts, part_n, strict=True))
 
 
 def test_top_participants_counts_both_legs_and_breaks_ties_by_name() -> None:
-    names, counts = top_participants(
-        np.array(["B", "A", "B"]), np.array([None, "A", "C"], dtype=object), k=2
-    )
-    assert names == ["A", "B"] and counts == [2, 2]
+    keys, names, counts, per_key = top_participants_by_key(
+        np.array(["k", "k", "k", "j"], dtype=object), np.array(["B", "A", "B", "Z"], dtype=object),
+        np.array([None, "A", "C", None], dtype=object), k=2,
+    )  # fmt: skip
+    assert list(zip(keys, names, counts, strict=True)) == [("j", "Z", 1), ("k", "A", 2), ("k", "B", 2)]
+    assert per_key.tolist() == [1, 2]
 
 
 def test_assembled_windows_equal_training_windows() -> None:
