@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from darkpool.market.config import NS, SimConfig
-from darkpool.market.events import CANCEL, NEW, PK_COPY, PK_INSIDE, PK_LIMIT, Block, block, group_cumsum
+from darkpool.market.events import (
+    CANCEL,
+    NEW,
+    PK_COPY,
+    PK_INSIDE,
+    PK_LIMIT,
+    Block,
+    block,
+    group_cumsum,
+)
 from darkpool.market.universe import TYPES, Universe, pick_contra
 
 P_HIDDEN_ORDER = 0.36  # share of non-displayed orders in normal flow (flow.HIDDEN_P mix)

@@ -26,7 +26,14 @@ from darkpool.market.episodes import make_episodes
 from darkpool.market.events import CANCEL, COLUMNS, Block, size, time_order
 from darkpool.market.flow import normal_flow
 from darkpool.market.nbbo import base_returns, finish_nbbo
-from darkpool.market.table import CODED_SCHEMA, DICT_COLUMNS, PRICE_INPUTS, decode, events_table, prices
+from darkpool.market.table import (
+    CODED_SCHEMA,
+    DICT_COLUMNS,
+    PRICE_INPUTS,
+    decode,
+    events_table,
+    prices,
+)
 from darkpool.market.universe import Universe, make_regimes, make_universe, regime_spells
 from udfs.schemas import EPISODE_SCHEMA, validate_table
 
