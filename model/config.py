@@ -60,9 +60,11 @@ class ModelConfig:
         return cls(**d)
 
 
-PRESETS: dict[str, dict[str, int]] = {
-    # fast on 2 CPU cores: trains in minutes; MLP ratio 2 cuts CPU cost per window by ~1/3
-    "small": dict(n_layer=2, n_head=4, n_embd=64, mlp_ratio=2),
+PRESETS: dict[str, dict[str, Any]] = {
+    # fast on 2 CPU cores: trains in minutes; MLP ratio 2 cuts CPU cost per window by ~1/3.
+    # Max pooling added (data/default, 8 epochs, seed 0): val PR-AUC 0.660 -> 0.671, test
+    # without the unseen marking_the_close 0.727 -> 0.752 (seed-to-seed spread ~0.01-0.02)
+    "small": dict(n_layer=2, n_head=4, n_embd=64, mlp_ratio=2, pooling=("mean", "last", "max")),
     "baseline": dict(n_layer=6, n_head=8, n_embd=512),
     # the seed paper's Table 4
     "enhanced": dict(n_layer=8, n_head=12, n_embd=768),
@@ -91,8 +93,10 @@ class TrainConfig:
     max_train_windows: int = 300_000  # subsample training windows beyond this (time budget)
     normal_keep: float = 1.0  # fraction of normal training windows kept (<1 undersamples)
     # exponential moving average of the weights, evaluated and kept instead of the raw
-    # weights (0 = off): validation PR-AUC of single steps is noisy at this batch size
-    ema_decay: float = 0.0
+    # weights (0 = off): validation PR-AUC of single steps is noisy at this batch size.
+    # Measured with max pooling (data/default, 8 epochs, seed 0): val PR-AUC 0.671 -> 0.681,
+    # test 0.706 -> 0.723
+    ema_decay: float = 0.995
     scenario_weight: float = 0.5  # loss weight of the scenario head
     recon_weight: float = 0.5  # loss weight of the reconstruction head (normal windows only)
     val_frac: float = 0.15  # share of the timeline for validation

@@ -157,6 +157,9 @@ def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | No
 
     # the model judged at each evaluation (and kept): the raw weights, or their moving average
     ema = copy.deepcopy(model) if tcfg.ema_decay else None
+    # averaging horizon at most a tenth of the run: on a short run (tiny data, LOSO) a fixed
+    # 0.995 (~200 steps) would average mostly the untrained start and stop early on it
+    ema_decay = max(0.0, min(tcfg.ema_decay, 1.0 - 10.0 / total))
     judged = ema or model
     best: dict[str, Any] = {"pr_auc": -1.0}
     best_state, bad_evals, step = None, 0, 0
@@ -183,7 +186,7 @@ def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | No
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
             opt.step()
             if ema is not None:
-                _ema_update(ema, model, min(tcfg.ema_decay, (1 + step) / (10 + step)))
+                _ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
             step += 1
             bar.update(1)
             if step % eval_every == 0 or step == total:

@@ -31,7 +31,7 @@ from darkpool.config import KafkaConfig, WindowConfig, from_env
 @click.option("--quick", is_flag=True, help="short training budgets and fewer bootstrap resamples (tiny data, tests)")
 @click.option("--loso", is_flag=True, help="also leave-one-scenario-out (retrains --loso-models once per scenario)")
 @click.option("--loso-models", default=None, help="models retrained in LOSO [transformer,gbt,rules]")
-@click.option("--loso-epochs", type=int, default=None, help="max epochs of each transformer LOSO fit [3; --quick 2]")
+@click.option("--loso-epochs", type=int, default=None, help="max epochs of each transformer LOSO fit [2]")
 @click.option("--transformer-artifact", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="reuse a `darkpool train` artifact trained on the same data (its split is checked)")
 @click.option("--transformer-minutes", type=float, default=None, help="transformer training budget, minutes")

@@ -62,18 +62,18 @@ class EvalConfig:
     seed: int = 0
     torch_threads: int = 1  # torch CPU threads for training and scoring (0 = torch default)
     loso: bool = False  # also run leave-one-scenario-out
-    # models retrained once per left-out scenario (cost: x7 on the default data, one per scenario in train and test)
+    # models retrained once per left-out scenario (x7 on the default data: each scenario in both train and test)
     loso_models: tuple[str, ...] = ("transformer", "gbt", "rules")
     # the transformer's LOSO retrains are shorter than its main training (2-core budget):
     # a few epochs, the cosine schedule compressed to them, same early stopping
-    loso_transformer_epochs: int = 3
-    loso_transformer_minutes: float = 4.0
+    loso_transformer_epochs: int = 2
+    loso_transformer_minutes: float = 3.0
 
     @classmethod
     def quick(cls, **kw: Any) -> EvalConfig:
         """Minutes, not tens of minutes: for the tiny preset and tests."""
         base = cls(seq=SeqConfig(epochs=3, max_seconds=60), transformer_minutes=2.0, transformer_epochs=3,
-                   n_boot=50, latency_calls=30, loso_transformer_epochs=2, loso_transformer_minutes=1.0)
+                   n_boot=50, latency_calls=30, loso_transformer_minutes=1.0)
         return replace(base, **kw)
 
 
