@@ -54,9 +54,16 @@ def to_window(value: Any) -> ScoredWindow:
     return ScoredWindow.from_dict(value.as_dict(recursive=True))  # pyflink Row
 
 
+_INSTRUMENT_FIRST = '{"instrument":"'  # how ScoredWindow.to_json starts
+
+
 def instrument_of(value: Any) -> str:
-    """Key selector: the instrument, without building the whole record for JSON input."""
-    if isinstance(value, str | bytes):
+    """Key selector: the instrument, without decoding the whole record for JSON input."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        if value.startswith(_INSTRUMENT_FIRST):  # read just the first JSON string
+            return json.decoder.scanstring(value, len(_INSTRUMENT_FIRST))[0]
         return str(json.loads(value)["instrument"])
     return to_window(value).instrument
 
