@@ -96,7 +96,7 @@ def read_only_job(bootstrap: str, topic: str, parse: bool = False) -> None:
     """
     from jobs import detect_anomalies as job
     from jobs.job_config import JobConfig
-    from udfs.sources import kafka_raw_ddl
+    from udfs.sources import kafka_raw_ddl, register_functions
 
     cfg = JobConfig(kafka=job.from_env(job.KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic),
                     start_from="earliest", parallelism=1, job_name=f"read-only-{uuid.uuid4().hex[:6]}")  # fmt: skip
@@ -107,6 +107,7 @@ def read_only_job(bootstrap: str, topic: str, parse: bool = False) -> None:
         t_env.execute_sql(f"INSERT INTO sink SELECT ts FROM {main_view} "
                           f"UNION ALL SELECT ts FROM {side_view}").wait()  # fmt: skip
         return
+    register_functions(t_env)  # the DDL's rowtime column reads `ts` with parse_event
     t_env.execute_sql(kafka_raw_ddl("trades_raw", cfg, bounded=True))
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE sink (payload STRING) WITH ('connector' = 'blackhole')"

@@ -30,6 +30,8 @@ Flags (defaults from JobConfig / darkpool.config, which also read DARKPOOL_<FIEL
     --out-of-orderness-ms N    bounded out-of-orderness of the watermark
     --idle-timeout-ms N        source idleness (a silent partition stops holding the watermark)
     --checkpoint-interval-ms N exactly-once alerts become visible at this cadence
+    --checkpoint-dir URI       checkpoint storage (default: the cluster's; a local run: a
+                               temporary file:// folder)
     --async-capacity N         scorer requests in flight per subtask (backpressure beyond)
     --scorer-timeout-s F / --scorer-retries N / --scorer-backoff-s F
     --transaction-timeout-ms N Kafka transaction timeout (<= broker max, 1 h)
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -204,6 +207,17 @@ def build_pipeline(
 # ---- environment, sources and sinks (main) ---------------------------------------------
 
 
+def under_flink_cli() -> bool:
+    """True when `flink run -py` started this driver (it talks to the CLI's gateway)."""
+    return "PYFLINK_GATEWAY_PORT" in os.environ
+
+
+def local_checkpoint_dir(cfg: JobConfig) -> str:
+    """file:// checkpoint folder of a local mini-cluster run (kept after the run: inspectable)."""
+    folder = os.path.join(tempfile.gettempdir(), "darkpool-checkpoints", re.sub(r"[^\w.-]", "_", cfg.job_name))
+    return "file://" + folder
+
+
 def make_env(
     cfg: JobConfig, jars: list[str] = ()
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
@@ -218,6 +232,9 @@ def make_env(
     conf.set_string(
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
     )
+    checkpoint_dir = cfg.checkpoint_dir or (None if under_flink_cli() else local_checkpoint_dir(cfg))
+    if checkpoint_dir:
+        conf.set_string("execution.checkpointing.dir", checkpoint_dir)
     conf.set_string("python.fn-execution.bundle.size", str(cfg.python_bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.python_bundle_time_ms))
     conf.set_string("python.fn-execution.arrow.batch.size", str(cfg.arrow_batch_size))
@@ -292,6 +309,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
     add("--out-of-orderness-ms", type=int, default=d.out_of_orderness_ms)
     add("--idle-timeout-ms", type=int, default=d.source_idle_timeout_ms)
     add("--checkpoint-interval-ms", type=int, default=d.checkpoint_interval_ms)
+    add("--checkpoint-dir", default=d.checkpoint_dir)
     add("--async-capacity", type=int, default=d.async_capacity)
     add("--scorer-timeout-s", type=float, default=d.scorer_timeout_s)
     add("--scorer-retries", type=int, default=d.scorer_retries)
@@ -326,6 +344,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
         source_idle_timeout_ms=a.idle_timeout_ms,
         start_from=a.start_from,
         checkpoint_interval_ms=a.checkpoint_interval_ms,
+        checkpoint_dir=a.checkpoint_dir,
         async_capacity=a.async_capacity,
         scorer_timeout_s=a.scorer_timeout_s,
         scorer_retries=a.scorer_retries,

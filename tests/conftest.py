@@ -68,6 +68,26 @@ def flink_job(stack: StackConfig) -> Iterator[Callable[..., str]]:
             jobs.cancel(stack, job_id)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def own_flink(stack: StackConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
+    """A second Flink cluster (JM + TM) a test may break; Kafka stays the shared broker."""
+    cfg = StackConfig.load(
+        run_dir=tmp_path_factory.mktemp("recovery-stack"), rest_port=_free_port(), jm_rpc_port=_free_port(),
+        prom_port=19400, kafka_port=stack.kafka_port,
+    )  # fmt: skip
+    core.up(cfg, ("flink",))
+    yield cfg
+    core.down(cfg, (flink.TM, flink.JM))
+
+
 # ---- a trained small model for the end-to-end tests -------------------------------------
 
 # What a trained model depends on: if none of these change, a model trained by an earlier

@@ -10,8 +10,9 @@ of the decision-stage job (tests/integration/threshold_job.py, exactly-once sink
 A read_committed consumer must see the same alert events from both (processing-time
 fields aside): no duplicate, none missing; and both equal the pure logic's decisions.
 
-The scorer-killed variant needs the full job with a trained model: see the job's own
-end-to-end tests (not in this file).
+The same kill on the full detection job (Kafka trades -> ... -> alerts, trained model):
+tests/integration/test_job_taskmanager_kill.py; the scorer-killed variant:
+tests/integration/test_job_scorer_failure.py.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import time
 
 import pytest
 
-from darkpool.stack import core, flink, jobs
+from darkpool.stack import flink, jobs
 from darkpool.stack.procs import PidFiles
-from darkpool.stack.settings import StackConfig
 from tests.integration.threshold_support import committed_alerts, comparable, produce, submit, win
 from udfs.coalesce import InstrumentState, close_if_quiet, step
 from udfs.thresholds import ThresholdConfig
@@ -34,24 +33,6 @@ from udfs.thresholds import ThresholdConfig
 pytestmark = pytest.mark.integration
 
 OOO_MS = 20_000  # threshold_job's bounded out-of-orderness
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def own_flink(stack: StackConfig, tmp_path_factory: pytest.TempPathFactory):
-    """A second Flink cluster (JM + TM) we may break; Kafka stays the shared broker."""
-    cfg = StackConfig.load(
-        run_dir=tmp_path_factory.mktemp("recovery-stack"), rest_port=_free_port(), jm_rpc_port=_free_port(),
-        prom_port=19400, kafka_port=stack.kafka_port,
-    )  # fmt: skip
-    core.up(cfg, ("flink",))
-    yield cfg
-    core.down(cfg, (flink.TM, flink.JM))
 
 
 def expected(windows, cfg: ThresholdConfig) -> list[dict]:
