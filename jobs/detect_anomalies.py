@@ -230,6 +230,9 @@ def make_env(
     conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
     conf.set_string("execution.checkpointing.timeout", f"{cfg.checkpoint_timeout_ms} ms")
     conf.set_string(
+        "execution.checkpointing.tolerable-failed-checkpoints", str(cfg.tolerable_failed_checkpoints)
+    )
+    conf.set_string(
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
     )
     checkpoint_dir = cfg.checkpoint_dir or (None if under_flink_cli() else local_checkpoint_dir(cfg))
