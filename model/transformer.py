@@ -175,7 +175,9 @@ class ScoringModel(nn.Module):
             "score": 1.0 - (1.0 - p_sup) * (1.0 - p_rec),
             "scenario_probs": torch.softmax(scen.float(), dim=-1),
             "recon_error": recon_error,
-            "channel_z": (torch.log(err + eps) - self.chan_mu) / self.chan_sd,
+            # ignored channels are zeroed at the input: their reconstruction error says
+            # nothing about this window, so they must not be named as top features
+            "channel_z": (torch.log(err + eps) - self.chan_mu) / self.chan_sd * self.keep,
             "logit": logit.float(),
         }
 

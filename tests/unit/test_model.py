@@ -140,3 +140,18 @@ def test_ignored_channels_do_not_reach_the_model(tmp_path):
     assert load_artifact(tmp_path / "a").cfg.ignored_channels == ("tod_sin", "tod_cos", "to_close_h")
     with pytest.raises(ValueError, match="not in udfs.features.CHANNELS"):
         ScoringModel(preset("small", ignored_channels=("nope",)))
+
+
+def test_ignored_channels_are_never_top_features() -> None:
+    import torch
+
+    from model.config import preset
+    from model.transformer import ScoringModel
+    from udfs.features import CHANNELS, N_CHANNELS
+
+    ignored = ("tod_sin", "tod_cos", "to_close_h")
+    model = ScoringModel(preset("small", n_buckets=12, ignored_channels=ignored)).eval()
+    with torch.no_grad():
+        z = model(torch.randn(4, 12, N_CHANNELS) * 5)["channel_z"]
+    for name in ignored:
+        assert torch.all(z[:, CHANNELS.index(name)] == 0)
