@@ -128,7 +128,8 @@ def _topic(bootstrap: str, partitions: int) -> str:
     return name
 
 
-def _scorer(artifact: Path, port: int) -> subprocess.Popen:
+def start_scorer(artifact: Path, port: int) -> subprocess.Popen:
+    """A scorer process on `port` (CPU), once it answers ready."""
     proc = subprocess.Popen([sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
                              "--port", str(port), "--device", "cpu"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -171,7 +172,7 @@ def main() -> None:
     full_topic, empty_topic = _topic(a.bootstrap, a.partitions), _topic(a.bootstrap, a.partitions)
     subprocess.run([*cli, "replay", "--input", str(tmp), "--bootstrap", a.bootstrap, "--topic", full_topic],
                    cwd=ROOT, check=True, capture_output=True)  # fmt: skip
-    scorer = _scorer(a.artifact, a.scorer_port)
+    scorer = start_scorer(a.artifact, a.scorer_port)
     try:
         runs = {}
         for topic, label in ((empty_topic, "empty"), (full_topic, "full")):

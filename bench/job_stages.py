@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,24 +66,12 @@ def _wall(stage: str, path: str, scorer_url: str) -> float:
     return time.time() - t0
 
 
-def _scorer(artifact: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact",
-                             str(artifact), "--port", str(port), "--device", "cpu"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"scorer on :{port} not ready; run it by hand to see why")
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--run-stage":
         run_stage(*sys.argv[2:5])
         return
+    from job_bench import start_scorer  # bench/ is on sys.path when run as a script
+
     from darkpool.paths import artifacts_dir
     from udfs.sources import parquet_to_ndjson
 
@@ -106,7 +93,7 @@ def main() -> None:
     parquet_to_ndjson(str(tmp / "events.parquet"), str(full))
     empty.write_text("")
     url = f"http://127.0.0.1:{a.scorer_port}"
-    scorer = _scorer(a.artifact, a.scorer_port) if {"scored", "full"} & set(stages) else None
+    scorer = start_scorer(a.artifact, a.scorer_port) if {"scored", "full"} & set(stages) else None
     result: dict[str, dict] = {}
     try:
         for stage in stages:
