@@ -12,20 +12,10 @@ import math
 
 import pytest
 
+from tests.samples import GOOD, payload
 from udfs.schemas import ContractError, encode_message, parse_message, sql_reason_expression
 
 pytestmark = pytest.mark.integration
-
-GOOD = {
-    "ts": 1_772_483_400_369_432_782, "instrument": "ABC", "venue": "DP1", "event": "fill",
-    "order_id": "o1", "participant": "F1-a", "side": "B", "price": 10.5, "qty": 100,
-    "contra": "F2-b", "bid": 10.49, "ask": 10.51, "hidden": False,
-}  # fmt: skip
-
-
-def _payload(**change: object) -> str:
-    return json.dumps({**GOOD, **change}, separators=(",", ":"))
-
 
 def _without(name: str, **change: object) -> str:
     return json.dumps({k: v for k, v in {**GOOD, **change}.items() if k != name})
@@ -36,28 +26,28 @@ CORPUS = [
     encode_message(GOOD).decode(),
     encode_message({**GOOD, "event": "new", "contra": None}).decode(),
     json.dumps(GOOD, indent=1),
-    _payload(price=1e-3, bid=5e-4, ask=2e-3),
-    _payload(price=10, bid=9, ask=11),  # integers in number fields
+    payload(price=1e-3, bid=5e-4, ask=2e-3),
+    payload(price=10, bid=9, ask=11),  # integers in number fields
     _without("contra", event="new"),  # contra absent = null (a fill needs one)
-    _payload(extra={"qty": "nested keys are not contract fields"}),
-    _payload().replace('"qty"', '"q\\u0074y"'),  # escaped key: JSON says it is "qty"
-    '{"qty":"5",' + _payload()[1:],  # repeated key: the last value wins, as in Python
+    payload(extra={"qty": "nested keys are not contract fields"}),
+    payload().replace('"qty"', '"q\\u0074y"'),  # escaped key: JSON says it is "qty"
+    '{"qty":"5",' + payload()[1:],  # repeated key: the last value wins, as in Python
     # wrong JSON types
-    *(_payload(**c) for c in (
+    *(payload(**c) for c in (
         {"qty": "5"}, {"qty": 5.5}, {"qty": 5e2}, {"ts": "1"}, {"ts": 1.5}, {"price": "10.5"},
         {"price": None}, {"price": True}, {"bid": [1]}, {"hidden": "false"}, {"hidden": 0},
         {"hidden": None}, {"instrument": 123}, {"side": None}, {"venue": {"x": 1}},
         {"contra": 7}, {"qty": 2**64},
     )),  # fmt: skip
     # broken rules
-    *(_payload(**c) for c in (
+    *(payload(**c) for c in (
         {"qty": 0}, {"qty": -3}, {"price": 0.0}, {"price": -1.0}, {"price": math.nan},
         {"bid": 10.6}, {"event": "modify"}, {"side": "X"}, {"instrument": ""}, {"ts": 0},
         {"ask": math.inf},
     )),  # fmt: skip
     *(_without(n) for n in ("ts", "qty", "instrument", "hidden")),
     # not a JSON object
-    "not json", "", "[1, 2]", "42", _payload() + " trailing", _payload()[:-5], "{}",
+    "not json", "", "[1, 2]", "42", payload() + " trailing", payload()[:-5], "{}",
 ]
 
 

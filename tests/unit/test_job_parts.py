@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from jobs.job_config import JobConfig
+from tests.samples import GOOD, payload
 from udfs import sources
 from udfs.assembler import add_pane, assemble
 from udfs.deadletter import format_dead_letter
@@ -22,25 +23,13 @@ from udfs.features import (
 from udfs.pane_udaf import explode_pane_batch, pane_batch, top_participants_by_key
 
 SLIDE_NS = 5_000_000_000
-GOOD = {
-    "ts": 1_772_483_400_369_432_782, "instrument": "ABC", "venue": "DP1", "event": "fill",
-    "order_id": "o1", "participant": "F1-a", "side": "B", "price": 10.5, "qty": 100,
-    "contra": "F2-b", "bid": 10.49, "ask": 10.51, "hidden": False,
-}  # fmt: skip
-
-
-def _payload(**change: object) -> str:
-    rec = {**GOOD, **change}
-    return json.dumps(rec, separators=(",", ":"))
-
-
 # The JSON type checks run in the JVM (udfs/jvm ParseEvent); their agreement with the
 # Python validator is tested on a real mini cluster: tests/integration/test_parse_event.py
 
 
 def test_dead_letter_reason_comes_from_the_strict_validator() -> None:
     text, rec = format_dead_letter(
-        "malformed", "qty: wrong JSON type (VALUE_STRING)", _payload(qty="5"), "t", 1, 42, None, 7
+        "malformed", "qty: wrong JSON type (VALUE_STRING)", payload(qty="5"), "t", 1, 42, None, 7
     )
     assert json.loads(text) == rec
     assert rec["id"] == "t/1/42" and rec["field"] == "qty" and "integer" in rec["reason"]
@@ -50,12 +39,12 @@ def test_dead_letter_reason_comes_from_the_strict_validator() -> None:
 
 
 def test_dead_letter_marks_disagreement_instead_of_dropping() -> None:
-    _, rec = format_dead_letter("malformed", "ts: must be positive", _payload(), "t", 0, 1)
+    _, rec = format_dead_letter("malformed", "ts: must be positive", payload(), "t", 0, 1)
     assert rec["validator_disagreement"] and "Python validator accepts" in rec["reason"]
 
 
 def test_late_dead_letter() -> None:
-    _, rec = format_dead_letter("late", "late: ...", _payload(), "t", 0, 5, GOOD["ts"], 1)
+    _, rec = format_dead_letter("late", "late: ...", payload(), "t", 0, 5, GOOD["ts"], 1)
     assert rec["kind"] == "late" and rec["field"] == "ts" and rec["event_ts_ns"] == GOOD["ts"]
     with pytest.raises(ValueError):
         format_dead_letter("other", "r", "")
