@@ -106,7 +106,10 @@ def ensure_topic(cfg: KafkaConfig, topic: str, create: bool = False) -> None:
                 "auto-create topics). `darkpool stack up` creates the standard ones; pass "
                 "--create-topic to create this one."
             )
-        admin.create_topics([NewTopic(topic, num_partitions=cfg.partitions, replication_factor=1)])
+        from darkpool.stack.kafka import APPEND_TIME
+
+        admin.create_topics([NewTopic(topic, num_partitions=cfg.partitions, replication_factor=1,
+                                      topic_configs=APPEND_TIME)])  # fmt: skip
     finally:
         admin.close()
 

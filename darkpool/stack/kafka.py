@@ -53,6 +53,10 @@ def server_properties(cfg: StackConfig) -> str:
         "group.initial.rebalance.delay.ms": "0",
         # a dev box: keep a day of data, small segments so retention can act
         "log.retention.hours": "24",
+        # Retention is judged on record timestamps. The job stamps alerts with their event
+        # time, so a replayed day from the past would be deleted at the next retention
+        # check (every 5 min). Broker append time keeps replays for the full 24 h.
+        "log.message.timestamp.type": "LogAppendTime",
         "log.segment.bytes": str(256 * 1024 * 1024),
         "auto.create.topics.enable": "false",  # a typo in a topic name fails loudly
     }
@@ -201,6 +205,10 @@ def wait_ready(cfg: StackConfig, proc: Proc, deadline: float) -> None:
     )
 
 
+# Topic-level too, for brokers that are not ours (see log.message.timestamp.type above).
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
 def ensure_topics(cfg: StackConfig) -> list[str]:
     """Create the system's topics that do not exist yet; returns the created ones."""
     from kafka import KafkaAdminClient
@@ -213,7 +221,8 @@ def ensure_topics(cfg: StackConfig) -> list[str]:
         missing = [t for t in wanted if t not in set(admin.list_topics())]
         if missing:
             admin.create_topics(
-                [NewTopic(t, num_partitions=kc.partitions, replication_factor=1) for t in missing]
+                [NewTopic(t, num_partitions=kc.partitions, replication_factor=1,
+                          topic_configs=APPEND_TIME) for t in missing]  # fmt: skip
             )
         return missing
     finally:

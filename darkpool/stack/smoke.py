@@ -22,9 +22,12 @@ def create_topics(cfg: StackConfig, names: list[str], partitions: int = 2) -> No
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+    from darkpool.stack.kafka import APPEND_TIME
+
     admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)
     try:
-        admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
+        admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1,
+                                      topic_configs=APPEND_TIME) for n in names])  # fmt: skip
     finally:
         admin.close()
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,9 @@ def test_up_roundtrip_job_down_leaves_nothing(tmp_path):
         smoke.create_topics(cfg, [topic], partitions=1)
         smoke.produce(cfg, topic, ["hello", "world"])
         assert smoke.consume(cfg, topic, 2, timeout_s=30) == ["hello", "world"]
+        # a record stamped with a past event time (as the job's alerts of a replay are)
+        # gets the broker's append time, else 24 h retention would delete it within minutes
+        assert _stored_timestamp(cfg, topic, record_ts=1_700_000_000_000) > time.time() * 1000 - 600_000
 
         # a small PyFlink job through `flink run -py`, followed over REST
         job_id = jobs.submit(cfg, smoke.SMOKE_JOB)  # no topics given: bundled sample, print sink
@@ -72,6 +76,25 @@ def test_up_roundtrip_job_down_leaves_nothing(tmp_path):
     assert all(group_members(pgid) == [] for pgid in groups)
     assert not any(port_in_use(cfg.host, p) for p in cfg.ports().values())
     assert not any(PidFiles(cfg.pid_dir).dir.glob("*.json"))
+
+
+def _stored_timestamp(cfg, topic: str, record_ts: int) -> int:  # noqa: ANN001
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    producer = KafkaProducer(bootstrap_servers=cfg.bootstrap_servers)
+    meta = producer.send(topic, b"old", timestamp_ms=record_ts).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers, enable_auto_commit=False)
+    tp = TopicPartition(topic, meta.partition)
+    consumer.assign([tp])
+    consumer.seek(tp, meta.offset)
+    try:
+        for _ in range(20):
+            for records in consumer.poll(timeout_ms=500).values():
+                return records[0].timestamp
+    finally:
+        consumer.close()
+    raise AssertionError(f"record at offset {meta.offset} of {topic} not read back")
 
 
 def test_port_taken_names_the_port_and_exits_nonzero(tmp_path):
