@@ -2,13 +2,15 @@
 
 Graph (operator names as in the web UI; every operator has a stable uid):
 
-    source (Kafka raw payload, or a JSON-lines file)         JVM: JSON_VALUE, validation,
-      -> typed / checked / split (SQL views, udfs/sources.py)     rowtime + watermark
+    source (Kafka raw payload, or a JSON-lines file)         JVM: parse_event (Java),
+      -> typed / checked / split (SQL views, udfs/sources.py)     validation, rowtime + watermark
       -> panes: TUMBLE(slide) pandas UDAF per instrument shard (udfs/pane_udaf.py)
-      -> "split-dead-letters": pane rows / dead letters (udfs/deadletter.py)
-      -> "assemble-windows": last T panes -> window [T, F] (udfs/assembler.py)
-      -> "score-windows": async I/O to the scorer (udfs/scoring.py)
-      -> "adaptive-threshold": per-instrument thresholds + coalescing (udfs/process.py)
+      -> "split-dead-letters": pane batches / dead letters (udfs/deadletter.py)
+      -> "assemble-windows": keyed by shard, each instrument's last T panes -> its
+         window [T, F]; one window batch per (shard, pane) (udfs/assembler.py)
+      -> "score-windows": async I/O to the scorer, one request per batch(es); emits one
+         scored window per instrument (udfs/scoring.py)
+      -> "adaptive-threshold": keyed by instrument: thresholds + coalescing (udfs/process.py)
       -> "alerts-sink" EXACTLY_ONCE Kafka (+ "alerts-fast-sink" AT_LEAST_ONCE)
     dead letters -> "dead-letter-sink" AT_LEAST_ONCE Kafka (ids make repeats visible)
 
@@ -71,8 +73,8 @@ from pyflink.table import StreamTableEnvironment
 from darkpool.config import KafkaConfig, ScorerEndpoint, WindowConfig, from_env
 from jobs.job_config import JobConfig
 from udfs import sources
-from udfs.assembler import WINDOW_TYPE, WindowAssembler
-from udfs.deadletter import DEAD_LETTERS, PANE_TYPE, SplitDeadLetters
+from udfs.assembler import WINDOW_BATCH_TYPE, WindowAssembler
+from udfs.deadletter import DEAD_LETTERS, PANE_BATCH_TYPE, SplitDeadLetters
 from udfs.pane_udaf import make_pane_udaf, pane_query
 from udfs.process import HOUSEKEEPING, decide
 from udfs.scoring import ScoreWindows
@@ -108,13 +110,13 @@ def union_query(main_view: str, side_view: str, slide_s: int, shards: int) -> st
     decoding everything twice); one UNION ALL keeps a single scan.
     """
     null = "CAST(NULL AS {})".format
-    panes = f"""SELECT 'pane' AS kind, p.instruments AS instruments, p.panes AS panes,
+    panes = f"""SELECT 'pane' AS kind, shard, p.instruments AS instruments, p.panes AS panes,
   p.max_ts_ms AS max_ts_ms, p.feats AS feats, p.parts AS parts, p.part_n AS part_n,
   p.part_k AS part_k,
   {null("STRING")} AS reason, {null("STRING")} AS payload, {null("INT")} AS src_partition,
   {null("BIGINT")} AS src_offset, {null("BIGINT")} AS ts, {null("BIGINT")} AS watermark_ms
 FROM ({pane_query(main_view, slide_s, shards)})"""
-    side = f"""SELECT kind, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<BIGINT>")},
+    side = f"""SELECT kind, {null("INT")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<BIGINT>")},
   {null("ARRAY<FLOAT>")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<INT>")},
   reason, payload, src_partition, src_offset, ts, watermark_ms
 FROM {side_view}"""
@@ -153,7 +155,7 @@ def build_pipeline(
         t_env.sql_query(union_query(main_view, side_view, w.slide_s, pane_shards(cfg, t_env)))
     )
     panes = (
-        rows.process(SplitDeadLetters(source_topic), output_type=PANE_TYPE)
+        rows.process(SplitDeadLetters(source_topic), output_type=PANE_BATCH_TYPE)
         .name("split-dead-letters")
         .uid("split-dead-letters")
     )
@@ -162,8 +164,8 @@ def build_pipeline(
     if stop_after == "panes":
         return Pipeline(panes, None, None, None, dead)
     windows = (
-        panes.key_by(lambda r: r[0], key_type=Types.STRING())
-        .process(WindowAssembler(w.n_buckets, w.slide_s), output_type=WINDOW_TYPE)
+        panes.key_by(lambda r: r[0], key_type=Types.INT())  # instrument shard
+        .process(WindowAssembler(w.n_buckets, w.slide_s), output_type=WINDOW_BATCH_TYPE)
         .name("assemble-windows")
         .uid("assemble-windows")
     )
@@ -173,6 +175,7 @@ def build_pipeline(
         cfg.scorer.scorer_url,
         cfg.scorer.model_name,
         w.n_buckets,
+        w.slide_s,
         cfg.scorer_timeout_s,
         cfg.scorer_retries,
         cfg.scorer_backoff_s,

@@ -1,63 +1,77 @@
-"""WindowAssembler: the last T panes of an instrument -> one sliding window per pane.
+"""WindowAssembler: the last T panes of each instrument -> its sliding window, per shard.
 
-Pane rows (`udfs.pane_udaf`) arrive per instrument in pane order (the tumbling window
-operator fires panes in watermark order and key_by keeps per-key order). For a pane
-`p` the assembler emits the window that ends at `p` and covers panes `p-T+1 .. p`,
-built by `udfs.features.window_tensor` (missing panes = empty panes). That is exactly
-the sliding window of size T * slide evaluated every slide, restricted, as in
-training (`udfs.features.windows_from_panes`), to windows that end at a pane with events.
+Input: one pane batch per (instrument shard, pane) (`PANE_BATCH_TYPE`, from
+udfs/deadletter.py), keyed by shard. The tumbling window operator fires panes in
+watermark order and key_by keeps per-key order, so each instrument's panes arrive in
+order. For every instrument in the batch the assembler emits the window that ends at
+this pane and covers panes `p-T+1 .. p` (missing panes = empty panes), built by
+`udfs.features.window_tensors`: exactly the sliding window of size T * slide evaluated
+every slide, restricted, as in training (`udfs.features.windows_from_panes`), to windows
+that end at a pane with events.
 
-State per instrument: one ValueState holding the panes still inside a window (at most
-T, older ones are pruned on every update) and one ValueState with the pending timer.
-An event-time timer at the end of the last window that can still contain the newest
-pane clears both, so a quiet instrument holds no state (the only state left behind is
-that of an instrument whose panes stop *and* whose watermark never advances again,
-i.e. a stopped stream; it is cleared by the next watermark).
+Why per shard and not per instrument: each record that crosses between the JVM and
+Python costs a fixed amount (serialization, the keyed-state round trip, a timer), which
+at one record per (instrument, pane) capped the job at ~3-4 ms per window. One record
+per (shard, pane) amortizes it over every instrument of the shard, and the window
+tensors of the whole shard are computed in one vectorized call.
+
+State, per shard: MapState instrument -> its panes still inside a window (<= T, a pickled
+{pane: (float32 bytes, max_ts_ms, participants, counts)}), so only the instruments of a
+batch are read and written. An event-time sweep timer every T panes removes the
+instruments without a pane in the last T (a quiet instrument holds no state; a quiet
+shard's map ends empty). Only a stopped stream, whose watermark never advances again,
+leaves state behind; the next watermark clears it.
+
+Output (`WINDOW_BATCH_TYPE`, one record per input batch, instruments in batch order):
+    shard, window_end (exclusive end, ms; the same for every instrument of the batch),
+    instruments, max_event_ts (latest event per window, ms),
+    windows      float32 bytes [n, T, F] (model input, row-major)
+    features     float32 bytes [n, F]    mean of each channel over the window
+    volatility   [n] window realized mid volatility, bps (regime input)
+    volume       [n] window filled shares (regime input)
+    participants JSON [[[name, weight], ...] per instrument], weight = share of the top
+                 names' events
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
-from udfs.features import CHANNELS, N_PANE_CHANNELS, PANE_CHANNELS, window_tensor
+from udfs.features import CHANNELS, N_CHANNELS, N_PANE_CHANNELS, PANE_CHANNELS, window_tensors
 
 TOP_PARTICIPANTS = 5  # participants named per window
 
-# Output of the assembler = input of the scoring function.
-WINDOW_FIELDS = (
-    "instrument",  # key
-    "window_start",  # first ms of the window (event time)
-    "window_end",  # exclusive end, ms (= end of its last pane)
-    "max_event_ts",  # latest event in the window, ms
-    "window",  # model input float32 [T, F], flattened row-major
-    "features",  # mean of each channel over the window's T panes ("value vs normal")
-    "volatility",  # window realized mid volatility, bps (regime input)
-    "volume",  # window filled shares (regime input)
-    "participants",  # JSON [[name, weight], ...], weight = share of the top names' events
-)
-WINDOW_TYPE = Types.ROW_NAMED(
-    list(WINDOW_FIELDS),
+WINDOW_BATCH_FIELDS = (
+    "shard", "window_end", "instruments", "max_event_ts", "windows", "features",
+    "volatility", "volume", "participants",
+)  # fmt: skip
+WINDOW_BATCH_TYPE = Types.ROW_NAMED(
+    list(WINDOW_BATCH_FIELDS),
     [
-        Types.STRING(),
+        Types.INT(),
         Types.LONG(),
-        Types.LONG(),
-        Types.LONG(),
-        Types.PRIMITIVE_ARRAY(Types.FLOAT()),
-        Types.PRIMITIVE_ARRAY(Types.FLOAT()),
-        Types.DOUBLE(),
-        Types.DOUBLE(),
+        Types.OBJECT_ARRAY(Types.STRING()),
+        Types.PRIMITIVE_ARRAY(Types.LONG()),
+        Types.PRIMITIVE_ARRAY(Types.BYTE()),  # bytes in Python: no per-float encoding
+        Types.PRIMITIVE_ARRAY(Types.BYTE()),
+        Types.PRIMITIVE_ARRAY(Types.DOUBLE()),
+        Types.PRIMITIVE_ARRAY(Types.DOUBLE()),
         Types.STRING(),
     ],
 )
 
 _VOL = PANE_CHANNELS.index("mid_vol_bps")
 _LOGVOL = PANE_CHANNELS.index("log_volume")
+
+# A pane as kept in state: (float32 vector bytes, max_ts_ms, participant names, counts)
+PaneEntry = tuple[bytes, int, list[str], list[int]]
 
 
 def _vector(stored: bytes | np.ndarray) -> np.ndarray:
@@ -67,90 +81,129 @@ def _vector(stored: bytes | np.ndarray) -> np.ndarray:
     return np.asarray(stored, dtype=np.float32)
 
 
-def add_pane(buffer: dict[int, tuple], pane: int, entry: tuple, n_buckets: int) -> dict[int, tuple]:
+def add_pane(buffer: dict[int, PaneEntry], pane: int, entry: PaneEntry, n_buckets: int) -> dict[int, PaneEntry]:
     """Insert pane `pane` and drop panes that no window ending at or after it contains."""
     buffer = {p: e for p, e in buffer.items() if p > pane - n_buckets}
     buffer[pane] = entry
     return buffer
 
 
-def assemble(
-    instrument: str, buffer: dict[int, tuple], end_pane: int, n_buckets: int, slide_ms: int
-) -> Row:
-    """The WINDOW_TYPE row of the window ending at `end_pane` (pure; unit-tested)."""
-    raw = {p: _vector(e[0]) for p, e in buffer.items()}
-    tensor = window_tensor(raw, end_pane, n_buckets, slide_ns=slide_ms * 1_000_000)
-    inside = [p for p in sorted(buffer) if end_pane - n_buckets < p <= end_pane]
-    vol = float(np.sqrt(sum(float(raw[p][_VOL]) ** 2 for p in inside)))
-    volume = float(sum(np.expm1(float(raw[p][_LOGVOL])) for p in inside))
-    inside = [buffer[p] for p in inside]
+def _top_participants(entries: list[PaneEntry]) -> list[list[Any]]:
     counts: dict[str, int] = {}
-    for e in inside:
+    for e in entries:
         for name, n in zip(e[2], e[3], strict=True):
             counts[name] = counts.get(name, 0) + int(n)
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PARTICIPANTS]
     total = sum(n for _, n in top) or 1
-    window_end = (end_pane + 1) * slide_ms
+    return [[n, round(c / total, 4)] for n, c in top]
+
+
+def assemble_batch(
+    shard: int, buffers: Sequence[dict[int, PaneEntry]], end_pane: int, n_buckets: int, slide_ms: int,
+    instruments: Sequence[str],
+) -> Row:  # fmt: skip
+    """The WINDOW_BATCH_TYPE row of the windows ending at `end_pane` (pure; unit-tested).
+
+    `buffers[i]` is instrument i's pane buffer (after `add_pane` of this pane).
+    """
+    raw = [{p: _vector(e[0]) for p, e in buf.items()} for buf in buffers]
+    ends = np.full(len(buffers), end_pane, dtype=np.int64)
+    tensors = window_tensors(raw, ends, n_buckets, slide_ns=slide_ms * 1_000_000)
+    lo = end_pane - n_buckets
+    vol, volume, max_ts, parts = [], [], [], []
+    for buf, vecs in zip(buffers, raw, strict=True):
+        inside = sorted(p for p in buf if lo < p <= end_pane)
+        vol.append(float(np.sqrt(sum(float(vecs[p][_VOL]) ** 2 for p in inside))))
+        volume.append(float(sum(np.expm1(float(vecs[p][_LOGVOL])) for p in inside)))
+        max_ts.append(max(int(buf[p][1]) for p in inside))
+        parts.append(_top_participants([buf[p] for p in inside]))
     return Row(
-        instrument,
-        window_end - n_buckets * slide_ms,
-        window_end,
-        max(int(e[1]) for e in inside),
-        tensor.reshape(-1).tolist(),
-        tensor.mean(axis=0).tolist(),
+        int(shard),
+        (end_pane + 1) * slide_ms,
+        list(instruments),
+        max_ts,
+        tensors.astype(np.float32).tobytes(),
+        tensors.mean(axis=1).astype(np.float32).tobytes(),
         vol,
         volume,
-        json.dumps([[n, round(c / total, 4)] for n, c in top]),
+        json.dumps(parts, separators=(",", ":")),
     )
 
 
+def window_batch_arrays(value: Any, n_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """(windows [n, T, F], features [n, F]) of a WINDOW_BATCH_TYPE row."""
+    n = len(value[2])
+    windows = np.frombuffer(bytes(value[4]), dtype=np.float32).reshape(n, n_buckets, N_CHANNELS)
+    features = np.frombuffer(bytes(value[5]), dtype=np.float32).reshape(n, N_CHANNELS)
+    return windows, features
+
+
+def pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k) -> list[tuple[str, PaneEntry]]:  # noqa: ANN001
+    """A pane batch's parallel arrays -> (instrument, state entry) per instrument."""
+    vecs = np.asarray(feats, dtype=np.float32)
+    if vecs.size != len(instruments) * N_PANE_CHANNELS:
+        # A feature/UDAF version mismatch is a deployment bug, not bad input: fail loudly.
+        raise ValueError(
+            f"pane batch of {len(instruments)} instruments has {vecs.size} floats, expected "
+            f"{len(instruments)} x {N_PANE_CHANNELS} (udfs.features.PANE_CHANNELS)"
+        )
+    vecs = vecs.reshape(len(instruments), N_PANE_CHANNELS)
+    out, j = [], 0
+    for i, name in enumerate(instruments):
+        k = int(part_k[i])
+        entry = (vecs[i].tobytes(), int(max_ts_ms[i]), list(parts[j : j + k]), [int(n) for n in part_n[j : j + k]])
+        out.append((name, entry))
+        j += k
+    return out
+
+
 class WindowAssembler(KeyedProcessFunction):
-    """Keyed by instrument; input = pane rows (instrument, pane, max_ts_ms, feats, parts, part_n)."""
+    """Keyed by shard; input = pane batches (udfs/deadletter.PANE_BATCH_TYPE)."""
 
     def __init__(self, n_buckets: int, slide_s: int):
         self._t = n_buckets
         self._slide_ms = slide_s * 1000
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._panes = runtime_context.get_state(
-            ValueStateDescriptor("panes", Types.PICKLED_BYTE_ARRAY())
+        self._panes = runtime_context.get_map_state(
+            MapStateDescriptor("panes_by_instrument", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
-        self._timer = runtime_context.get_state(ValueStateDescriptor("clear_at", Types.LONG()))
+        self._sweep = runtime_context.get_state(ValueStateDescriptor("sweep_at", Types.LONG()))
         group = runtime_context.get_metrics_group().add_group("darkpool")
         self._windows = group.counter("windows_assembled")
         self._cleared = group.counter("instruments_cleared")
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context):
-        instrument, pane, max_ts_ms, feats, parts, part_n = value
-        vec = np.asarray(feats, dtype=np.float32)
-        if vec.shape != (N_PANE_CHANNELS,):
-            # A feature/UDAF version mismatch is a deployment bug, not bad input: fail loudly.
-            raise ValueError(
-                f"{instrument} pane {pane}: {vec.shape[0]} channels, expected {N_PANE_CHANNELS}"
-            )
-        buffer = add_pane(
-            self._panes.value() or {},
-            int(pane),
-            (vec.tobytes(), int(max_ts_ms), list(parts), list(part_n)),
-            self._t,
-        )
-        self._panes.update(buffer)
-        # One pending timer per instrument: at the end of the last window containing this pane.
-        clear_at = (int(pane) + self._t) * self._slide_ms - 1
-        old = self._timer.value()
-        if old is not None and old != clear_at:
-            ctx.timer_service().delete_event_time_timer(old)
-        ctx.timer_service().register_event_time_timer(clear_at)
-        self._timer.update(clear_at)
-        self._windows.inc()
-        yield assemble(instrument, buffer, int(pane), self._t, self._slide_ms)
+        shard, pane, instruments, max_ts_ms, feats, parts, part_n, part_k = value
+        pane = int(pane)
+        names, buffers = [], []
+        for name, entry in pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k):
+            buffer = add_pane(self._panes.get(name) or {}, pane, entry, self._t)
+            self._panes.put(name, buffer)
+            names.append(name)
+            buffers.append(buffer)
+        # One sweep timer per shard, every T panes: after it, an instrument without a
+        # pane in the last T panes can no longer be part of any window.
+        sweep_at = (pane // self._t + 2) * self._t * self._slide_ms - 1
+        if self._sweep.value() != sweep_at:
+            ctx.timer_service().register_event_time_timer(sweep_at)  # same ts: Flink dedups
+            self._sweep.update(sweep_at)
+        self._windows.inc(len(names))
+        yield assemble_batch(shard, buffers, pane, self._t, self._slide_ms, names)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        if self._timer.value() == timestamp:
-            self._panes.clear()
-            self._timer.clear()
-            self._cleared.inc()
+        # Windows ending after `timestamp` start after pane `oldest_needed` - 1.
+        oldest_needed = (timestamp + 1) // self._slide_ms - self._t + 1
+        quiet = [name for name, buf in self._panes.items() if max(buf) < oldest_needed]
+        for name in quiet:
+            self._panes.remove(name)
+        self._cleared.inc(len(quiet))
+        if self._sweep.value() == timestamp:
+            self._sweep.clear()
         return iter(())
 
 
-__all__ = ["CHANNELS", "WINDOW_FIELDS", "WINDOW_TYPE", "WindowAssembler", "add_pane", "assemble"]
+__all__ = [
+    "CHANNELS", "WINDOW_BATCH_FIELDS", "WINDOW_BATCH_TYPE", "WindowAssembler", "add_pane",
+    "assemble_batch", "pane_entries", "window_batch_arrays",
+]  # fmt: skip

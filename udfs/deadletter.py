@@ -26,8 +26,6 @@ from typing import Any
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
-from udfs.features import N_PANE_CHANNELS
-from udfs.pane_udaf import explode_pane_batch
 from udfs.schemas import ContractError, parse_message
 
 KINDS = ("malformed", "late")
@@ -92,27 +90,29 @@ def format_dead_letter(
 
 DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
 
-# Pane rows after the split = WindowAssembler input.
-PANE_TYPE = Types.ROW_NAMED(
-    ["instrument", "pane", "max_ts_ms", "feats", "parts", "part_n"],
+# Pane batches after the split = WindowAssembler input: one row per (shard, pane),
+# the pane UDAF's PANE_BATCH (udfs/pane_udaf.py) with its shard in front.
+PANE_BATCH_TYPE = Types.ROW_NAMED(
+    ["shard", "pane", "instruments", "max_ts_ms", "feats", "parts", "part_n", "part_k"],
     [
-        Types.STRING(),
+        Types.INT(),
         Types.LONG(),
-        Types.LONG(),
+        Types.OBJECT_ARRAY(Types.STRING()),
+        Types.PRIMITIVE_ARRAY(Types.LONG()),
         Types.PRIMITIVE_ARRAY(Types.FLOAT()),
         Types.OBJECT_ARRAY(Types.STRING()),
         Types.PRIMITIVE_ARRAY(Types.LONG()),
+        Types.PRIMITIVE_ARRAY(Types.INT()),
     ],
 )
 
 
 class SplitDeadLetters(ProcessFunction):
-    """Pane rows -> main output; side rows -> dead-letter JSON on `DEAD_LETTERS`, counted.
+    """Pane batches -> main output; side rows -> dead-letter JSON on `DEAD_LETTERS`, counted.
 
     Input = the job's UNION ALL table (jobs/detect_anomalies.union_query): `kind` is
-    'pane', 'malformed' or 'late'. Pane rows are few (one per instrument shard and slide,
-    exploded here into one row per instrument) and bad rows rare, so per-row Python here
-    is cheap; no event takes this path twice.
+    'pane', 'malformed' or 'late'. Pane rows are few (one per instrument shard and slide)
+    and bad rows rare, so per-row Python here is cheap; no event takes this path twice.
     """
 
     def __init__(self, topic: str | None):
@@ -126,12 +126,12 @@ class SplitDeadLetters(ProcessFunction):
 
     def process_element(self, value: Any, ctx: ProcessFunction.Context):
         kind = value[0]
-        if kind == "pane":  # one row per (shard, pane): one pane row per instrument
-            for pane in explode_pane_batch(*value[1:8], n_channels=N_PANE_CHANNELS):
-                self._panes.inc()
-                yield Row(*pane)
+        if kind == "pane":  # one row per (shard, pane), all instruments of the shard
+            shard, instruments, panes, max_ts_ms, feats, parts, part_n, part_k = value[1:9]
+            self._panes.inc(len(instruments))
+            yield Row(shard, int(panes[0]), instruments, max_ts_ms, feats, parts, part_n, part_k)
             return
-        _, _, _, _, _, _, _, _, reason, payload, partition, offset, ts_ns, wm_ms = value
+        reason, payload, partition, offset, ts_ns, wm_ms = value[9:]
         text, record = format_dead_letter(
             kind,
             reason,

@@ -394,21 +394,35 @@ def window_tensor(
     instrument; panes outside `end_pane - n_buckets + 1 .. end_pane` are ignored and
     missing ones count as empty (no events).
     """
+    return window_tensors([panes], np.array([end_pane]), n_buckets, slide_ns)[0]
+
+
+def window_tensors(
+    panes: Sequence[Mapping[int, np.ndarray]], end_panes: np.ndarray, n_buckets: int,
+    slide_ns: int = DEFAULT_SLIDE_NS,
+) -> np.ndarray:  # fmt: skip
+    """`window_tensor` of many instruments at once -> `float32 [B, n_buckets, N_CHANNELS]`.
+
+    `panes[b]` is instrument b's pane map and `end_panes[b]` the pane its window ends
+    at. One vectorized `_assemble` call (the streaming job assembles every instrument
+    of a shard's pane together).
+    """
     empty = empty_pane(slide_ns)
-    raw = np.empty((1, n_buckets, N_PANE_CHANNELS), dtype=np.float32)
-    for i, p in enumerate(range(end_pane - n_buckets + 1, end_pane + 1)):
-        v = panes.get(p)
-        if v is None:
-            raw[0, i] = empty
-        else:
+    raw = np.empty((len(panes), n_buckets, N_PANE_CHANNELS), dtype=np.float32)
+    for b, (by_pane, end) in enumerate(zip(panes, end_panes, strict=True)):
+        for i, p in enumerate(range(int(end) - n_buckets + 1, int(end) + 1)):
+            v = by_pane.get(p)
+            if v is None:
+                raw[b, i] = empty
+                continue
             v = np.asarray(v, dtype=np.float32).reshape(-1)
             if v.shape != (N_PANE_CHANNELS,):
                 raise ValueError(
                     f"pane {p}: expected a vector of {N_PANE_CHANNELS} pane channels "
                     f"(udfs.features.PANE_CHANNELS), got shape {v.shape}"
                 )
-            raw[0, i] = v
-    return _assemble(raw, np.array([end_pane]), slide_ns)[0]
+            raw[b, i] = v
+    return _assemble(raw, np.asarray(end_panes), slide_ns)
 
 
 def dense_pane_grid(

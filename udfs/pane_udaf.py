@@ -23,7 +23,7 @@ The UDAF returns `PANE_BATCH`, one entry per instrument of the group, as paralle
   parts        ARRAY<STRING>   each instrument's most involved participants, concatenated
   part_n       ARRAY<BIGINT>   their event counts (order owner or fill contra)
   part_k       ARRAY<INT>      how many of `parts` belong to each instrument
-`explode_pane_batch` turns it back into one pane row per instrument (udfs/deadletter.py).
+The window assembler (udfs/assembler.py) takes the batch as it is, keyed by shard.
 """
 
 from __future__ import annotations
@@ -114,27 +114,6 @@ def pane_batch(columns: dict[str, pd.Series], slide_ns: int) -> Row:
         counts.tolist(),
         per_key.tolist(),
     )
-
-
-def explode_pane_batch(
-    instruments, panes, max_ts_ms, feats, parts, part_n, part_k, n_channels: int
-) -> list[tuple[str, int, int, list[float], list[str], list[int]]]:
-    """PANE_BATCH -> one (instrument, pane, max_ts_ms, feats, parts, part_n) per instrument."""
-    out, j = [], 0
-    for i, name in enumerate(instruments):
-        k = int(part_k[i])
-        out.append(
-            (
-                name,
-                int(panes[i]),
-                int(max_ts_ms[i]),
-                list(feats[i * n_channels : (i + 1) * n_channels]),
-                list(parts[j : j + k]),
-                [int(n) for n in part_n[j : j + k]],
-            )
-        )
-        j += k
-    return out
 
 
 def make_pane_udaf(slide_ns: int):

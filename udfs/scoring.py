@@ -1,13 +1,18 @@
-"""Scoring through Flink async I/O: window rows -> ScoredWindow JSON (udfs/records.py).
+"""Scoring through Flink async I/O: window batches -> ScoredWindow JSON (udfs/records.py).
 
-`ScoreWindows` is used with `AsyncDataStream.unordered_wait(..., timeout=0, capacity)`:
+`ScoreWindows` is used with `AsyncDataStream.unordered_wait(..., timeout=0, capacity)`.
+Its input is one window batch per (instrument shard, pane) (udfs/assembler.py); its
+output is one ScoredWindow JSON per instrument of the batch (the decision stage is keyed
+by instrument again).
 
-- Capacity bounds the windows in flight per subtask; a full queue backpressures.
+- Capacity bounds the batches in flight per subtask; a full queue backpressures.
 - Timeout 0 on the operator: PyFlink would otherwise start one `threading.Timer` per
   record (measured: 6.4k -> 2.7k calls/s). Each HTTP attempt is bounded instead by
   `asyncio.wait_for` inside the coroutine.
-- Micro-batching: windows that arrive while a request is being prepared share one HTTP
-  call (up to `max_batch`, waiting at most `linger_ms`); the scorer batches further.
+- Micro-batching: batches that arrive while a request is being prepared share one HTTP
+  call (up to `max_batch` windows, waiting at most `linger_ms`); a larger batch is sent
+  in chunks of `max_batch`, so no request exceeds the scorer's queue. The scorer batches
+  further across requests.
 - Retries: `retries` extra attempts with exponential backoff on timeouts, refused
   connections, 503 and 5xx. A 400 is not retried (the same request fails the same way).
   When the attempts run out the coroutine raises: PyFlink fails the task at the next
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import time
 from typing import Any
@@ -37,7 +43,7 @@ import numpy as np
 from pyflink.datastream import RuntimeContext
 from pyflink.datastream.functions import AsyncFunction
 
-from udfs.features import N_CHANNELS
+from udfs.assembler import window_batch_arrays
 from udfs.records import ScoredWindow
 
 LATENCY_SAMPLES = 1024  # requests kept for the latency percentiles
@@ -53,13 +59,15 @@ class ScoreWindows(AsyncFunction):
         scorer_url: str,
         model_name: str,
         n_buckets: int,
+        slide_s: int,
         timeout_s: float,
         retries: int,
         backoff_s: float,
-        max_batch: int = 64,
+        max_batch: int = 256,
         linger_ms: float = 2.0,
     ):
         self._url, self._model, self._t = scorer_url, model_name, n_buckets
+        self._slide_ms = slide_s * 1000
         self._timeout_s, self._retries, self._backoff_s = timeout_s, retries, backoff_s
         self._max_batch, self._linger_s = max_batch, linger_ms / 1000.0
         self._client: Any = None
@@ -69,6 +77,7 @@ class ScoreWindows(AsyncFunction):
         self._scored = self._in_flight = self._batches = self._retried = 0
         self._lat_us: collections.deque[int] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._pending_n = 0  # windows in self._pending
         self._flush_handle: asyncio.TimerHandle | None = None
         self._meta: Any = None
         g = runtime_context.get_metrics_group().add_group("darkpool")
@@ -91,69 +100,76 @@ class ScoreWindows(AsyncFunction):
     # ---- the async call -----------------------------------------------------------
     async def async_invoke(self, value: Any) -> list[str]:
         # Positional access: rows arrive from the assembler without their field names.
-        instrument, start, end, max_ts, window, features, volatility, volume, participants = value
-        x = np.asarray(window, dtype=np.float32).reshape(self._t, N_CHANNELS)
+        _, end, instruments, max_ts, _, _, volatility, volume, participants = value
+        windows, features = window_batch_arrays(value, self._t)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((x, fut))
-        self._in_flight += 1
+        self._pending.append((windows, fut))
+        self._pending_n += len(windows)
+        self._in_flight += len(windows)
         try:
-            if len(self._pending) >= self._max_batch:
+            if self._pending_n >= self._max_batch:
                 self._flush()
             elif self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_later(
                     self._linger_s, self._flush
                 )
-            score, probs, recon, z, version, threshold = await fut
+            result, rows, threshold = await fut
         finally:
-            self._in_flight -= 1
-        self._scored += 1
-        return [
-            ScoredWindow(
-                instrument=instrument,
-                window_start=int(start),
-                window_end=int(end),
-                score=score,
-                scenario_probs=probs,
-                recon_error=recon,
-                channel_z=z,
-                volatility=float(volatility),
-                volume=float(volume),
-                model_version=version,
-                global_threshold=threshold,
-                max_event_ts=int(max_ts),
-                features=tuple(float(v) for v in features),
-                participants=tuple((str(n), float(w)) for n, w in json.loads(participants)),
-            ).to_json()
-        ]
+            self._in_flight -= len(windows)
+        self._scored += len(windows)
+        parts = json.loads(participants)
+        end = int(end)
+        start = end - self._t * self._slide_ms
+        out = []
+        for i, r in enumerate(rows):
+            out.append(
+                ScoredWindow(
+                    instrument=instruments[i],
+                    window_start=start,
+                    window_end=end,
+                    score=float(result.score[r]),
+                    scenario_probs=tuple(result.scenario_probs[r].tolist()),
+                    recon_error=float(result.recon_error[r]),
+                    channel_z=tuple(result.channel_z[r].tolist()),
+                    volatility=float(volatility[i]),
+                    volume=float(volume[i]),
+                    model_version=result.model_version,
+                    global_threshold=threshold,
+                    max_event_ts=int(max_ts[i]),
+                    features=tuple(features[i].tolist()),
+                    participants=tuple((str(n), float(w)) for n, w in parts[i]),
+                ).to_json()
+            )
+        return out
 
     def _flush(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        batch, self._pending = self._pending, []
+        batch, self._pending, self._pending_n = self._pending, [], 0
         if batch:
             asyncio.get_running_loop().create_task(self._score_batch(batch))
 
     async def _score_batch(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+        x = batch[0][0] if len(batch) == 1 else np.concatenate([w for w, _ in batch])
         try:
-            result, threshold = await self._score_with_retries(np.stack([x for x, _ in batch]))
-        except Exception as exc:  # every waiting window fails with the same cause
+            chunks = range(0, len(x), self._max_batch)  # no request over max_batch windows
+            results = await asyncio.gather(
+                *(self._score_with_retries(x[lo : lo + self._max_batch]) for lo in chunks)
+            )
+        except Exception as exc:  # every waiting batch fails with the same cause
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for i, (_, fut) in enumerate(batch):
+        result = results[0][0] if len(results) == 1 else _concat([r for r, _ in results])
+        threshold = results[-1][1]
+        lo = 0
+        for windows, fut in batch:
+            hi = lo + len(windows)
             if not fut.done():
-                fut.set_result(
-                    (
-                        float(result.score[i]),
-                        tuple(float(p) for p in result.scenario_probs[i]),
-                        float(result.recon_error[i]),
-                        tuple(float(v) for v in result.channel_z[i]),
-                        result.model_version,
-                        threshold,
-                    )
-                )
+                fut.set_result((result, range(lo, hi), threshold))
+            lo = hi
 
     async def _score_with_retries(self, windows: np.ndarray) -> tuple[Any, float]:
         from model.scorer.client import ScorerClient, ScorerRequestError  # lazy: worker-side import
@@ -184,3 +200,16 @@ class ScoreWindows(AsyncFunction):
             f"{len(windows)} windows (last error: {last!r}); failing the task so the job "
             "restarts from its last checkpoint"
         )
+
+
+def _concat(results: list[Any]) -> Any:
+    """ScoreResults of the chunks of one flush -> one (rows in chunk order)."""
+    first = results[0]
+    return dataclasses.replace(
+        first,
+        **{
+            f.name: np.concatenate([getattr(r, f.name) for r in results])
+            for f in dataclasses.fields(first)
+            if isinstance(getattr(first, f.name), np.ndarray)
+        },
+    )

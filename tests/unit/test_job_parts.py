@@ -11,7 +11,7 @@ import pytest
 from jobs.job_config import JobConfig
 from tests.samples import GOOD, payload
 from udfs import sources
-from udfs.assembler import add_pane, assemble
+from udfs.assembler import add_pane, assemble_batch, pane_entries, window_batch_arrays
 from udfs.deadletter import format_dead_letter
 from udfs.features import (
     N_CHANNELS,
@@ -20,7 +20,7 @@ from udfs.features import (
     pane_features,
     windows_from_panes,
 )
-from udfs.pane_udaf import explode_pane_batch, pane_batch, top_participants_by_key
+from udfs.pane_udaf import pane_batch, top_participants_by_key
 
 SLIDE_NS = 5_000_000_000
 # The JSON type checks run in the JVM (udfs/jvm ParseEvent); their agreement with the
@@ -76,12 +76,12 @@ def test_pane_batch_equals_pane_features_per_instrument_in_any_order() -> None:
     frames = {name: _events(40, seed, t0).head(5 + 4 * seed) for seed, name in enumerate(["ZZ", "AA", "MM"], 1)}
     df = pd.concat([f.assign(instrument=name) for name, f in frames.items()])
     shuffled = df.sample(frac=1, random_state=3)
-    batch = pane_batch({c: shuffled[c] for c in ("instrument", *REQUIRED_COLUMNS)}, SLIDE_NS)
-    rows = explode_pane_batch(*batch, n_channels=N_PANE_CHANNELS)
+    instruments, panes, *rest = pane_batch({c: shuffled[c] for c in ("instrument", *REQUIRED_COLUMNS)}, SLIDE_NS)
+    rows = pane_entries(instruments, *rest)  # what the window assembler keeps per instrument
     assert [r[0] for r in rows] == ["AA", "MM", "ZZ"]
-    for name, pane, max_ts_ms, feats, parts, part_n in rows:
+    for pane, (name, (feats, max_ts_ms, parts, part_n)) in zip(panes, rows, strict=True):
         own = frames[name]
-        assert np.array_equal(np.array(feats, dtype=np.float32), pane_features(own, SLIDE_NS)[0])
+        assert np.array_equal(np.frombuffer(feats, dtype=np.float32), pane_features(own, SLIDE_NS)[0])
         assert pane == int(own.ts.min()) // SLIDE_NS and max_ts_ms == int(own.ts.max()) // 10**6
         legs = pd.concat([own.participant, own.contra.dropna()]).value_counts()
         assert len(parts) == min(5, len(legs)) and part_n == sorted(part_n, reverse=True)
@@ -98,22 +98,31 @@ def test_top_participants_counts_both_legs_and_breaks_ties_by_name() -> None:
 
 
 def test_assembled_windows_equal_training_windows() -> None:
-    """Streaming assembly (panes one by one, state pruned) = training's windows_from_panes."""
+    """Streaming assembly (shard batches pane by pane, state pruned) = training's
+    windows_from_panes, for every instrument of the shard, whichever panes it skips."""
     t, slide_ms = 12, SLIDE_NS // 10**6
-    df = _events(600, 2, 1_700_000_000 * 10**9)
-    df["pane"] = df.ts // SLIDE_NS
-    panes = np.sort(df.pane.unique())
-    X = pane_features(df, SLIDE_NS)
-    ends, expected = windows_from_panes(panes, X, t, SLIDE_NS)
-    buffer: dict = {}
-    for i, p in enumerate(panes):
-        buffer = add_pane(buffer, int(p), (X[i], 0, ["A-1"], [1]), t)
-        assert len(buffer) <= t and min(buffer) > p - t
-        row = assemble("ABC", buffer, int(p), t, slide_ms)
-        got = np.array(row[4], dtype=np.float32).reshape(t, N_CHANNELS)
-        assert np.allclose(got, expected[i], atol=1e-6), f"window ending at pane {p}"
-        assert row[2] == (p + 1) * slide_ms and row[2] - row[1] == t * slide_ms
-    assert list(ends) == list(panes)
+    frames = {name: _events(600, seed, 1_700_000_000 * 10**9) for seed, name in enumerate(["AB", "CD"], 2)}
+    frames["CD"] = frames["CD"][(frames["CD"].ts // SLIDE_NS) % 3 != 0]  # CD skips every third pane
+    expected, buffers = {}, {name: {} for name in frames}
+    for name, df in frames.items():
+        panes = np.sort((df.ts // SLIDE_NS).unique())
+        ends, windows = windows_from_panes(panes, pane_features(df.assign(pane=df.ts // SLIDE_NS), SLIDE_NS), t, SLIDE_NS)
+        expected[name] = dict(zip(ends.tolist(), windows, strict=True))
+    for p in sorted(set().union(*(e.keys() for e in expected.values()))):
+        names = [n for n in frames if p in expected[n]]  # instruments with events in pane p
+        for n in names:
+            df = frames[n][frames[n].ts // SLIDE_NS == p]
+            entry = (pane_features(df, SLIDE_NS)[0].tobytes(), int(df.ts.max()) // 10**6, ["A-1"], [1])
+            buffers[n] = add_pane(buffers[n], int(p), entry, t)
+            assert len(buffers[n]) <= t and min(buffers[n]) > p - t
+        row = assemble_batch(7, [buffers[n] for n in names], int(p), t, slide_ms, names)
+        windows, features = window_batch_arrays(row, t)
+        assert row[0] == 7 and row[1] == (p + 1) * slide_ms and list(row[2]) == names
+        for i, n in enumerate(names):
+            assert np.allclose(windows[i], expected[n][p], atol=1e-6), f"{n}: window ending at pane {p}"
+            assert np.allclose(features[i], expected[n][p].mean(axis=0), atol=1e-6)
+            assert row[3][i] == int(frames[n].ts[frames[n].ts // SLIDE_NS == p].max()) // 10**6
+        assert json.loads(row[8]) == [[["A-1", 1.0]]] * len(names)
 
 
 def test_job_config_checks_and_stable_tx_prefix() -> None:
