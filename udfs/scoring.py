@@ -1,6 +1,6 @@
 """Scoring through Flink async I/O: window batches -> ScoredWindow JSON (udfs/records.py).
 
-`ScoreWindows` is used with `AsyncDataStream.unordered_wait(..., timeout=0, capacity)`.
+`ScoreWindows` is used with `AsyncDataStream.ordered_wait(..., timeout=0, capacity)`.
 Its input is one window batch per (instrument shard, pane) (udfs/assembler.py); its
 output is one ScoredWindow JSON per instrument of the batch (the decision stage is keyed
 by instrument again).

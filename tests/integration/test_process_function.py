@@ -1,7 +1,9 @@
-"""AdaptiveThreshold on PyFlink's local mini cluster (parallelism 2, out-of-order input).
+"""AdaptiveThreshold on PyFlink's local mini cluster (parallelism 2).
 
 The Flink wrapper must decide exactly what the pure functions decide on the same
-windows in event-time order (reordering by watermark, state restored per key), and it
+windows in event-time order: from out-of-order input (reordering by watermark, state
+restored per key), and from ordered input with `in_order=True` (decided on arrival, as
+in the job, with lazily re-armed housekeeping timers). It
 must drop an instrument's state once it has been quiet for idle_ttl_ms of event time:
 the instrument then warms up again on the global threshold.
 
@@ -34,14 +36,14 @@ def win(inst: str, i: int, score: float) -> ScoredWindow:
     return threshold_support.win(inst, i, score, scenario=3)
 
 
-def scenario() -> tuple[list[list[ScoredWindow]], dict[str, list[ScoredWindow]]]:
+def scenario(in_order: bool) -> tuple[list[list[ScoredWindow]], dict[str, list[ScoredWindow]]]:
     rng = random.Random(4)
     a1 = [win("A", i, 3.0 if 45 <= i < 49 else rng.gauss(0.5, 0.05)) for i in range(80)]
     b = [win("B", i, 3.0 if i in (60, 61, 110) else rng.gauss(0.5, 0.05)) for i in range(160)]
     a3 = [win("A", i, 1.2 if i == 142 else rng.gauss(0.5, 0.05)) for i in range(140, 150)]
     phases = [a1 + b[:80], b[80:140], a3 + b[140:]]
     for p in phases:  # out of order inside a phase, but never by more than 20 s
-        p.sort(key=lambda w: w.window_end + rng.randrange(0, 15_000))
+        p.sort(key=lambda w: w.window_end + (0 if in_order else rng.randrange(0, 15_000)))
     return phases, {"A": a1 + a3, "B": b}
 
 
@@ -62,7 +64,7 @@ def strip(ev: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v)) for k, v in ev.items() if k not in ("emitted_at", "latency_ms")))
 
 
-def run_on_mini_cluster(phases: list[list[ScoredWindow]]) -> tuple[list[dict], list[str]]:
+def run_on_mini_cluster(phases: list[list[ScoredWindow]], in_order: bool) -> tuple[list[dict], list[str]]:
     from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
     from pyflink.common.watermark_strategy import TimestampAssigner
     from pyflink.datastream import StreamExecutionEnvironment
@@ -84,7 +86,11 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]]) -> tuple[list[dict], l
     conf.set_string("python.fn-execution.bundle.size", "1")  # no record waits in a bundle
     conf.set_string("pipeline.auto-watermark-interval", "50 ms")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(2)
+    # key_by adds a key-extraction operator at the default parallelism. At 2, fed from the
+    # parallelism-1 source, it would round-robin windows over two channels and undo the
+    # order; ordered input (as in the job, where it runs at the async stage's
+    # parallelism) needs it at the producer's parallelism.
+    env.set_parallelism(1 if in_order else 2)
     records = [r for p in phases for r in ([w.to_json() for w in p] + [PAUSE])]
     src = env.from_collection(records, type_info=Types.STRING())
     timed = (
@@ -93,7 +99,7 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]]) -> tuple[list[dict], l
             WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(20)).with_timestamp_assigner(WindowEnd())
         ).set_parallelism(1)
     )  # fmt: skip
-    decided = timed.key_by(instrument_of, key_type=Types.STRING()).process(AdaptiveThreshold(CFG), output_type=Types.STRING())
+    decided = timed.key_by(instrument_of, key_type=Types.STRING()).process(AdaptiveThreshold(CFG, in_order=in_order), output_type=Types.STRING()).set_parallelism(2)
     tagged = decided.map(lambda s: "A" + s, output_type=Types.STRING()).union(
         decided.get_side_output(HOUSEKEEPING).map(lambda s: "H" + s, output_type=Types.STRING())
     )
@@ -102,9 +108,10 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]]) -> tuple[list[dict], l
     return [json.loads(r[1:]) for r in got if r[0] == "A"], [r[1:] for r in got if r[0] == "H"]
 
 
-def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments():
-    phases, by_inst = scenario()
-    events, housekeeping = run_on_mini_cluster(phases)
+@pytest.mark.parametrize("in_order", [False, True], ids=["reordered", "in-order"])
+def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments(in_order: bool):
+    phases, by_inst = scenario(in_order)
+    events, housekeeping = run_on_mini_cluster(phases, in_order)
     want = expected_events(by_inst)
     assert sorted(map(strip, events)) == sorted(map(strip, want))
     # A: one episode in phase 1; after 300 s of silence its state was dropped at
