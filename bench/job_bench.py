@@ -129,11 +129,19 @@ def _topic(bootstrap: str, partitions: int) -> str:
 
 
 def start_scorer(artifact: Path, port: int) -> subprocess.Popen:
-    """A scorer process on `port` (CPU), once it answers ready."""
+    """A scorer process on `port` (CPU), once it answers ready; its log in a temp file."""
+    from darkpool.stack.procs import port_in_use
+
+    if port_in_use("127.0.0.1", port):
+        raise RuntimeError(f"port {port} is taken (a scorer left over by a killed run?); free it or pass --scorer-port")
+    log = tempfile.NamedTemporaryFile(prefix="bench-scorer-", suffix=".log", delete=False)
+    print(f"scorer log: {log.name}", file=sys.stderr)
     proc = subprocess.Popen([sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
                              "--port", str(port), "--device", "cpu"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     for _ in range(240):
+        if proc.poll() is not None:  # e.g. the port is taken (a scorer left over by a killed run)
+            raise RuntimeError(f"the scorer exited (rc {proc.returncode}); see {log.name}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
                 return proc
@@ -189,6 +197,10 @@ def main() -> None:
                  "--scorer-url", f"http://127.0.0.1:{a.scorer_port}", "--start-from", "earliest", "--bounded",
                  "--parallelism", "1", "--restart-attempts", "0", "--job-name", f"bench-{uuid.uuid4().hex[:6]}"]
             )  # fmt: skip
+            print(f"{label}: " + json.dumps({k: v["wall_s"] for k, v in runs.items()}), file=sys.stderr)
+        print(json.dumps(runs), file=sys.stderr)
+        if scorer.poll() is not None:
+            raise RuntimeError(f"the scorer exited during the runs (rc {scorer.returncode}); see its log above")
         status = Path(f"/proc/{scorer.pid}/status").read_text()
         scorer_rss = next(
             int(x.split()[1]) * 1024 for x in status.splitlines() if x.startswith("VmHWM")
