@@ -30,10 +30,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from udfs.alerts import SCHEMA_VERSION, alert_id, top_features
 from udfs.records import ScoredWindow
 from udfs.schemas import SCENARIOS
-from udfs.thresholds import Baseline, RobustEwma, Threshold, ThresholdConfig
+from udfs.thresholds import Baseline, ChannelNormals, Threshold, ThresholdConfig
 
 MAX_CHANNELS = 64  # channel normals kept per instrument (the model has far fewer)
 
@@ -65,7 +67,7 @@ class Episode:
 @dataclass
 class InstrumentState:
     baseline: Baseline = field(default_factory=Baseline)
-    channels: list[RobustEwma] = field(default_factory=list)
+    channels: ChannelNormals = field(default_factory=lambda: ChannelNormals.empty(0))
     episode: Episode | None = None
     last_end: int | None = None  # window_end of the last window processed
     pending: list[list[Any]] = field(
@@ -82,7 +84,7 @@ class InstrumentState:
         return json.dumps(
             {
                 "baseline": self.baseline.to_dict(),
-                "channels": [c.to_list() for c in self.channels],
+                "channels": self.channels.to_list(),
                 "episode": ep,
                 "last_end": self.last_end,
                 "pending": self.pending,
@@ -98,7 +100,7 @@ class InstrumentState:
         ep = Episode(**d["episode"]) if d["episode"] else None
         return cls(
             baseline=Baseline.from_dict(d["baseline"]),
-            channels=[RobustEwma.from_list(v) for v in d["channels"]],
+            channels=ChannelNormals.from_list(d["channels"]),
             episode=ep,
             last_end=d["last_end"],
             pending=[[int(e), str(j)] for e, j in d["pending"]],
@@ -183,7 +185,7 @@ def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: Threshold
     ep.participants = dict(keep)
     ep.degraded = ep.degraded or w.degraded
     if w.score > ep.peak_score or not ep.peak_features:
-        normals = [c.mean for c in state.channels] if state.channels else None
+        normals = state.channels.mean.tolist() if len(state.channels) else None
         ep.peak_score, ep.peak_end = max(w.score, ep.peak_score), w.window_end
         ep.peak_features = top_features(w.channel_z, w.features, normals, cfg.top_features)
 
@@ -266,6 +268,5 @@ def step(
 def _learn_channels(state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig) -> None:
     n = min(len(w.features), MAX_CHANNELS)
     if len(state.channels) != n:
-        state.channels = [RobustEwma() for _ in range(n)]  # channel set changed: relearn
-    for est, v in zip(state.channels, w.features[:n], strict=True):
-        est.update(v, cfg.alpha, cfg.winsor_c)
+        state.channels = ChannelNormals.empty(n)  # channel set changed: relearn
+    state.channels.update(np.asarray(w.features[:n], dtype=np.float64), cfg.alpha, cfg.winsor_c)

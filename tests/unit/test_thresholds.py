@@ -239,3 +239,25 @@ def test_every_alert_has_one_open_first_and_at_most_one_close_last(scores):
         assert statuses[0] == "open" and statuses.count("open") == 1
         assert statuses.count("close") <= 1 and ("close" not in statuses or statuses[-1] == "close")
         assert [e["seq"] for e in evs] == list(range(len(evs)))
+
+
+def test_channel_normals_equal_one_robust_ewma_per_channel() -> None:
+    """The vectorized normals are RobustEwma element by element (NaNs skipped), and their
+    JSON layout is RobustEwma's, so state written before loads unchanged."""
+    import math
+    import random
+
+    from udfs.thresholds import ChannelNormals, RobustEwma
+
+    rng = random.Random(5)
+    scalar = [RobustEwma() for _ in range(4)]
+    vec = ChannelNormals.empty(4)
+    for i in range(300):
+        x = [rng.gauss(0, 1) * (20 if i % 37 == 0 else 1) for _ in range(4)]
+        if i % 11 == 0:
+            x[i % 4] = math.nan
+        for est, v in zip(scalar, x, strict=True):
+            est.update(v, CFG.alpha, CFG.winsor_c)
+        vec.update(x, CFG.alpha, CFG.winsor_c)
+        assert vec.to_list() == [e.to_list() for e in scalar], f"step {i}"
+    assert ChannelNormals.from_list([e.to_list() for e in scalar]).to_list() == vec.to_list()
