@@ -34,14 +34,19 @@ Flags (defaults from JobConfig / darkpool.config, which also read DARKPOOL_<FIEL
     --checkpoint-interval-ms N exactly-once alerts become visible at this cadence
     --checkpoint-dir URI       checkpoint storage (default: the cluster's; a local run: a
                                temporary file:// folder)
-    --async-capacity N         scorer requests in flight per subtask (backpressure beyond)
+    --async-capacity N         window batches in flight to the scorer per subtask (backpressure beyond)
     --scorer-timeout-s F / --scorer-retries N / --scorer-backoff-s F
+    --degraded-rules PATH      degraded mode: when the scorer stays down, score with the
+                               rules calibrated in this model artifact (or rules.json),
+                               alerts marked degraded; off by default (the task fails)
+    --degraded-probe-s F       in degraded mode, retry the scorer after this long
     --transaction-timeout-ms N Kafka transaction timeout (<= broker max, 1 h)
     --tx-prefix P              transactional id prefix (default: job name + alerts topic)
     --start-from committed|earliest|latest   where the source starts without a checkpoint
     --fast-alerts              also write the at-least-once fast alerts topic
     --parallelism N            default parallelism (0 = the cluster's)
     --pane-shards N            instrument shards of the pane UDAF (0 = 2 x parallelism)
+    --python-state-cache-size N  instruments' keyed state cached in the Python workers
     --restart-attempts N       fixed-delay restarts before the job fails (scorer outages)
     --job-name NAME            Flink job name (also seeds the consumer group / tx prefix)
     --backtest PATH            read a contract Parquet (or .jsonl) file instead of Kafka
@@ -123,6 +128,16 @@ FROM {side_view}"""
     return f"{panes}\nUNION ALL\n{side}"
 
 
+def degraded_rules(cfg: JobConfig) -> dict[str, Any] | None:
+    """The degraded mode's rules calibration, read here in the driver (the workers get
+    the values, so the file need not exist on the TaskManagers)."""
+    if not cfg.degraded_rules:
+        return None
+    from model.rules import Rules
+
+    return Rules.load(cfg.degraded_rules).to_dict()
+
+
 def pane_shards(cfg: JobConfig, t_env: StreamTableEnvironment) -> int:
     """Instrument shards of the pane UDAF: --pane-shards, else 2 x the job's parallelism
     (the cluster's parallelism.default when the job sets none)."""
@@ -179,6 +194,8 @@ def build_pipeline(
         cfg.scorer_timeout_s,
         cfg.scorer_retries,
         cfg.scorer_backoff_s,
+        rules=degraded_rules(cfg),
+        probe_s=cfg.degraded_probe_s,
     )
     # Ordered: each instrument's windows reach the decision stage in event-time order, so
     # it decides on arrival (no reorder buffer, no per-window timer). Batches finish
@@ -247,6 +264,9 @@ def make_env(
     conf.set_string("python.fn-execution.bundle.size", str(cfg.python_bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.python_bundle_time_ms))
     conf.set_string("python.fn-execution.arrow.batch.size", str(cfg.arrow_batch_size))
+    conf.set_string("python.state.cache-size", str(cfg.python_state_cache_size))
+    conf.set_string("python.map-state.read-cache-size", str(cfg.python_state_cache_size))
+    conf.set_string("python.map-state.write-cache-size", str(cfg.python_state_cache_size))
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     if jars:
         # append, never set: under `flink run -py` pipeline.jars already holds the
@@ -323,12 +343,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
     add("--scorer-timeout-s", type=float, default=d.scorer_timeout_s)
     add("--scorer-retries", type=int, default=d.scorer_retries)
     add("--scorer-backoff-s", type=float, default=d.scorer_backoff_s)
+    add("--degraded-rules", default=d.degraded_rules)
+    add("--degraded-probe-s", type=float, default=d.degraded_probe_s)
     add("--transaction-timeout-ms", type=int, default=d.transaction_timeout_ms)
     add("--tx-prefix", default="")
     add("--start-from", choices=("committed", "earliest", "latest"), default=d.start_from)
     add("--fast-alerts", action="store_true")
     add("--parallelism", type=int, default=d.parallelism)
     add("--pane-shards", type=int, default=d.pane_shards)
+    add("--python-state-cache-size", type=int, default=d.python_state_cache_size)
     add("--restart-attempts", type=int, default=d.restart_attempts)
     add("--job-name", default=d.job_name)
     add("--backtest")
@@ -358,11 +381,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
         scorer_timeout_s=a.scorer_timeout_s,
         scorer_retries=a.scorer_retries,
         scorer_backoff_s=a.scorer_backoff_s,
+        degraded_rules=a.degraded_rules,
+        degraded_probe_s=a.degraded_probe_s,
         fast_alerts=a.fast_alerts,
         transaction_timeout_ms=a.transaction_timeout_ms,
         transactional_id_prefix=a.tx_prefix,
         parallelism=a.parallelism,
         pane_shards=a.pane_shards,
+        python_state_cache_size=a.python_state_cache_size,
         restart_attempts=a.restart_attempts,
     )
     return cfg, a

@@ -42,10 +42,17 @@ class JobConfig:
     restart_attempts: int = 10  # fixed-delay restarts before the job is declared failed
     restart_delay_ms: int = 5_000  # ... and the delay between them (lets a scorer come back)
     # --- scoring (Flink async I/O) -----------------------------------------------------
-    async_capacity: int = 256  # windows in flight per subtask; beyond that, backpressure
+    # window batches (one per instrument shard and pane) in flight per subtask; beyond
+    # that, backpressure. A batch holds every instrument of its shard with events in the pane
+    async_capacity: int = 32
     scorer_timeout_s: float = 5.0  # one HTTP attempt; enforced by asyncio.wait_for, no timer thread
     scorer_retries: int = 4  # extra attempts after the first; then the task fails -> restart
     scorer_backoff_s: float = 0.25  # first retry delay, doubled each attempt (0.25+0.5+1+2 s)
+    # degraded mode: a model artifact folder (or its rules.json). When the retries run
+    # out, windows are scored by its calibrated rules, marked degraded, instead of the
+    # task failing. "" = off: a scorer outage fails the task and the job restarts
+    degraded_rules: str = ""
+    degraded_probe_s: float = 10.0  # in degraded mode, try the scorer again after this long
     # --- sinks -----------------------------------------------------------------------
     fast_alerts: bool = False  # also write at-least-once alerts to kafka.alerts_fast_topic
     transaction_timeout_ms: int = (
@@ -57,6 +64,11 @@ class JobConfig:
     python_bundle_size: int = 10_000  # elements per Python bundle (throughput vs latency)
     python_bundle_time_ms: int = 200  # ... or this long, whichever first (bounds pane latency)
     arrow_batch_size: int = 10_000  # rows per Arrow batch into the pandas UDAF
+    # keyed states (decision stage: one per instrument) and MapState entries (window
+    # assembly: one per instrument) the Python workers cache. A miss is a round trip to
+    # the JVM's state backend; Flink's default of 1,000 thrashes with more instruments
+    # than that per subtask. Memory: ~3.5 kB and ~1.5 kB per cached instrument.
+    python_state_cache_size: int = 20_000
     # instrument shards of the pane UDAF (one vectorized pandas call per shard and pane):
     # 0 -> 2 x the job's parallelism. Fixed for the life of the job's state (a change
     # regroups panes, so take a savepoint at a pane boundary or accept one partial pane).
@@ -77,6 +89,8 @@ class JobConfig:
             )
         if self.pane_shards < 0:
             raise ValueError("pane_shards must be >= 0 (0 = 2 x parallelism)")
+        if self.degraded_probe_s <= 0:
+            raise ValueError("degraded_probe_s must be > 0")
         if self.scorer_retries < 0 or self.scorer_timeout_s <= 0 or self.async_capacity <= 0:
             raise ValueError(
                 "scorer_retries >= 0, scorer_timeout_s > 0, async_capacity > 0 required"

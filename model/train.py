@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from darkpool.config import WindowConfig
 from model.artifact import save_artifact
+from model.rules import Rules
 from model.config import TrainConfig, preset
 from model.transformer import ScoringModel, count_params, resolve_device, resolve_dtype
 from model.windows import WindowSet, fit_normalization, load_windows, time_split
@@ -241,6 +242,10 @@ def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = 
         "window": {"size_s": wcfg.size_s, "slide_s": wcfg.slide_s, "n_buckets": wcfg.n_buckets},
     })
     metrics["version"] = version
+    # The job's degraded mode (scorer down) scores with these rules: same normal windows.
+    rules = Rules()
+    rules.fit(tr, va)
+    rules.save(out)
     log(f"artifact {out} version {version}: val PR-AUC {metrics['val'].get('pr_auc', float('nan')):.3f} "
         f"test PR-AUC {metrics['test'].get('pr_auc', float('nan')):.3f} threshold {threshold:.4f}")
     return metrics

@@ -125,8 +125,8 @@ def trained_model() -> Path:
     from darkpool.paths import REPO_ROOT, artifacts_dir, cache_dir
 
     local = artifacts_dir() / "small"
-    if (local / "model.safetensors").exists():
-        return local
+    if (local / "model.safetensors").exists() and (local / "rules.json").exists():
+        return local  # (without rules.json it predates the degraded mode: not used)
     cached = cache_dir() / "test-models" / f"small-{_model_inputs_hash()}"
     if (cached / "model.safetensors").exists():
         return cached

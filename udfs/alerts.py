@@ -23,7 +23,7 @@ in epoch milliseconds unless named otherwise:
     peak_score            float  highest score in the episode
     peak_window_end       int
     threshold             float  threshold in force for the triggering window
-    threshold_source      str    global (warm-up) | instrument | regime | floor | ceil
+    threshold_source      str    global (warm-up) | instrument | regime | floor | ceil | rules (degraded)
     regime                str    calm | normal | active (triggering window vs the instrument's normal)
     global_threshold      float  the model's calibrated threshold
     scenario              str    most likely manipulation (mean probabilities over the

@@ -44,7 +44,7 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
-from udfs.features import CHANNELS, N_CHANNELS, N_PANE_CHANNELS, PANE_CHANNELS, window_tensors
+from udfs.features import CHANNELS, N_CHANNELS, N_PANE_CHANNELS, PANE_CHANNELS, assemble_raw, empty_pane
 
 TOP_PARTICIPANTS = 5  # participants named per window
 
@@ -88,11 +88,11 @@ def add_pane(buffer: dict[int, PaneEntry], pane: int, entry: PaneEntry, n_bucket
     return buffer
 
 
-def _top_participants(entries: list[PaneEntry]) -> list[list[Any]]:
+def _top_participants(buffer: dict[int, PaneEntry]) -> list[list[Any]]:
     counts: dict[str, int] = {}
-    for e in entries:
-        for name, n in zip(e[2], e[3], strict=True):
-            counts[name] = counts.get(name, 0) + int(n)
+    for _, _, names, ns in buffer.values():
+        for name, n in zip(names, ns, strict=True):
+            counts[name] = counts.get(name, 0) + n
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PARTICIPANTS]
     total = sum(n for _, n in top) or 1
     return [[n, round(c / total, 4)] for n, c in top]
@@ -104,29 +104,30 @@ def assemble_batch(
 ) -> Row:  # fmt: skip
     """The WINDOW_BATCH_TYPE row of the windows ending at `end_pane` (pure; unit-tested).
 
-    `buffers[i]` is instrument i's pane buffer (after `add_pane` of this pane).
+    `buffers[i]` is instrument i's pane buffer after `add_pane` of this pane (so it holds
+    only panes inside the window). Empty panes are `empty_pane`, whose volatility and
+    volume channels are 0, so the regime sums may run over all T slots.
     """
-    raw = [{p: _vector(e[0]) for p, e in buf.items()} for buf in buffers]
-    ends = np.full(len(buffers), end_pane, dtype=np.int64)
-    tensors = window_tensors(raw, ends, n_buckets, slide_ns=slide_ms * 1_000_000)
-    lo = end_pane - n_buckets
-    vol, volume, max_ts, parts = [], [], [], []
-    for buf, vecs in zip(buffers, raw, strict=True):
-        inside = sorted(p for p in buf if lo < p <= end_pane)
-        vol.append(float(np.sqrt(sum(float(vecs[p][_VOL]) ** 2 for p in inside))))
-        volume.append(float(sum(np.expm1(float(vecs[p][_LOGVOL])) for p in inside)))
-        max_ts.append(max(int(buf[p][1]) for p in inside))
-        parts.append(_top_participants([buf[p] for p in inside]))
+    slide_ns = slide_ms * 1_000_000
+    first = end_pane - n_buckets + 1
+    raw = np.tile(empty_pane(slide_ns), (len(buffers), n_buckets, 1))
+    for b, buf in enumerate(buffers):
+        for p, entry in buf.items():
+            if p <= end_pane:  # (a newer pane cannot be there: panes arrive in order per shard)
+                raw[b, p - first] = _vector(entry[0])
+    tensors = assemble_raw(raw, np.full(len(buffers), end_pane, dtype=np.int64), slide_ns)
+    vol = np.sqrt(np.square(raw[:, :, _VOL].astype(np.float64)).sum(1))
+    volume = np.expm1(raw[:, :, _LOGVOL].astype(np.float64)).sum(1)
     return Row(
         int(shard),
         (end_pane + 1) * slide_ms,
         list(instruments),
-        max_ts,
-        tensors.astype(np.float32).tobytes(),
+        [max(e[1] for e in buf.values()) for buf in buffers],
+        tensors.tobytes(),
         tensors.mean(axis=1).astype(np.float32).tobytes(),
-        vol,
-        volume,
-        json.dumps(parts, separators=(",", ":")),
+        vol.tolist(),
+        volume.tolist(),
+        json.dumps([_top_participants(buf) for buf in buffers], separators=(",", ":")),
     )
 
 

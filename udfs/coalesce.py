@@ -15,6 +15,9 @@ Episode state machine (one alert id per episode):
     open       --no window for `quiet_gap_ms` of event time-> CLOSE (quiet_gap)
     open       --`max_episode_windows` above-------------> CLOSE (max_duration)
 
+Degraded windows (scored by the rules while the scorer was down, udfs/scoring.py) are
+judged against the rules' own threshold (source `rules`) and teach nothing.
+
 The baseline learns only from windows that are below threshold *and* outside an open
 episode (river's protect_anomaly_detector): overlapping sliding windows right after an
 episode still contain its events, and must not teach the baseline that abuse is normal.
@@ -222,8 +225,13 @@ def step(
         state.stale += 1  # straggler past the reorder buffer: deciding now would reorder history
         return []
     out = close_if_quiet(state, w.window_end, cfg, now_ms) if state.episode else []
-    thr = state.baseline.threshold(w.volatility, w.volume, w.global_threshold, cfg)
-    state.baseline.observe()
+    if w.degraded:
+        # scored by the rules (scorer down): their own scale, threshold 1; the model's
+        # baseline neither judges nor learns from it
+        thr = Threshold(w.global_threshold, "rules", "normal")
+    else:
+        thr = state.baseline.threshold(w.volatility, w.volume, w.global_threshold, cfg)
+        state.baseline.observe()
     state.last_thr = [thr.value, thr.source, thr.regime, w.global_threshold]
     ep = state.episode
 
@@ -258,7 +266,7 @@ def step(
         if ep.below >= cfg.close_after:
             emit(ep, "close", "below_threshold")
             state.episode = None
-    else:
+    elif not w.degraded:
         state.baseline.learn(w.score, w.volatility, w.volume, cfg)
         _learn_channels(state, w, cfg)
     state.last_end = w.window_end

@@ -13,7 +13,7 @@ Two stages, both pure:
    the model input `float32 [T, N_CHANNELS]`. Missing panes become `EMPTY_PANE`, and
    window-relative channels are added (volume / fill size / activity against the
    window's own level, time of day, time to the session close). Training uses
-   `windows_from_panes`, which runs the same `_assemble` kernel over many windows.
+   `windows_from_panes`, which runs the same `assemble_raw` kernel over many windows.
 
 Channel order is `CHANNELS`, grouped price / volume / time / order flow / participant.
 Counts and sizes are log1p-compressed here; per-channel standardization is fitted on
@@ -360,8 +360,10 @@ def _masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, (x * mask).sum(axis=1, keepdims=True) / np.maximum(cnt, 1), 0.0)
 
 
-def _assemble(raw: np.ndarray, end_panes: np.ndarray, slide_ns: int) -> np.ndarray:
-    """raw pane rows [N, T, F_raw] (dense, oldest first) -> model input [N, T, F] float32."""
+def assemble_raw(raw: np.ndarray, end_panes: np.ndarray, slide_ns: int) -> np.ndarray:
+    """raw pane rows [N, T, F_raw] (dense, oldest first, empty panes = `empty_pane`) of the
+    windows ending at `end_panes` [N] -> model input [N, T, F] float32. The one kernel of
+    training (`windows_from_panes`) and of the streaming job (udfs/assembler.py)."""
     n, t, _ = raw.shape
     r = raw.astype(np.float64)
     out = np.zeros((n, t, N_CHANNELS), dtype=np.float64)
@@ -394,35 +396,21 @@ def window_tensor(
     instrument; panes outside `end_pane - n_buckets + 1 .. end_pane` are ignored and
     missing ones count as empty (no events).
     """
-    return window_tensors([panes], np.array([end_pane]), n_buckets, slide_ns)[0]
-
-
-def window_tensors(
-    panes: Sequence[Mapping[int, np.ndarray]], end_panes: np.ndarray, n_buckets: int,
-    slide_ns: int = DEFAULT_SLIDE_NS,
-) -> np.ndarray:  # fmt: skip
-    """`window_tensor` of many instruments at once -> `float32 [B, n_buckets, N_CHANNELS]`.
-
-    `panes[b]` is instrument b's pane map and `end_panes[b]` the pane its window ends
-    at. One vectorized `_assemble` call (the streaming job assembles every instrument
-    of a shard's pane together).
-    """
     empty = empty_pane(slide_ns)
-    raw = np.empty((len(panes), n_buckets, N_PANE_CHANNELS), dtype=np.float32)
-    for b, (by_pane, end) in enumerate(zip(panes, end_panes, strict=True)):
-        for i, p in enumerate(range(int(end) - n_buckets + 1, int(end) + 1)):
-            v = by_pane.get(p)
-            if v is None:
-                raw[b, i] = empty
-                continue
+    raw = np.empty((1, n_buckets, N_PANE_CHANNELS), dtype=np.float32)
+    for i, p in enumerate(range(end_pane - n_buckets + 1, end_pane + 1)):
+        v = panes.get(p)
+        if v is None:
+            raw[0, i] = empty
+        else:
             v = np.asarray(v, dtype=np.float32).reshape(-1)
             if v.shape != (N_PANE_CHANNELS,):
                 raise ValueError(
                     f"pane {p}: expected a vector of {N_PANE_CHANNELS} pane channels "
                     f"(udfs.features.PANE_CHANNELS), got shape {v.shape}"
                 )
-            raw[b, i] = v
-    return _assemble(raw, np.asarray(end_panes), slide_ns)
+            raw[0, i] = v
+    return assemble_raw(raw, np.array([end_pane]), slide_ns)[0]
 
 
 def dense_pane_grid(
@@ -446,7 +434,7 @@ def windows_from_panes(
 
     `panes` [P] pane indices (unique), `X` [P, F_raw] their raw rows. Returns
     (end_panes [P] ascending, windows float32 [P, T, F]); equal to calling
-    `window_tensor` at each end pane (same `_assemble` kernel; a test checks).
+    `window_tensor` at each end pane (same `assemble_raw` kernel; a test checks).
     """
     order = np.argsort(panes)
     panes, X = np.asarray(panes, dtype=np.int64)[order], X[order]
@@ -456,5 +444,5 @@ def windows_from_panes(
     out = np.empty((len(panes), n_buckets, N_CHANNELS), dtype=np.float32)
     for s in range(0, len(panes), chunk):
         raw = view[idx[s : s + chunk]].transpose(0, 2, 1)
-        out[s : s + chunk] = _assemble(raw, panes[s : s + chunk], slide_ns)
+        out[s : s + chunk] = assemble_raw(raw, panes[s : s + chunk], slide_ns)
     return panes, out

@@ -20,9 +20,13 @@ by instrument again).
   completes only after the in-flight windows were answered (the Python bundle drains the
   async queue first), so no window is lost or skipped; windows scored after the
   checkpoint are scored again, and the decision stage / exactly-once sink see one copy.
-- There is no degraded mode: without the model nothing is scored and the job waits for
-  the scorer through its restart strategy (a rule-only fallback would need its own
-  calibration; not built).
+- Degraded mode (opt-in: `rules`, from `--degraded-rules`): when the attempts run out,
+  the batch is scored by the artifact's calibrated surveillance rules (model/rules.py)
+  instead of failing the task, and marked `degraded` (alerts say so, with model version
+  `rules-<hash>` and threshold source `rules`). For `probe_s` after a failure batches go
+  straight to the rules; then the next batch tries the scorer again. Without it (the
+  default) a scorer outage fails the task as above: no window is ever scored silently
+  by something else.
 
 The client is created lazily inside the coroutine (it must live on the async
 operator's own event loop, which does not exist yet in `open`). Metrics are gauges
@@ -65,8 +69,11 @@ class ScoreWindows(AsyncFunction):
         backoff_s: float,
         max_batch: int = 256,
         linger_ms: float = 2.0,
+        rules: dict[str, Any] | None = None,
+        probe_s: float = 10.0,
     ):
         self._url, self._model, self._t = scorer_url, model_name, n_buckets
+        self._rules_dict, self._probe_s = rules, probe_s  # Rules.to_dict(): plain, picklable
         self._slide_ms = slide_s * 1000
         self._timeout_s, self._retries, self._backoff_s = timeout_s, retries, backoff_s
         self._max_batch, self._linger_s = max_batch, linger_ms / 1000.0
@@ -80,7 +87,15 @@ class ScoreWindows(AsyncFunction):
         self._pending_n = 0  # windows in self._pending
         self._flush_handle: asyncio.TimerHandle | None = None
         self._meta: Any = None
+        self._rules: Any = None
+        if self._rules_dict is not None:
+            from model.rules import Rules  # lazy: worker-side import
+
+            self._rules = Rules.from_dict(self._rules_dict)
+        self._degraded_until = 0.0  # monotonic time until which batches skip the scorer
+        self._degraded = 0
         g = runtime_context.get_metrics_group().add_group("darkpool")
+        g.gauge("windows_degraded", lambda: self._degraded)
         g.gauge("windows_scored", lambda: self._scored)
         g.gauge("scorer_in_flight", lambda: self._in_flight)
         g.gauge("scorer_batches", lambda: self._batches)
@@ -113,7 +128,7 @@ class ScoreWindows(AsyncFunction):
                 self._flush_handle = asyncio.get_running_loop().call_later(
                     self._linger_s, self._flush
                 )
-            result, rows, threshold = await fut
+            result, rows, threshold, degraded = await fut
         finally:
             self._in_flight -= len(windows)
         self._scored += len(windows)
@@ -138,6 +153,7 @@ class ScoreWindows(AsyncFunction):
                     max_event_ts=int(max_ts[i]),
                     features=tuple(features[i].tolist()),
                     participants=tuple((str(n), float(w)) for n, w in parts[i]),
+                    degraded=degraded,
                 ).to_json()
             )
         return out
@@ -152,24 +168,49 @@ class ScoreWindows(AsyncFunction):
 
     async def _score_batch(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
         x = batch[0][0] if len(batch) == 1 else np.concatenate([w for w, _ in batch])
+        degraded = False
         try:
-            chunks = range(0, len(x), self._max_batch)  # no request over max_batch windows
-            results = await asyncio.gather(
-                *(self._score_with_retries(x[lo : lo + self._max_batch]) for lo in chunks)
-            )
+            if self._rules is not None and time.monotonic() < self._degraded_until:
+                result, threshold, degraded = self._score_by_rules(x), self._rules_threshold(), True
+            else:
+                chunks = range(0, len(x), self._max_batch)  # no request over max_batch windows
+                results = await asyncio.gather(
+                    *(self._score_with_retries(x[lo : lo + self._max_batch]) for lo in chunks)
+                )
+                result = results[0][0] if len(results) == 1 else _concat([r for r, _ in results])
+                threshold = results[-1][1]
+        except ScorerDown as exc:
+            if self._rules is None:
+                return _fail(batch, exc)
+            self._degraded_until = time.monotonic() + self._probe_s
+            result, threshold, degraded = self._score_by_rules(x), self._rules_threshold(), True
         except Exception as exc:  # every waiting batch fails with the same cause
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        result = results[0][0] if len(results) == 1 else _concat([r for r, _ in results])
-        threshold = results[-1][1]
+            return _fail(batch, exc)
+        if degraded:
+            self._degraded += len(x)
         lo = 0
         for windows, fut in batch:
             hi = lo + len(windows)
             if not fut.done():
-                fut.set_result((result, range(lo, hi), threshold))
+                fut.set_result((result, range(lo, hi), threshold, degraded))
             lo = hi
+
+    def _score_by_rules(self, x: np.ndarray) -> Any:
+        """Degraded mode: the artifact's calibrated rules, shaped like a scorer answer."""
+        from model.scorer.client import ScoreResult  # lazy: worker-side import
+
+        return ScoreResult(
+            score=self._rules.score(x),
+            scenario_probs=self._rules.scenario_probs(x),
+            recon_error=np.zeros(len(x)),
+            channel_z=self._rules.channel_scores(x),
+            model_version=self._rules.version(),
+        )
+
+    def _rules_threshold(self) -> float:
+        from model.rules import THRESHOLD
+
+        return THRESHOLD
 
     async def _score_with_retries(self, windows: np.ndarray) -> tuple[Any, float]:
         from model.scorer.client import ScorerClient, ScorerRequestError  # lazy: worker-side import
@@ -200,6 +241,12 @@ class ScoreWindows(AsyncFunction):
             f"{len(windows)} windows (last error: {last!r}); failing the task so the job "
             "restarts from its last checkpoint"
         )
+
+
+def _fail(batch: list[tuple[np.ndarray, asyncio.Future]], exc: BaseException) -> None:
+    for _, fut in batch:
+        if not fut.done():
+            fut.set_exception(exc)
 
 
 def _concat(results: list[Any]) -> Any:

@@ -21,10 +21,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.ensemble import IsolationForest as SkIsolationForest
 from threadpoolctl import threadpool_limits
 
+from model.rules import Rules  # the rules baseline; also the job's degraded-mode scorer
 from model.windows import WindowSet
-from udfs.features import CHANNELS
-
-_C = {name: i for i, name in enumerate(CHANNELS)}
 
 
 def summary_features(x: np.ndarray) -> np.ndarray:
@@ -68,51 +66,4 @@ class IsolationForest:
         return -self.clf.score_samples(summary_features(x))  # sklearn: lower = more abnormal
 
 
-def _ch(x: np.ndarray, name: str) -> np.ndarray:
-    return x[:, :, _C[name]]
-
-
-def _near_close(x: np.ndarray) -> np.ndarray:
-    return _ch(x, "to_close_h") <= 0.25  # the last 15 minutes of the session
-
-
-# One statistic per scenario, computed from the raw (un-normalized) window channels, each
-# a classic surveillance alert condition: name -> (statistic, calibration statistic).
-# The calibration statistic is what the threshold is fitted on; it differs only for
-# marking the close, whose statistic is zero away from the close (validation has no
-# close), so its threshold is the normal *intraday* price move, applied at the close.
-RULES = {
-    "wash_trade": (lambda x: _ch(x, "self_cross_share").max(1), None),  # self-cross share of volume
-    "spoofing_layering": (lambda x: (_ch(x, "cancel_fill_ratio") + np.abs(_ch(x, "new_imbalance"))).max(1), None),  # cancels + one-sided layering
-    "quote_stuffing": (lambda x: _ch(x, "burst_100ms").max(1), None),  # message rate in 100 ms slots
-    "momentum_ignition": (lambda x: np.abs(_ch(x, "ret_mid_bps")).max(1), None),  # sharp price move
-    "pinging": (lambda x: _ch(x, "top_cancel_ratio").max(1), None),  # one participant probing then cancelling
-    "off_market_print": (lambda x: _ch(x, "fill_outside_hs").max(1), None),  # price outside the NBBO
-    "marking_the_close": (lambda x: (np.abs(_ch(x, "ret_mid_bps")) * _near_close(x)).max(1),
-                          lambda x: np.abs(_ch(x, "ret_mid_bps")).max(1)),  # end-of-day price move
-    "front_running": (lambda x: _ch(x, "front_run_ratio").max(1), None),  # same-side trading ahead of a block
-}
-
-
-@dataclass
-class Rules:
-    quantile: float = 0.999  # per-rule threshold = this quantile of the statistic on normal validation windows
-    name: str = "rules"
-
-    def fit(self, train: WindowSet, val: WindowSet) -> None:
-        normal = val.x[val.y == 0]
-        if len(normal) == 0:
-            raise ValueError("rules need normal validation windows to fit their thresholds")
-        self.med, self.scale = {}, {}
-        for rule, (stat, calib) in RULES.items():
-            v = (calib or stat)(normal)
-            med, q = float(np.median(v)), float(np.quantile(v, self.quantile))
-            self.med[rule] = med
-            self.scale[rule] = max(q - med, 1e-6 * (1 + abs(med)))
-
-    def rule_scores(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Per rule: 0 at the normal median, 1 at the rule's threshold."""
-        return {r: (stat(x) - self.med[r]) / self.scale[r] for r, (stat, _) in RULES.items()}
-
-    def score(self, x: np.ndarray) -> np.ndarray:
-        return np.max(np.stack(list(self.rule_scores(x).values())), axis=0)
+__all__ = ["GradientBoosting", "IsolationForest", "Rules", "summary_features"]

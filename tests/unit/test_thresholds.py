@@ -261,3 +261,26 @@ def test_channel_normals_equal_one_robust_ewma_per_channel() -> None:
         vec.update(x, CFG.alpha, CFG.winsor_c)
         assert vec.to_list() == [e.to_list() for e in scalar], f"step {i}"
     assert ChannelNormals.from_list([e.to_list() for e in scalar]).to_list() == vec.to_list()
+
+
+def test_degraded_windows_are_judged_by_the_rules_threshold_and_teach_nothing():
+    """Scored by the rules while the scorer was down: threshold 1 (source `rules`), the
+    alert is marked degraded, and neither the baseline nor the channel normals move."""
+    state, _ = run(InstrumentState(), [win(i, s) for i, s in enumerate(normal_scores(80))])
+    learned = state.to_json()
+
+    def degraded(i: int, score: float) -> ScoredWindow:
+        return replace(win(i, score, version="rules-abc"), degraded=True)
+
+    quiet = [degraded(i, 0.9) for i in range(80, 90)]  # below 1: no alert, nothing learned
+    state, events = run(state, quiet)
+    assert events == []
+    before, after = json.loads(learned), json.loads(state.to_json())
+    assert before["baseline"] == after["baseline"] and before["channels"] == after["channels"]
+    state, events = run(state, [degraded(90, 1.4)])
+    (ev,) = events
+    assert ev["status"] == "open" and ev["degraded"] and ev["model_version"] == "rules-abc"
+    assert ev["threshold_source"] == "rules" and ev["threshold"] == 1.0
+    # back on the model: the learned baseline judges again; a new peak updates the episode
+    state, events = run(state, [win(91, 1.5)])
+    assert [e["status"] for e in events] == ["update"] and events[0]["threshold_source"] != "rules"

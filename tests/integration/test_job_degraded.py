@@ -1,0 +1,63 @@
+"""Degraded mode: the scorer is down for the whole run, the job scores with the rules.
+
+The tiny market is replayed into Kafka and read by the real job (mini cluster,
+`--bounded`) whose scorer URL points at a port nobody listens on, with
+`--degraded-rules <trained artifact>` and no restarts allowed. The job must finish
+(no task failure), every scored window must be marked degraded with the rules' model
+version, and the committed alerts must say so (degraded, threshold source `rules`).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from darkpool.episodes import match
+from model.rules import Rules
+from tests.integration.job_support import ROOT, JobProcess, read_until
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_scorer_down_all_run_scores_by_rules_marked_degraded(stack, kafka_topic, tmp_path, trained_model) -> None:
+    bootstrap = f"localhost:{stack.kafka_port}"
+    trades, dlq, alerts, scored = (kafka_topic(n, partitions=2) for n in ("trades", "dlq", "alerts", "scored"))
+    data = tmp_path / "market"
+    for args in (("generate", "--preset", "tiny", "--seed", "7", "--out", str(data)),
+                 ("replay", "--input", str(data), "--bootstrap", bootstrap, "--topic", trades)):  # fmt: skip
+        subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
+    job = JobProcess(
+        ["--bootstrap-servers", bootstrap, "--trades-topic", trades, "--dead-letter-topic", dlq,
+         "--alerts-topic", alerts, "--scored-topic", scored, "--scorer-url", f"http://127.0.0.1:{_free_port()}",
+         "--scorer-retries", "1", "--scorer-backoff-s", "0.1", "--scorer-timeout-s", "1",
+         "--degraded-rules", str(trained_model), "--degraded-probe-s", "5",
+         "--start-from", "earliest", "--bounded", "--parallelism", "1",
+         "--job-name", f"degraded-{trades[-8:]}", "--restart-attempts", "0"],
+        tmp_path / "job.log",
+    )  # fmt: skip
+    try:
+        job.proc.wait(900)
+        assert job.proc.returncode == 0, job.tail()
+        windows = read_until(bootstrap, scored, lambda r: False, 10)
+        events = read_until(bootstrap, alerts, lambda r: False, 15, committed=True)
+    finally:
+        job.stop()
+    version = Rules.load(trained_model).version()
+    assert windows, "no window was scored"
+    assert all(w["degraded"] and w["model_version"] == version for w in windows)
+    assert events, "the rules raised no alert on a market with injected episodes"
+    assert all(e["degraded"] and e["model_version"] == version for e in events)
+    assert {e["threshold_source"] for e in events if e["status"] == "open"} == {"rules"}
+    summary = match(pq.read_table(data / "episodes.parquet").to_pylist(), events)
+    print("\n".join(summary.lines()))
+    assert summary.recall > 0, summary.lines()
