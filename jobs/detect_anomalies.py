@@ -8,9 +8,10 @@ Graph (operator names as in the web UI; every operator has a stable uid):
       -> "split-dead-letters": pane batches / dead letters (udfs/deadletter.py)
       -> "assemble-windows": keyed by shard, each instrument's last T panes -> its
          window [T, F]; one window batch per (shard, pane) (udfs/assembler.py)
-      -> "score-windows": async I/O to the scorer, one request per batch(es); emits one
-         scored window per instrument (udfs/scoring.py)
-      -> "adaptive-threshold": keyed by instrument: thresholds + coalescing (udfs/process.py)
+      -> "score-windows": ordered async I/O to the scorer, one request per batch(es);
+         one scored batch out (udfs/scoring.py)
+      -> "adaptive-threshold": keyed by shard, per-instrument thresholds + coalescing in
+         MapState (udfs/shard_thresholds.py; the pure logic is udfs/coalesce.py)
       -> "alerts-sink" EXACTLY_ONCE Kafka (+ "alerts-fast-sink" AT_LEAST_ONCE)
     dead letters -> "dead-letter-sink" AT_LEAST_ONCE Kafka (ids make repeats visible)
 
@@ -81,8 +82,9 @@ from udfs import sources
 from udfs.assembler import WINDOW_BATCH_TYPE, WindowAssembler
 from udfs.deadletter import DEAD_LETTERS, PANE_BATCH_TYPE, SplitDeadLetters
 from udfs.pane_udaf import make_pane_udaf, pane_query
-from udfs.process import HOUSEKEEPING, decide
+from udfs.process import HOUSEKEEPING
 from udfs.scoring import ScoreWindows
+from udfs.shard_thresholds import SCORED_BATCH_TYPE, decide_batches
 
 # A sink is a connector Sink (sink_to) or a function attaching one (print, tests).
 SinkLike = Sink | Callable[[DataStream], Any]
@@ -203,15 +205,15 @@ def build_pipeline(
     # Timeout 0: no per-record timer thread; each attempt is bounded inside the coroutine.
     scored = (
         AsyncDataStream.ordered_wait(
-            windows, scorer, Time.milliseconds(0), cfg.async_capacity, Types.STRING()
+            windows, scorer, Time.milliseconds(0), cfg.async_capacity, SCORED_BATCH_TYPE
         )
         .name("score-windows")
         .uid("score-windows")
     )
     if stop_after == "scored":
         return Pipeline(panes, windows, scored, None, dead)
-    alerts = decide(scored, in_order=True)
-    # AdaptiveThreshold yields housekeeping lines on a side output; PyFlink treats side
+    alerts = decide_batches(scored)
+    # The decision stage yields housekeeping lines on a side output; PyFlink treats side
     # output tuples as main records (and fails) unless the side stream is consumed.
     (
         alerts.get_side_output(HOUSEKEEPING)

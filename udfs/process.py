@@ -7,17 +7,13 @@ out of Flink managed state, drives it with event-time timers, and counts.
 State (per instrument), no pickling:
     "instrument_state"  ValueState<STRING>  InstrumentState JSON (bounded, see coalesce.py)
     "armed_timer"       ValueState<LONG>    the housekeeping timer currently registered
-Input order: with `in_order=False` (any producer) windows may arrive out of event-time
-order; each waits in the reorder buffer until the watermark passes its end. The job
-scores with `AsyncDataStream.ordered_wait`, so each instrument's windows arrive in order
-(one shard -> one async subtask -> one channel per instrument); it sets `in_order=True`
-and a window is decided on arrival: no buffer, no per-window timer, and the alert is out
-as soon as the scorer answered. A window older than the last decided one is still
-counted as stale, never reordered into history.
+Input: one scored window per record, keyed by instrument, from any producer: windows
+may arrive out of event-time order; each waits in the reorder buffer until the
+watermark passes its end. (The job itself uses udfs/shard_thresholds.py: the same
+decisions for batches of windows that arrive in order.)
 
 Timers (event time):
-    window_end - 1      (in_order=False) release the reordered windows once the
-                        watermark passed them
+    window_end - 1      release the reordered windows once the watermark passed them
     housekeeping        due = min(last_end + quiet_gap_ms if an episode is open,
                               last_end + idle_ttl_ms): closes a quiet episode; when the
                         instrument has been idle for idle_ttl_ms, clears *all* its state
@@ -82,11 +78,8 @@ def instrument_of(value: Any) -> str:
 
 
 class AdaptiveThreshold(KeyedProcessFunction):
-    def __init__(
-        self, cfg: ThresholdConfig | None = None, state_ttl_s: int = 7 * 24 * 3600, in_order: bool = False
-    ):
+    def __init__(self, cfg: ThresholdConfig | None = None, state_ttl_s: int = 7 * 24 * 3600):
         self.cfg = cfg or ThresholdConfig()
-        self.in_order = in_order
         if self.cfg.quiet_gap_ms >= self.cfg.idle_ttl_ms:
             raise ValueError(
                 "quiet_gap_ms must be < idle_ttl_ms (an episode closes before its state is dropped)"
@@ -161,14 +154,11 @@ class AdaptiveThreshold(KeyedProcessFunction):
         timers = ctx.timer_service()
         st = self._load()
         now = timers.current_processing_time()
-        if self.in_order and not st.pending:
-            ready = [w]  # ordered input: decide now (a late straggler is counted stale)
+        ready = enqueue(st, w, self.cfg)  # forced out by the buffer bound, oldest first
+        if w.window_end - 1 <= timers.current_watermark():
+            ready += release(st, timers.current_watermark())  # already behind the watermark
         else:
-            ready = enqueue(st, w, self.cfg)  # forced out by the buffer bound, oldest first
-            if w.window_end - 1 <= timers.current_watermark():
-                ready += release(st, timers.current_watermark())  # already behind the watermark
-            else:
-                timers.register_event_time_timer(w.window_end - 1)
+            timers.register_event_time_timer(w.window_end - 1)
         events = self._decide(st, ready, now)
         self._rearm(st, timers)
         self.state.update(st.to_json())
@@ -201,18 +191,12 @@ class AdaptiveThreshold(KeyedProcessFunction):
 
 
 def decide(
-    scored: DataStream, cfg: ThresholdConfig | None = None, parallelism: int | None = None,
-    in_order: bool = False,
-) -> DataStream:  # fmt: skip
-    """scored windows (any form `to_window` accepts) -> alert events (JSON strings).
-
-    `in_order`: the producer delivers each instrument's windows in event-time order. key_by
-    adds a key-extraction operator at the default parallelism: `scored` must run at that
-    parallelism too (a rebalance in between would shuffle the order).
-    """
+    scored: DataStream, cfg: ThresholdConfig | None = None, parallelism: int | None = None
+) -> DataStream:
+    """scored windows (any form `to_window` accepts) -> alert events (JSON strings)."""
     out = (
         scored.key_by(instrument_of, key_type=Types.STRING())
-        .process(AdaptiveThreshold(cfg, in_order=in_order), output_type=Types.STRING())
+        .process(AdaptiveThreshold(cfg), output_type=Types.STRING())
         .name("adaptive-threshold")
         .uid("adaptive-threshold")
     )

@@ -2,8 +2,8 @@
 
 `ScoreWindows` is used with `AsyncDataStream.ordered_wait(..., timeout=0, capacity)`.
 Its input is one window batch per (instrument shard, pane) (udfs/assembler.py); its
-output is one ScoredWindow JSON per instrument of the batch (the decision stage is keyed
-by instrument again).
+output is one record per batch too (`SCORED_BATCH_TYPE`: the shard and the JSON array
+of its ScoredWindows), for the decision stage keyed by shard (udfs/shard_thresholds.py).
 
 - Capacity bounds the batches in flight per subtask; a full queue backpressures.
 - Timeout 0 on the operator: PyFlink would otherwise start one `threading.Timer` per
@@ -44,11 +44,13 @@ import time
 from typing import Any
 
 import numpy as np
+from pyflink.common import Row
 from pyflink.datastream import RuntimeContext
 from pyflink.datastream.functions import AsyncFunction
 
 from udfs.assembler import window_batch_arrays
 from udfs.records import ScoredWindow
+from udfs.shard_thresholds import scored_batch_json
 
 LATENCY_SAMPLES = 1024  # requests kept for the latency percentiles
 
@@ -113,9 +115,9 @@ class ScoreWindows(AsyncFunction):
         self._client = None
 
     # ---- the async call -----------------------------------------------------------
-    async def async_invoke(self, value: Any) -> list[str]:
+    async def async_invoke(self, value: Any) -> list[Row]:
         # Positional access: rows arrive from the assembler without their field names.
-        _, end, instruments, max_ts, _, _, volatility, volume, participants = value
+        shard, end, instruments, max_ts, _, _, volatility, volume, participants = value
         windows, features = window_batch_arrays(value, self._t)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending.append((windows, fut))
@@ -156,7 +158,7 @@ class ScoreWindows(AsyncFunction):
                     degraded=degraded,
                 ).to_json()
             )
-        return out
+        return [Row(int(shard), scored_batch_json(out))]
 
     def _flush(self) -> None:
         if self._flush_handle is not None:

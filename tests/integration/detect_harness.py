@@ -11,10 +11,13 @@ scored even when none crosses a threshold.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from pyflink.common import Types  # noqa: E402
 
 from jobs import detect_anomalies as job  # noqa: E402
 
@@ -40,7 +43,10 @@ def main() -> None:
         source_topic=topic,
     )
     tap = job.kafka_string_sink(cfg, extra.scored_topic, False)
-    pipe.scored.sink_to(tap).name("scored-tap").uid("scored-tap")
+    windows = pipe.scored.flat_map(  # one ScoredWindow JSON per window of each batch
+        lambda r: [json.dumps(w, separators=(",", ":")) for w in json.loads(r[1])], output_type=Types.STRING()
+    ).name("scored-unbatch").uid("scored-unbatch")
+    windows.sink_to(tap).name("scored-tap").uid("scored-tap")
     env.execute(cfg.job_name)
 
 

@@ -1,9 +1,9 @@
-"""AdaptiveThreshold on PyFlink's local mini cluster (parallelism 2).
+"""The decision stage's Flink wrappers on PyFlink's local mini cluster (parallelism 2).
 
-The Flink wrapper must decide exactly what the pure functions decide on the same
-windows in event-time order: from out-of-order input (reordering by watermark, state
-restored per key), and from ordered input with `in_order=True` (decided on arrival, as
-in the job, with lazily re-armed housekeeping timers). It
+Each must decide exactly what the pure functions decide on the same windows in
+event-time order: AdaptiveThreshold from out-of-order single windows keyed by instrument
+(reordering by watermark, state restored per key), and ShardThresholds (the job's) from
+ordered batches of windows of several instruments keyed by shard. Each
 must drop an instrument's state once it has been quiet for idle_ttl_ms of event time:
 the instrument then warms up again on the global threshold.
 
@@ -23,6 +23,7 @@ import pytest
 from tests.integration import threshold_support
 from udfs.coalesce import InstrumentState, close_if_quiet, step
 from udfs.records import ScoredWindow
+from udfs.shard_thresholds import scored_batch_json
 from udfs.thresholds import ThresholdConfig
 
 pytestmark = pytest.mark.integration
@@ -37,6 +38,7 @@ def win(inst: str, i: int, score: float) -> ScoredWindow:
 
 
 def scenario(in_order: bool) -> tuple[list[list[ScoredWindow]], dict[str, list[ScoredWindow]]]:
+    """Phases of windows of A and B (per phase: shuffled within 20 s, or in order)."""
     rng = random.Random(4)
     a1 = [win("A", i, 3.0 if 45 <= i < 49 else rng.gauss(0.5, 0.05)) for i in range(80)]
     b = [win("B", i, 3.0 if i in (60, 61, 110) else rng.gauss(0.5, 0.05)) for i in range(160)]
@@ -64,16 +66,24 @@ def strip(ev: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v)) for k, v in ev.items() if k not in ("emitted_at", "latency_ms")))
 
 
-def run_on_mini_cluster(phases: list[list[ScoredWindow]], in_order: bool) -> tuple[list[dict], list[str]]:
-    from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
+def batches(phase: list[ScoredWindow]) -> list[str]:
+    """An ordered phase -> ShardThresholds input texts: one JSON array per window end."""
+    ends = sorted({w.window_end for w in phase})
+    return [scored_batch_json([w.to_json() for w in phase if w.window_end == e]) for e in ends]
+
+
+def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tuple[list[dict], list[str]]:
+    from pyflink.common import Configuration, Duration, Row, Types, WatermarkStrategy
     from pyflink.common.watermark_strategy import TimestampAssigner
     from pyflink.datastream import StreamExecutionEnvironment
 
     from udfs.process import HOUSEKEEPING, AdaptiveThreshold, instrument_of
+    from udfs.shard_thresholds import SCORED_BATCH_TYPE, ShardThresholds
 
     class WindowEnd(TimestampAssigner):
         def extract_timestamp(self, value, record_timestamp):
-            return json.loads(value)["window_end"] - 1
+            doc = json.loads(value)  # one window, or a batch of windows sharing their end
+            return (doc[0] if isinstance(doc, list) else doc)["window_end"] - 1
 
     def stall(value):
         if value == PAUSE:
@@ -87,11 +97,12 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], in_order: bool) -> tup
     conf.set_string("pipeline.auto-watermark-interval", "50 ms")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     # key_by adds a key-extraction operator at the default parallelism. At 2, fed from the
-    # parallelism-1 source, it would round-robin windows over two channels and undo the
+    # parallelism-1 source, it would round-robin records over two channels and undo the
     # order; ordered input (as in the job, where it runs at the async stage's
     # parallelism) needs it at the producer's parallelism.
-    env.set_parallelism(1 if in_order else 2)
-    records = [r for p in phases for r in ([w.to_json() for w in p] + [PAUSE])]
+    env.set_parallelism(1 if by_shard else 2)
+    texts = (lambda p: batches(p)) if by_shard else (lambda p: [w.to_json() for w in p])
+    records = [r for p in phases for r in ([*texts(p), PAUSE])]
     src = env.from_collection(records, type_info=Types.STRING())
     timed = (
         src.flat_map(stall, output_type=Types.STRING()).set_parallelism(1)
@@ -99,7 +110,15 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], in_order: bool) -> tup
             WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(20)).with_timestamp_assigner(WindowEnd())
         ).set_parallelism(1)
     )  # fmt: skip
-    decided = timed.key_by(instrument_of, key_type=Types.STRING()).process(AdaptiveThreshold(CFG, in_order=in_order), output_type=Types.STRING()).set_parallelism(2)
+    if by_shard:  # A and B share shard 0: every batch holds both when both traded
+        rows = timed.map(lambda t: Row(0, t), output_type=SCORED_BATCH_TYPE)
+        decided = rows.key_by(lambda r: r[0], key_type=Types.INT()).process(
+            ShardThresholds(CFG), output_type=Types.STRING()
+        ).set_parallelism(2)
+    else:
+        decided = timed.key_by(instrument_of, key_type=Types.STRING()).process(
+            AdaptiveThreshold(CFG), output_type=Types.STRING()
+        )
     tagged = decided.map(lambda s: "A" + s, output_type=Types.STRING()).union(
         decided.get_side_output(HOUSEKEEPING).map(lambda s: "H" + s, output_type=Types.STRING())
     )
@@ -108,16 +127,20 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], in_order: bool) -> tup
     return [json.loads(r[1:]) for r in got if r[0] == "A"], [r[1:] for r in got if r[0] == "H"]
 
 
-@pytest.mark.parametrize("in_order", [False, True], ids=["reordered", "in-order"])
-def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments(in_order: bool):
-    phases, by_inst = scenario(in_order)
-    events, housekeeping = run_on_mini_cluster(phases, in_order)
+@pytest.mark.parametrize("by_shard", [False, True], ids=["per-instrument-reordered", "by-shard-in-order"])
+def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments(by_shard: bool):
+    phases, by_inst = scenario(in_order=by_shard)
+    events, housekeeping = run_on_mini_cluster(phases, by_shard)
     want = expected_events(by_inst)
     assert sorted(map(strip, events)) == sorted(map(strip, want))
     # A: one episode in phase 1; after 300 s of silence its state was dropped at
     # last_end + idle_ttl (not at the end of input), so phase 3 starts on the global threshold
     a_quiet_at = T0 + 79 * SLIDE + CFG.idle_ttl_ms
-    assert f"cleared A {a_quiet_at}" in housekeeping
+    if by_shard:  # by the first idle sweep after it (every idle_ttl / 4 of event time)
+        cleared = [int(h.split()[2]) for h in housekeeping if h.startswith("cleared A ")]
+        assert cleared and a_quiet_at <= cleared[0] < a_quiet_at + CFG.idle_ttl_ms // 4, housekeeping
+    else:
+        assert f"cleared A {a_quiet_at}" in housekeeping
     a3 = [e for e in events if e["instrument"] == "A" and e["window_end"] >= T0 + 140 * SLIDE]
     assert a3 and a3[0]["status"] == "open" and a3[0]["threshold_source"] == "global"
     assert {e["status"] for e in events if e["instrument"] == "B"} >= {"open", "close"}

@@ -1,0 +1,181 @@
+"""ShardThresholds: the job's decision stage, one record per (instrument shard, pane).
+
+The same decisions as `AdaptiveThreshold` (udfs/process.py), made by the same pure
+functions (udfs/coalesce.py), but for a batch of scored windows at a time, decided on
+arrival (ordered input needs no reorder buffer): the job's ordered async scoring stage emits one record per window batch
+(`SCORED_BATCH_TYPE`: shard, JSON array of ScoredWindow), keyed here by shard. Each
+record crossing between the JVM and Python has a fixed cost (serialization, keyed-state
+round trips, timers); per window it was the job's largest cost.
+
+Input order: each instrument's windows arrive in event-time order (one shard -> one
+async subtask -> one channel); a window not newer than the instrument's last decided
+one is counted stale, never reordered into history.
+
+State (per shard; per instrument inside it):
+    "instruments"  MapState<STRING, STRING>  instrument -> InstrumentState JSON
+    "quiet_due"    ValueState<PICKLED>       {instrument: last_end + quiet_gap_ms} for the
+                                             instruments with an open episode (few)
+    "sweep_at"     ValueState<LONG>          the pending idle sweep timer
+Timers (event time, per shard):
+    quiet-gap due    closes the episode of an instrument that went quiet
+    idle sweep       every `sweep_ms`: drops the state of instruments silent for
+                     idle_ttl_ms (they warm up again on the global threshold). A window
+                     arriving after idle_ttl_ms of silence starts from a fresh state
+                     even if no sweep ran yet, so the outcome does not depend on
+                     watermark timing.
+A processing-time TTL on the map entries is the backstop for a stream whose watermark
+stops.
+
+Output: alert events (udfs/alerts.py) as JSON strings; side output HOUSEKEEPING
+("cleared <instrument> <sweep ts>"). Metrics as AdaptiveThreshold's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyflink.common import Time, Types
+from pyflink.datastream import DataStream, KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+
+from udfs import alerts
+from udfs.coalesce import InstrumentState, close_if_quiet, is_idle, step
+from udfs.process import HOUSEKEEPING
+from udfs.records import ScoredWindow
+from udfs.thresholds import ThresholdConfig
+
+# What the scoring stage emits per window batch: its shard and the scored windows.
+SCORED_BATCH_TYPE = Types.ROW_NAMED(["shard", "windows"], [Types.INT(), Types.STRING()])
+
+
+def scored_batch_json(windows_json: list[str]) -> str:
+    """ScoredWindow JSON texts -> the `windows` field (a JSON array, no re-encoding)."""
+    return "[" + ",".join(windows_json) + "]"
+
+
+def scored_windows(value: Any) -> list[ScoredWindow]:
+    return [ScoredWindow.from_dict(d) for d in json.loads(value[1])]
+
+
+class ShardThresholds(KeyedProcessFunction):
+    def __init__(self, cfg: ThresholdConfig | None = None, state_ttl_s: int = 7 * 24 * 3600,
+                 sweep_ms: int | None = None):  # fmt: skip
+        self.cfg = cfg or ThresholdConfig()
+        if self.cfg.quiet_gap_ms >= self.cfg.idle_ttl_ms:
+            raise ValueError("quiet_gap_ms must be < idle_ttl_ms (an episode closes before its state is dropped)")
+        self.state_ttl_s = state_ttl_s
+        self.sweep_ms = sweep_ms or max(self.cfg.idle_ttl_ms // 4, 1)
+        self._last_threshold = 0.0
+
+    def open(self, ctx: RuntimeContext) -> None:
+        ttl = (
+            StateTtlConfig.new_builder(Time.seconds(self.state_ttl_s))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .build()
+        )
+        desc = MapStateDescriptor("instruments", Types.STRING(), Types.STRING())
+        desc.enable_time_to_live(ttl)
+        self.states = ctx.get_map_state(desc)
+        self.quiet_due = ctx.get_state(ValueStateDescriptor("quiet_due", Types.PICKLED_BYTE_ARRAY()))
+        self.sweep_at = ctx.get_state(ValueStateDescriptor("sweep_at", Types.LONG()))
+        m = ctx.get_metrics_group()
+        self.m = {"open": m.counter("alertsOpened"), "update": m.counter("alertsUpdated"),
+                  "close": m.counter("alertsClosed")}  # fmt: skip
+        self.m_stale, self.m_cleared = m.counter("staleWindows"), m.counter("stateCleared")
+        self.m_windows = m.counter("windowsDecided")
+        m.gauge("currentThresholdMilli", lambda: int(self._last_threshold * 1000))
+
+    # ---- helpers --------------------------------------------------------------------
+    def _load(self, instrument: str) -> InstrumentState:
+        raw = self.states.get(instrument)
+        return InstrumentState.from_json(raw) if raw else InstrumentState()
+
+    def _emit(self, events: list[dict[str, Any]]):
+        for ev in events:
+            self.m[ev["status"]].inc()
+            yield alerts.encode(ev).decode()
+
+    def _arm_sweep(self, timers, newest_end: int) -> None:
+        if self.sweep_at.value() is None:
+            due = (newest_end // self.sweep_ms + 1) * self.sweep_ms + self.cfg.idle_ttl_ms
+            timers.register_event_time_timer(due)
+            self.sweep_at.update(due)
+
+    # ---- Flink callbacks ------------------------------------------------------------
+    def process_element(self, value, ctx: KeyedProcessFunction.Context):
+        timers = ctx.timer_service()
+        now = timers.current_processing_time()
+        due = self.quiet_due.value() or {}
+        due_before = dict(due)
+        events: list[dict[str, Any]] = []
+        newest = None
+        for w in scored_windows(value):
+            st = self._load(w.instrument)
+            if is_idle(st, w.window_end - 1, self.cfg):  # silent for idle_ttl: start afresh
+                events += close_if_quiet(st, st.last_end + self.cfg.idle_ttl_ms, self.cfg, now)
+                st = InstrumentState()
+                self.m_cleared.inc()
+            stale = st.stale
+            events += step(st, w, self.cfg, now)
+            self.m_windows.inc()
+            if st.stale != stale:
+                self.m_stale.inc()
+            if st.last_thr:
+                self._last_threshold = float(st.last_thr[0])
+            self.states.put(w.instrument, st.to_json())
+            if st.episode is not None:
+                due[w.instrument] = st.last_end + self.cfg.quiet_gap_ms
+            else:
+                due.pop(w.instrument, None)
+            newest = w.window_end if newest is None else max(newest, w.window_end)
+        if due != due_before:
+            for t in set(due.values()) - set(due_before.values()):
+                timers.register_event_time_timer(t)  # equal timestamps: one timer per shard
+            self.quiet_due.update(due)
+        if newest is not None:
+            self._arm_sweep(timers, newest)
+        yield from self._emit(events)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        now = ctx.timer_service().current_processing_time()
+        events: list[dict[str, Any]] = []
+        due = self.quiet_due.value() or {}
+        quiet = [inst for inst, t in due.items() if t <= timestamp]
+        for inst in quiet:  # episodes whose instrument went quiet
+            st = self._load(inst)
+            events += close_if_quiet(st, timestamp, self.cfg, now)
+            self.states.put(inst, st.to_json())
+            del due[inst]
+        if quiet:
+            self.quiet_due.update(due)
+        yield from self._emit(events)
+        if self.sweep_at.value() == timestamp:
+            yield from self._sweep(timestamp, ctx)
+
+    def _sweep(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        """Drop the instruments silent for idle_ttl_ms; re-arm while any state is left."""
+        now = ctx.timer_service().current_processing_time()
+        states = [(inst, InstrumentState.from_json(raw)) for inst, raw in self.states.items()]
+        idle = [(inst, st) for inst, st in states if is_idle(st, timestamp, self.cfg)]
+        for inst, st in idle:
+            yield from self._emit(close_if_quiet(st, timestamp, self.cfg, now))  # (closed already)
+            self.states.remove(inst)
+            self.m_cleared.inc()
+            yield HOUSEKEEPING, f"cleared {inst} {timestamp}"
+        self.sweep_at.clear()
+        if len(states) > len(idle):  # (counted here: the map's is_empty() lags removals)
+            nxt = timestamp + self.sweep_ms
+            ctx.timer_service().register_event_time_timer(nxt)
+            self.sweep_at.update(nxt)
+
+
+def decide_batches(scored: DataStream, cfg: ThresholdConfig | None = None) -> DataStream:
+    """Scored window batches (SCORED_BATCH_TYPE, in order per instrument) -> alert JSON."""
+    return (
+        scored.key_by(lambda r: r[0], key_type=Types.INT())
+        .process(ShardThresholds(cfg), output_type=Types.STRING())
+        .name("adaptive-threshold")
+        .uid("adaptive-threshold-by-shard")
+    )
