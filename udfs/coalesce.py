@@ -1,7 +1,8 @@
 """Per-instrument decision state: threshold baseline + alert coalescing (pure, no Flink).
 
-`InstrumentState` is everything the AdaptiveThreshold process function keeps per key,
-as one small JSON document (no pickling; readable in a savepoint dump). Its size is
+`InstrumentState` is everything the decision stage (udfs/shard_thresholds.py,
+udfs/process.py) keeps per instrument, as one small JSON document (no pickling;
+readable in a savepoint dump). Its size is
 bounded: fixed-size estimators, channel normals (<= MAX_CHANNELS), one open episode
 with <= 2 x top_participants participants, and a reorder buffer of <= max_pending
 windows.

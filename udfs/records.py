@@ -1,9 +1,10 @@
 """The scored-window record: what the scoring stage hands to the decision stage.
 
-One record per (instrument, window) after the scorer answered. It travels between the
-async scoring operator and the AdaptiveThreshold process function as a compact JSON
-string (`Types.STRING()`): no pickling, readable in the web UI's sample, and the same
-layout is usable from tests and the backtest path without Flink.
+One record per (instrument, window) after the scorer answered, as compact JSON: no
+pickling, readable in the web UI's sample, and the same layout is usable from tests and
+the backtest path without Flink. The job sends a shard's windows of one pane together
+(a JSON array, udfs/shard_thresholds.SCORED_BATCH_TYPE); the decision-stage tests send
+one per Kafka record.
 
 Fields (times are event time, epoch **milliseconds**):
 
