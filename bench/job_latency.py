@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.job_bench import _scorer, _topic  # noqa: E402
+from bench.job_bench import _topic, start_scorer  # noqa: E402
 
 
 def _produce(bootstrap: str, topic: str, seconds: float, rate: int, instruments: int, stop: threading.Event) -> None:
@@ -86,7 +86,7 @@ def main() -> None:
     p.add_argument("--scorer-port", type=int, default=8598)
     a = p.parse_args()
     trades, alerts, fast, dead = (_topic(a.bootstrap, n) for n in (2, 1, 1, 1))
-    scorer = _scorer(a.artifact, a.scorer_port)
+    scorer = start_scorer(a.artifact, a.scorer_port)
     job = subprocess.Popen(
         [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
          "--trades-topic", trades, "--alerts-topic", alerts, "--alerts-fast-topic", fast, "--fast-alerts",
