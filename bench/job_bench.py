@@ -128,6 +128,9 @@ def _topic(bootstrap: str, partitions: int) -> str:
     return name
 
 
+MIN_MARGIN_S = 2.0  # a rate needs the full run this much longer than the empty one
+
+
 def start_scorer(artifact: Path, port: int) -> subprocess.Popen:
     """A scorer process on `port` (CPU), once it answers ready; its log in a temp file."""
     from darkpool.stack.procs import port_in_use
@@ -212,16 +215,19 @@ def main() -> None:
 
         smoke.delete_topics(StackConfig.load(), _CREATED)
 
-    def rate(kind: str) -> float:
-        return a.events / max(
-            runs[f"{kind}_full"]["wall_s"] - runs[f"{kind}_empty"]["wall_s"], 1e-9
-        )
+    def rate(kind: str) -> float | None:
+        margin = runs[f"{kind}_full"]["wall_s"] - runs[f"{kind}_empty"]["wall_s"]
+        # below ~2 s the margin is start-up noise (measured: +-2 s between runs), not work
+        return a.events / margin if margin >= MIN_MARGIN_S else None
 
     ro, parse, full = rate("read_only"), rate("parse_only"), rate("job")
+    unresolved = [k for k, v in (("read_only", ro), ("parse_only", parse), ("job", full)) if v is None]
     print(json.dumps({
         "events": a.events, "instruments": a.instruments, "duration": a.duration,
         "events_per_instrument_pane": round(a.events / (a.instruments * _seconds(a.duration) / 5), 1), "partitions": a.partitions, "parallelism": 1,
-        "read_only_events_per_s": round(ro), "parse_only_events_per_s": round(parse), "job_events_per_s": round(full), "job_vs_read_only": round(full / ro, 3),
+        "read_only_events_per_s": ro and round(ro), "parse_only_events_per_s": parse and round(parse),
+        "job_events_per_s": full and round(full), "job_vs_read_only": round(full / ro, 3) if ro and full else None,
+        "unresolved": [f"{k}: full run within {MIN_MARGIN_S:.0f} s of the empty run; give more --events" for k in unresolved],
         "runs": runs, "scorer_peak_rss_mb": round(scorer_rss / 2**20),
         "load_average": os.getloadavg(), "cpus": os.cpu_count(),
         "note": "rates at the margin: events / (wall - wall of the same job on an empty topic)",
