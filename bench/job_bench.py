@@ -137,7 +137,7 @@ def start_scorer(artifact: Path, port: int) -> subprocess.Popen:
 
     if port_in_use("127.0.0.1", port):
         raise RuntimeError(f"port {port} is taken (a scorer left over by a killed run?); free it or pass --scorer-port")
-    log = tempfile.NamedTemporaryFile(prefix="bench-scorer-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix="bench-scorer-", suffix=".log", delete=False)  # noqa: SIM115 - the scorer writes it for the whole run
     print(f"scorer log: {log.name}", file=sys.stderr)
     proc = subprocess.Popen([sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
                              "--port", str(port), "--device", "cpu"], cwd=ROOT,

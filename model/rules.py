@@ -19,12 +19,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from udfs.features import CHANNELS
 from udfs.schemas import SCENARIOS
+
+if TYPE_CHECKING:
+    from model.windows import WindowSet
 
 _C = {name: i for i, name in enumerate(CHANNELS)}
 THRESHOLD = 1.0  # a rule score of 1 = that rule's threshold

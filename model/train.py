@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from darkpool.config import WindowConfig
 from model.artifact import save_artifact
-from model.rules import Rules
 from model.config import TrainConfig, preset
+from model.rules import Rules
 from model.transformer import ScoringModel, count_params, resolve_device, resolve_dtype
 from model.windows import WindowSet, fit_normalization, load_windows, time_split
 from udfs.schemas import SCENARIOS

@@ -44,7 +44,14 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
-from udfs.features import CHANNELS, N_CHANNELS, N_PANE_CHANNELS, PANE_CHANNELS, assemble_raw, empty_pane
+from udfs.features import (
+    CHANNELS,
+    N_CHANNELS,
+    N_PANE_CHANNELS,
+    PANE_CHANNELS,
+    assemble_raw,
+    empty_pane,
+)
 
 TOP_PARTICIPANTS = 5  # participants named per window
 

@@ -77,23 +77,32 @@ def instrument_of(value: Any) -> str:
     return to_window(value).instrument
 
 
+def checked(cfg: ThresholdConfig | None) -> ThresholdConfig:
+    """The decision stage's config, refused if an episode could outlive its state."""
+    cfg = cfg or ThresholdConfig()
+    if cfg.quiet_gap_ms >= cfg.idle_ttl_ms:
+        raise ValueError("quiet_gap_ms must be < idle_ttl_ms (an episode closes before its state is dropped)")
+    return cfg
+
+
+def backstop_ttl(seconds: int) -> StateTtlConfig:
+    """Processing-time TTL of the decision state: drops it when no watermark ever comes."""
+    return (
+        StateTtlConfig.new_builder(Time.seconds(seconds))
+        .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+        .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+        .build()
+    )
+
+
 class AdaptiveThreshold(KeyedProcessFunction):
     def __init__(self, cfg: ThresholdConfig | None = None, state_ttl_s: int = 7 * 24 * 3600):
-        self.cfg = cfg or ThresholdConfig()
-        if self.cfg.quiet_gap_ms >= self.cfg.idle_ttl_ms:
-            raise ValueError(
-                "quiet_gap_ms must be < idle_ttl_ms (an episode closes before its state is dropped)"
-            )
+        self.cfg = checked(cfg)
         self.state_ttl_s = state_ttl_s
         self._last_threshold = 0.0
 
     def open(self, ctx: RuntimeContext) -> None:
-        ttl = (
-            StateTtlConfig.new_builder(Time.seconds(self.state_ttl_s))
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            .build()
-        )
+        ttl = backstop_ttl(self.state_ttl_s)
         desc = ValueStateDescriptor("instrument_state", Types.STRING())
         desc.enable_time_to_live(ttl)
         self.state = ctx.get_state(desc)

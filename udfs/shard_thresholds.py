@@ -35,13 +35,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pyflink.common import Time, Types
+from pyflink.common import Types
 from pyflink.datastream import DataStream, KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from udfs import alerts
 from udfs.coalesce import InstrumentState, close_if_quiet, is_idle, step
-from udfs.process import HOUSEKEEPING
+from udfs.process import HOUSEKEEPING, backstop_ttl, checked
 from udfs.records import ScoredWindow
 from udfs.thresholds import ThresholdConfig
 
@@ -61,22 +61,14 @@ def scored_windows(value: Any) -> list[ScoredWindow]:
 class ShardThresholds(KeyedProcessFunction):
     def __init__(self, cfg: ThresholdConfig | None = None, state_ttl_s: int = 7 * 24 * 3600,
                  sweep_ms: int | None = None):  # fmt: skip
-        self.cfg = cfg or ThresholdConfig()
-        if self.cfg.quiet_gap_ms >= self.cfg.idle_ttl_ms:
-            raise ValueError("quiet_gap_ms must be < idle_ttl_ms (an episode closes before its state is dropped)")
+        self.cfg = checked(cfg)
         self.state_ttl_s = state_ttl_s
         self.sweep_ms = sweep_ms or max(self.cfg.idle_ttl_ms // 4, 1)
         self._last_threshold = 0.0
 
     def open(self, ctx: RuntimeContext) -> None:
-        ttl = (
-            StateTtlConfig.new_builder(Time.seconds(self.state_ttl_s))
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            .build()
-        )
         desc = MapStateDescriptor("instruments", Types.STRING(), Types.STRING())
-        desc.enable_time_to_live(ttl)
+        desc.enable_time_to_live(backstop_ttl(self.state_ttl_s))
         self.states = ctx.get_map_state(desc)
         self.quiet_due = ctx.get_state(ValueStateDescriptor("quiet_due", Types.PICKLED_BYTE_ARRAY()))
         self.sweep_at = ctx.get_state(ValueStateDescriptor("sweep_at", Types.LONG()))

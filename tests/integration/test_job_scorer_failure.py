@@ -20,7 +20,14 @@ import time
 
 import pytest
 
-from tests.integration.job_support import ROOT, JobProcess, ScorerProcess, comparable, differences, read_until
+from tests.integration.job_support import (
+    ROOT,
+    JobProcess,
+    ScorerProcess,
+    comparable,
+    differences,
+    read_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

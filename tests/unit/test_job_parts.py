@@ -14,8 +14,6 @@ from udfs import sources
 from udfs.assembler import add_pane, assemble_batch, pane_entries, window_batch_arrays
 from udfs.deadletter import format_dead_letter
 from udfs.features import (
-    N_CHANNELS,
-    N_PANE_CHANNELS,
     REQUIRED_COLUMNS,
     pane_features,
     windows_from_panes,
