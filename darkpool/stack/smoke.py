@@ -47,9 +47,10 @@ def produce(cfg: StackConfig, topic: str, messages: list[str]) -> None:
 
     producer = KafkaProducer(bootstrap_servers=cfg.bootstrap_servers, acks="all")
     try:
-        for m in messages:
-            producer.send(topic, m.encode())
+        sent = [producer.send(topic, m.encode()) for m in messages]
         producer.flush(timeout=30)
+        for future in sent:  # a failed send raises here instead of vanishing
+            future.get(timeout=30)
     finally:
         producer.close()
 
@@ -73,6 +74,9 @@ def consume(
         enable_auto_commit=False,
         isolation_level="read_committed" if committed_only else "read_uncommitted",
         consumer_timeout_ms=1000,
+        # a topic created moments ago may be missing from the first metadata answer;
+        # refresh within seconds, not after the default 5 minutes
+        metadata_max_age_ms=2000,
     )
     got: list[str] = []
     deadline = time.monotonic() + timeout_s
