@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,22 @@ from kafka import KafkaConsumer, KafkaProducer
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "integration" / "detect_harness.py"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a scorer, or a scorer that is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def replay_market(bootstrap: str, topic: str, out: Path, seed: int = 7) -> Path:
+    """`darkpool generate --preset tiny --seed S` into `out`, then `darkpool replay` it into
+    `topic`; returns `out` (events.parquet, episodes.parquet)."""
+    for args in (("generate", "--preset", "tiny", "--seed", str(seed), "--out", str(out)),
+                 ("replay", "--input", str(out), "--bootstrap", bootstrap, "--topic", topic)):  # fmt: skip
+        subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
+    return out
 
 
 class JobProcess:

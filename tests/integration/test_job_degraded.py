@@ -9,36 +9,24 @@ version, and the committed alerts must say so (degraded, threshold source `rules
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-
 import pyarrow.parquet as pq
 import pytest
 
 from darkpool.episodes import match
 from model.rules import Rules
-from tests.integration.job_support import ROOT, JobProcess, read_until
+from tests.integration.job_support import JobProcess, free_port, read_until, replay_market
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_scorer_down_all_run_scores_by_rules_marked_degraded(stack, kafka_topic, tmp_path, trained_model) -> None:
     bootstrap = f"localhost:{stack.kafka_port}"
     trades, dlq, alerts, scored = (kafka_topic(n, partitions=2) for n in ("trades", "dlq", "alerts", "scored"))
     data = tmp_path / "market"
-    for args in (("generate", "--preset", "tiny", "--seed", "7", "--out", str(data)),
-                 ("replay", "--input", str(data), "--bootstrap", bootstrap, "--topic", trades)):  # fmt: skip
-        subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
+    replay_market(bootstrap, trades, data)
     job = JobProcess(
         ["--bootstrap-servers", bootstrap, "--trades-topic", trades, "--dead-letter-topic", dlq,
-         "--alerts-topic", alerts, "--scored-topic", scored, "--scorer-url", f"http://127.0.0.1:{_free_port()}",
+         "--alerts-topic", alerts, "--scored-topic", scored, "--scorer-url", f"http://127.0.0.1:{free_port()}",
          "--scorer-retries", "1", "--scorer-backoff-s", "0.1", "--scorer-timeout-s", "1",
          "--degraded-rules", str(trained_model), "--degraded-probe-s", "5",
          "--start-from", "earliest", "--bounded", "--parallelism", "1",

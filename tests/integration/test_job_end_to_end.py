@@ -15,14 +15,11 @@ The model is the `trained_model` fixture: artifacts/small if present, else one t
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pyarrow.parquet as pq
 import pytest
 
 from darkpool.episodes import match
-from tests.integration.job_support import ROOT, JobProcess, read_until
+from tests.integration.job_support import JobProcess, read_until, replay_market
 from tests.unit.test_scorer import Scorer
 
 pytestmark = pytest.mark.integration
@@ -32,17 +29,12 @@ MAX_FALSE_SHARE = 0.25
 SEED = 7
 
 
-def _cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
-
-
 def test_episodes_alerted_with_bounded_false_alerts(stack, kafka_topic, tmp_path, trained_model) -> None:
     artifact = trained_model
     bootstrap = f"localhost:{stack.kafka_port}"
     trades, dlq, alerts, scored = (kafka_topic(n, partitions=2) for n in ("trades", "dlq", "alerts", "scored"))
     data = tmp_path / "market"
-    _cli("generate", "--preset", "tiny", "--seed", str(SEED), "--out", str(data))
-    _cli("replay", "--input", str(data), "--bootstrap", bootstrap, "--topic", trades)
+    replay_market(bootstrap, trades, data, SEED)
     scorer = Scorer(artifact)
     job = JobProcess(
         ["--bootstrap-servers", bootstrap, "--trades-topic", trades, "--dead-letter-topic", dlq,

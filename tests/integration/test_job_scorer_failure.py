@@ -13,29 +13,21 @@ tests/integration/test_failure_recovery.py, on the decision-stage job.)
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.integration.job_support import (
-    ROOT,
     JobProcess,
     ScorerProcess,
     comparable,
     differences,
+    free_port,
     read_until,
+    replay_market,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(bootstrap, trades, alerts, scored, dlq, url, name, log, restarts) -> JobProcess:  # noqa: ANN001
@@ -54,14 +46,12 @@ def test_scorer_killed_mid_replay_same_committed_alerts(stack, kafka_topic, tmp_
     bootstrap = f"localhost:{stack.kafka_port}"
     trades = kafka_topic("trades", partitions=2)
     data = tmp_path / "market"
-    for args in (("generate", "--preset", "tiny", "--seed", "7", "--out", str(data)),
-                 ("replay", "--input", str(data), "--bootstrap", bootstrap, "--topic", trades)):  # fmt: skip
-        subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
+    replay_market(bootstrap, trades, data)
 
     results = {}
     for run in ("undisturbed", "scorer_killed"):
         alerts, scored, dlq = (kafka_topic(f"{run}-{n}") for n in ("alerts", "scored", "dlq"))
-        port = _port()
+        port = free_port()
         scorer = ScorerProcess(artifact, port, tmp_path / f"scorer-{run}.log")
         job = _run(bootstrap, trades, alerts, scored, dlq, scorer.url, f"{run}-{trades[-8:]}",
                    tmp_path / f"job-{run}.log", 0 if run == "undisturbed" else 10)  # fmt: skip

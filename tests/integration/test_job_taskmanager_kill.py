@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -25,21 +22,16 @@ from darkpool.stack import flink, jobs, smoke
 from darkpool.stack.procs import PidFiles
 from tests.integration.job_support import (
     HARNESS,
-    ROOT,
     JobProcess,
     ScorerProcess,
     comparable,
     differences,
+    free_port,
     read_until,
+    replay_market,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _args(bootstrap, trades, name, url, restarts) -> dict[str, list[str]]:  # noqa: ANN001
@@ -61,10 +53,8 @@ def test_taskmanager_killed_mid_replay_same_committed_alerts(stack, own_flink, k
     outputs = [f"{trades}.{run}.{kind}" for run in ("undisturbed", "tm_killed") for kind in ("alerts", "scored", "dlq")]
     smoke.create_topics(stack, outputs, 1)
     data = tmp_path / "market"
-    for args in (("generate", "--preset", "tiny", "--seed", "7", "--out", str(data)),
-                 ("replay", "--input", str(data), "--bootstrap", bootstrap, "--topic", trades)):  # fmt: skip
-        subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
-    scorer = ScorerProcess(trained_model, _port(), tmp_path / "scorer.log")
+    replay_market(bootstrap, trades, data)
+    scorer = ScorerProcess(trained_model, free_port(), tmp_path / "scorer.log")
     argv = _args(bootstrap, trades, f"tmkill-{trades[-8:]}", scorer.url, {"undisturbed": 0, "tm_killed": 10})
     try:
         job = JobProcess(argv["undisturbed"], tmp_path / "job-undisturbed.log")
