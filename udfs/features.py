@@ -203,10 +203,11 @@ def _participant_matrix(out: np.ndarray, c: dict[str, np.ndarray], g: np.ndarray
                         vol: np.ndarray, cnt: np.ndarray) -> None:
     """Participant-level channels of G panes (written into `out`)."""
     G = len(starts)
-    contra = np.array(["" if v is None or v != v else str(v) for v in c["contra"]], dtype=object)
+    contra = np.where(pd.isna(c["contra"]), "", c["contra"])  # no contra = "" (never a participant)
     # One sorted code space for participants and contras: ties for "most active" go to the
-    # smallest id, whatever else is in the call.
-    names, inv = np.unique(np.concatenate([c["participant"].astype(str), contra.astype(str)]), return_inverse=True)
+    # smallest id, whatever else is in the call. (pd.factorize hashes the Python strings:
+    # np.unique on them cost ~1.3 us per event, a sixth of the whole pane UDAF.)
+    inv, names = pd.factorize(np.concatenate([c["participant"], contra]), sort=True)
     n = len(g)
     code_p, code_c = inv[:n], inv[n:]
     firm = np.unique([firm_of(str(x)) for x in names], return_inverse=True)[1]

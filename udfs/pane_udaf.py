@@ -66,7 +66,7 @@ def top_participants_by_key(
     """
     has = pd.notna(contra)
     key_codes, key_names = pd.factorize(np.concatenate([key, key[has]]), sort=True)
-    name_codes, names = pd.factorize(np.concatenate([participant, contra[has]]).astype(str), sort=True)
+    name_codes, names = pd.factorize(np.concatenate([participant, contra[has]]), sort=True)
     pair, counts = np.unique(key_codes.astype(np.int64) * len(names) + name_codes, return_counts=True)
     k_of, n_of = pair // len(names), pair % len(names)
     order = np.lexsort((n_of, -counts, k_of))  # key, then count descending, then name

@@ -1,8 +1,9 @@
 """The event contract: one row = one order-lifecycle event in the dark venue.
 
 Defined once here and used everywhere: the simulator writes it, replay sends it, the
-Flink job parses and validates it (its SQL validation is *generated* from `RULES`
-below), training reads it. Same field names in Parquet and in JSON on Kafka (one UTF-8
+Flink job parses and validates it (udfs/jvm EventParser applies `RULES` below, with
+the same words; tests/integration/test_parse_event.py checks the two agree), training
+reads it. Same field names in Parquet and in JSON on Kafka (one UTF-8
 object per message, message key = instrument).
 
 A row that breaks the contract yields a `ContractError` naming the row and the field;
@@ -88,49 +89,33 @@ class ContractError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    """One check of the contract, expressed both for numpy/Arrow and for Flink SQL.
+    """One check of the contract: the field it names and why a row breaks it.
 
-    `sql` is a boolean SQL expression over the typed columns that is TRUE when the
-    row is *valid*; `{c}` stands for the column. The job's validation SQL is built from
-    these, so the JVM and Python validators cannot drift apart (tests check they agree).
+    Python applies them in `_row_rule_failure` and `validate_table`; the job's JVM parser
+    (udfs/jvm EventParser) applies the same rules in the same order and reports
+    "<field>: <reason>" with these words (tests check that both agree on a corpus).
     """
 
     field: str
     reason: str
-    sql: str
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("ts", "must be a positive int64 epoch-nanosecond timestamp", "{c} IS NOT NULL AND {c} > 0"),
-    Rule("instrument", "must be a non-empty string", "{c} IS NOT NULL AND CHAR_LENGTH({c}) > 0"),
-    Rule("venue", "must be a non-empty string", "{c} IS NOT NULL AND CHAR_LENGTH({c}) > 0"),
-    Rule("event", f"must be one of {', '.join(EVENT_KINDS)}", "{c} IN ('new', 'cancel', 'fill')"),
-    Rule("order_id", "must be a non-empty string", "{c} IS NOT NULL AND CHAR_LENGTH({c}) > 0"),
-    Rule("participant", "must be a non-empty string", "{c} IS NOT NULL AND CHAR_LENGTH({c}) > 0"),
-    Rule("side", "must be B or S", "{c} IN ('B', 'S')"),
-    # x = x is false for NaN; the upper bound rejects +inf.
-    Rule("price", "must be a finite number > 0", "{c} IS NOT NULL AND {c} = {c} AND {c} > 0 AND {c} < 1e300"),
-    Rule("qty", "must be an integer > 0", "{c} IS NOT NULL AND {c} > 0"),
-    Rule("bid", "must be a finite number > 0", "{c} IS NOT NULL AND {c} = {c} AND {c} > 0 AND {c} < 1e300"),
-    Rule("ask", "must be a finite number > 0", "{c} IS NOT NULL AND {c} = {c} AND {c} > 0 AND {c} < 1e300"),
-    Rule("ask", "bid must not exceed ask", "bid <= ask"),
-    Rule("hidden", "must be a boolean", "{c} IS NOT NULL"),
-    Rule(
-        "contra",
-        "must be a non-empty string on fills and null otherwise",
-        "(event = 'fill' AND {c} IS NOT NULL AND CHAR_LENGTH({c}) > 0)"
-        " OR (event <> 'fill' AND {c} IS NULL)",
-    ),
+    Rule("ts", "must be a positive int64 epoch-nanosecond timestamp"),
+    Rule("instrument", "must be a non-empty string"),
+    Rule("venue", "must be a non-empty string"),
+    Rule("event", f"must be one of {', '.join(EVENT_KINDS)}"),
+    Rule("order_id", "must be a non-empty string"),
+    Rule("participant", "must be a non-empty string"),
+    Rule("side", "must be B or S"),
+    Rule("price", "must be a finite number > 0"),
+    Rule("qty", "must be an integer > 0"),
+    Rule("bid", "must be a finite number > 0"),
+    Rule("ask", "must be a finite number > 0"),
+    Rule("ask", "bid must not exceed ask"),
+    Rule("hidden", "must be a boolean"),
+    Rule("contra", "must be a non-empty string on fills and null otherwise"),
 )
-
-
-def sql_reason_expression() -> str:
-    """SQL CASE giving the first broken rule as '<field>: <reason>', NULL when valid."""
-    whens = "\n".join(
-        f"  WHEN NOT COALESCE(({r.sql.format(c=r.field)}), FALSE) THEN '{r.field}: {r.reason}'"
-        for r in RULES
-    )
-    return f"CASE\n{whens}\n  ELSE CAST(NULL AS STRING)\nEND"
 
 
 # ---- Python-side validation ---------------------------------------------------------

@@ -1,9 +1,9 @@
-"""Scoring through Flink async I/O: window batches -> ScoredWindow JSON (udfs/records.py).
+"""Scoring through Flink async I/O: window batches -> ScoredWindows (udfs/records.py).
 
 `ScoreWindows` is used with `AsyncDataStream.ordered_wait(..., timeout=0, capacity)`.
 Its input is one window batch per (instrument shard, pane) (udfs/assembler.py); its
-output is one record per batch too (`SCORED_BATCH_TYPE`: the shard and the JSON array
-of its ScoredWindows), for the decision stage keyed by shard (udfs/shard_thresholds.py).
+output is one record per batch too (`SCORED_BATCH_TYPE`: the shard and its
+ScoredWindows, packed by `encode_scored_batch`), for the decision stage keyed by shard (udfs/shard_thresholds.py).
 
 - Capacity bounds the batches in flight per subtask; a full queue backpressures.
 - Timeout 0 on the operator: PyFlink would otherwise start one `threading.Timer` per
@@ -50,7 +50,7 @@ from pyflink.datastream.functions import AsyncFunction
 
 from udfs.assembler import window_batch_arrays
 from udfs.records import ScoredWindow
-from udfs.shard_thresholds import scored_batch_json
+from udfs.shard_thresholds import encode_scored_batch
 
 LATENCY_SAMPLES = 1024  # requests kept for the latency percentiles
 
@@ -156,9 +156,9 @@ class ScoreWindows(AsyncFunction):
                     features=tuple(features[i].tolist()),
                     participants=tuple((str(n), float(w)) for n, w in parts[i]),
                     degraded=degraded,
-                ).to_json()
+                )
             )
-        return [Row(int(shard), scored_batch_json(out))]
+        return [Row(int(shard), encode_scored_batch(out))]
 
     def _flush(self) -> None:
         if self._flush_handle is not None:

@@ -4,15 +4,15 @@ Everything here runs in the JVM (no per-event Python on the main path):
 
 1. A *raw* source table: Kafka with one `payload STRING` column (`format = 'raw'`) plus
    the partition / offset metadata, or a bounded file of JSON lines (backtest).
-   `rowtime` is a computed column (`ts` ns -> TIMESTAMP_LTZ(3)) and the watermark is
-   declared in the DDL, so it is generated inside the source (per Kafka partition,
-   with `scan.watermark.idle-timeout` for silent partitions).
-2. A *typed* view: `parse_event(payload)`, the job's one JVM function (udfs/jvm,
-   `darkpool.flink.ParseEvent`), parses the JSON once with a streaming parser into the
-   typed contract fields plus `type_error` (NULL, or which field has the wrong JSON type
-   / why the payload is not a JSON object). Then a `reason` column: NULL when valid,
-   else the type error or the first broken rule from `udfs.schemas.sql_reason_expression()`
-   (generated from `RULES`, so the JVM and Python validators cannot drift apart).
+   `rowtime` is a computed column, `event_time_ms(payload)` (0 for a malformed event, so
+   that a broken ts never moves the watermark), and the watermark is declared in the
+   DDL, so it is generated inside the source (per Kafka partition, with
+   `scan.watermark.idle-timeout` for silent partitions).
+2. A *typed* view: `parse_event(payload)` gives the typed contract fields plus `reason`:
+   NULL when valid, else the JSON type error or the first broken rule of
+   `udfs.schemas.RULES`, in its words. Both are the job's JVM functions (udfs/jvm
+   EventParser): one streaming parse and the rules in Java, shared by the two calls on a
+   record (the parse is kept for the next call on the same thread).
 3. `main` = valid and on time; `side` = malformed (reason) or late
    (`rowtime <= CURRENT_WATERMARK(rowtime)`, i.e. beyond the allowed out-of-orderness:
    its pane may already be closed).
@@ -21,9 +21,10 @@ Strict JSON types, as Python's `json.loads` + `udfs.schemas.validate_record` rea
 no "5" for 5, no 5.0 for an integer, no number for a string, `contra` a string or
 null, `hidden` true/false; unknown keys are ignored, a repeated key keeps its last
 value. The dead-letter formatter re-derives the exact reason with the Python validator
-(and marks any disagreement). Why a Java function and not SQL: one JSON_VALUE per
-field plus a type regular expression cost ~120 us per event on the 2-core box
-(measured), more than everything else on the JVM side; the streaming parse is one pass.
+(and marks any disagreement). Why Java and not SQL: one JSON_VALUE per field plus a
+type regular expression cost ~120 us per event on the 2-core box (measured), and the
+rules as a generated SQL CASE cost a quarter of the source thread plus JIT time
+(measured with JFR); the Java parse is one pass over the payload's bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from jobs.job_config import JobConfig
-from udfs.schemas import EVENT_SCHEMA, FIELD_NAMES, sql_reason_expression
+from udfs.schemas import EVENT_SCHEMA, FIELD_NAMES
 
 _SQL_TYPES = {
     pa.int64(): "BIGINT",
@@ -42,9 +43,13 @@ _SQL_TYPES = {
 SQL_TYPES: dict[str, str] = {f.name: _SQL_TYPES[f.type] for f in EVENT_SCHEMA}
 
 PARSE_FUNCTION = "parse_event"  # SQL name of darkpool.flink.ParseEvent (udfs/jvm)
-PARSE_CLASS = "darkpool.flink.ParseEvent"
+EVENT_TIME_FUNCTION = "event_time_ms"  # darkpool.flink.EventTimeMs
 # The job's JVM functions (SQL name -> class), all in the udfs/jvm jar.
-JVM_FUNCTIONS = {PARSE_FUNCTION: PARSE_CLASS, "stable_hash": "darkpool.flink.StableHash"}
+JVM_FUNCTIONS = {
+    PARSE_FUNCTION: "darkpool.flink.ParseEvent",
+    EVENT_TIME_FUNCTION: "darkpool.flink.EventTimeMs",
+    "stable_hash": "darkpool.flink.StableHash",
+}
 
 # Columns of the side path, in order (udfs.deadletter.DeadLetterFormatter unpacks them).
 SIDE_FIELDS = ("kind", "reason", "payload", "src_partition", "src_offset", "ts", "watermark_ms")
@@ -74,10 +79,10 @@ def register_functions(t_env) -> None:
         ) from exc
 
 
-# Event time in ms; a row without a usable ts gets 0 (always "behind" the watermark, never
-# moves it) and is dead-lettered by the rules anyway. rowtime must not be NULL.
+# Event time in ms; a malformed row gets 0 (always "behind" the watermark, never moves
+# it) and is dead-lettered anyway. rowtime must not be NULL.
 def _rowtime() -> str:
-    return f"rowtime AS TO_TIMESTAMP_LTZ(COALESCE({PARSE_FUNCTION}(payload).ts, 0) / 1000000, 3)"
+    return f"rowtime AS TO_TIMESTAMP_LTZ({EVENT_TIME_FUNCTION}(payload), 3)"
 
 
 def kafka_raw_ddl(
@@ -178,7 +183,7 @@ def _typed_select(raw: str, has_metadata: bool) -> str:
     # the planner does not inline it into each field access).
     return f"""SELECT
   {cols},
-  payload, src_partition, src_offset, rowtime, e.type_error AS type_error
+  payload, src_partition, src_offset, rowtime, e.reason AS reason
 FROM (SELECT {PARSE_FUNCTION}(payload) AS e, payload, {meta}, rowtime FROM {raw})"""
 
 
@@ -190,11 +195,9 @@ def register_views(t_env, raw: str, has_metadata: bool, prefix: str = "trades") 
     rowtime. Side columns: `SIDE_FIELDS`.
     """
     typed = _typed_select(raw, has_metadata)
-    reason = f"CASE WHEN type_error IS NOT NULL THEN type_error ELSE {sql_reason_expression()} END"
     t_env.execute_sql(f"CREATE TEMPORARY VIEW {prefix}_typed AS {typed}")
     t_env.execute_sql(
         f"""CREATE TEMPORARY VIEW {prefix}_checked AS SELECT *,
-  {reason} AS reason,
   CURRENT_WATERMARK(rowtime) AS wm
 FROM {prefix}_typed"""
     )

@@ -11,7 +11,6 @@ scored even when none crosses a threshold.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -20,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from pyflink.common import Types  # noqa: E402
 
 from jobs import detect_anomalies as job  # noqa: E402
+from udfs.shard_thresholds import scored_windows  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     )
     tap = job.kafka_string_sink(cfg, extra.scored_topic, False)
     windows = pipe.scored.flat_map(  # one ScoredWindow JSON per window of each batch
-        lambda r: [json.dumps(w, separators=(",", ":")) for w in json.loads(r[1])], output_type=Types.STRING()
+        lambda r: [w.to_json() for w in scored_windows(r)], output_type=Types.STRING()
     ).name("scored-unbatch").uid("scored-unbatch")
     windows.sink_to(tap).name("scored-tap").uid("scored-tap")
     env.execute(cfg.job_name)

@@ -1,8 +1,10 @@
-"""The JVM parser (udfs/jvm ParseEvent) + the SQL rules agree with the Python validator.
+"""The JVM parser and rules (udfs/jvm EventParser) agree with the Python validator.
 
-One small batch job on the local mini cluster runs the job's own typed view and reason
-expression (udfs/sources.py) over a corpus of good and bad payloads; for every payload,
-"the job dead-letters it" must equal "udfs.schemas.parse_message rejects it".
+One small batch job on the local mini cluster runs the job's own typed view
+(udfs/sources.py) over a corpus of good and bad payloads; for every payload, "the job
+dead-letters it" must equal "udfs.schemas.parse_message rejects it", a broken rule must
+be named with the words of udfs.schemas.RULES, and the event time the watermark sees
+must be the event's (0 for a rejected one).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import pytest
 
 from tests.samples import GOOD, payload
-from udfs.schemas import ContractError, encode_message, parse_message, sql_reason_expression
+from udfs.schemas import RULES, ContractError, encode_message, parse_message
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +30,7 @@ CORPUS = [
     json.dumps(GOOD, indent=1),
     payload(price=1e-3, bid=5e-4, ask=2e-3),
     payload(price=10, bid=9, ask=11),  # integers in number fields
+    payload(price=1e301, bid=1e300, ask=1e302),  # finite, however large
     _without("contra", event="new"),  # contra absent = null (a fill needs one)
     payload(extra={"qty": "nested keys are not contract fields"}),
     payload().replace('"qty"', '"q\\u0074y"'),  # escaped key: JSON says it is "qty"
@@ -51,15 +54,17 @@ CORPUS = [
 ]
 
 
-def _python_accepts(payload: str) -> bool:
+def _python_verdict(payload: str) -> tuple[bool, str | None, int]:
+    """(accepted, the broken rule as the JVM words it or None, event time in ms or 0)."""
     try:
-        parse_message(payload)
-    except ContractError:
-        return False
-    return True
+        rec = parse_message(payload)
+    except ContractError as e:
+        rule = next((r for r in RULES if (r.field, r.reason) == (e.field, e.reason)), None)
+        return False, rule and f"{rule.field}: {rule.reason}", 0
+    return True, None, rec["ts"] // 1_000_000
 
 
-def test_jvm_parser_and_sql_rules_agree_with_python_validator() -> None:
+def test_jvm_parser_and_rules_agree_with_python_validator() -> None:
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     from jobs.detect_anomalies import local_jars
@@ -77,12 +82,14 @@ def test_jvm_parser_and_sql_rules_agree_with_python_validator() -> None:
     typed = sources._typed_select("src", has_metadata=False).replace("SELECT\n", "SELECT\n  i,", 1)
     typed = typed.replace(", payload,", ", i, payload,", 1)
     t_env.execute_sql(f"CREATE TEMPORARY VIEW typed AS {typed}")
-    reason = f"CASE WHEN type_error IS NOT NULL THEN type_error ELSE {sql_reason_expression()} END"
-    with t_env.execute_sql(f"SELECT i, {reason} AS reason FROM typed").collect() as results:
-        got = {int(r[0]): r[1] for r in results}
+    query = f"SELECT i, reason, {sources.EVENT_TIME_FUNCTION}(payload) FROM typed"
+    with t_env.execute_sql(query).collect() as results:
+        got = {int(r[0]): (r[1], int(r[2])) for r in results}
     assert sorted(got) == list(range(len(CORPUS)))
-    disagreements = [
-        (CORPUS[i], got[i]) for i in got if (got[i] is None) != _python_accepts(CORPUS[i])
-    ]
+    disagreements = []
+    for i, (reason, event_ms) in got.items():
+        accepted, rule, python_ms = _python_verdict(CORPUS[i])
+        if (reason is None) != accepted or (rule and reason != rule) or event_ms != python_ms:
+            disagreements.append((CORPUS[i], reason, event_ms, rule, python_ms))
     assert not disagreements, disagreements
-    assert sum(r is None for r in got.values()) == 9  # the accepted block above
+    assert sum(r is None for r, _ in got.values()) == 10  # the accepted block above

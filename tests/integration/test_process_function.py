@@ -23,7 +23,6 @@ import pytest
 from tests.integration import threshold_support
 from udfs.coalesce import InstrumentState, close_if_quiet, step
 from udfs.records import ScoredWindow
-from udfs.shard_thresholds import scored_batch_json
 from udfs.thresholds import ThresholdConfig
 
 pytestmark = pytest.mark.integration
@@ -67,9 +66,11 @@ def strip(ev: dict) -> tuple:
 
 
 def batches(phase: list[ScoredWindow]) -> list[str]:
-    """An ordered phase -> ShardThresholds input texts: one JSON array per window end."""
+    """An ordered phase -> ShardThresholds input texts: one JSON array per window end
+    (the timestamp assigner below reads JSON; the batch is packed for the job's
+    SCORED_BATCH_TYPE just before the decision stage)."""
     ends = sorted({w.window_end for w in phase})
-    return [scored_batch_json([w.to_json() for w in phase if w.window_end == e]) for e in ends]
+    return ["[" + ",".join(w.to_json() for w in phase if w.window_end == e) + "]" for e in ends]
 
 
 def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tuple[list[dict], list[str]]:
@@ -78,7 +79,7 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tup
     from pyflink.datastream import StreamExecutionEnvironment
 
     from udfs.process import HOUSEKEEPING, AdaptiveThreshold, instrument_of
-    from udfs.shard_thresholds import SCORED_BATCH_TYPE, ShardThresholds
+    from udfs.shard_thresholds import SCORED_BATCH_TYPE, ShardThresholds, encode_scored_batch
 
     class WindowEnd(TimestampAssigner):
         def extract_timestamp(self, value, record_timestamp):
@@ -111,7 +112,8 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tup
         ).set_parallelism(1)
     )  # fmt: skip
     if by_shard:  # A and B share shard 0: every batch holds both when both traded
-        rows = timed.map(lambda t: Row(0, t), output_type=SCORED_BATCH_TYPE)
+        rows = timed.map(lambda t: Row(0, encode_scored_batch([ScoredWindow.from_dict(d) for d in json.loads(t)])),
+                         output_type=SCORED_BATCH_TYPE)  # fmt: skip
         decided = rows.key_by(lambda r: r[0], key_type=Types.INT()).process(
             ShardThresholds(CFG), output_type=Types.STRING()
         ).set_parallelism(2)

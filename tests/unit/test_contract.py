@@ -18,7 +18,6 @@ from udfs.schemas import (
     encode_message,
     parse_message,
     records_to_table,
-    sql_reason_expression,
     validate_record,
     validate_table,
 )
@@ -169,16 +168,6 @@ def test_table_with_wrong_column_type_or_missing_column() -> None:
     with pytest.raises(ContractError) as err:
         validate_table(nulls)
     assert (err.value.row, err.value.field) == (1, "side")
-
-
-def test_sql_reason_expression_renders_every_rule() -> None:
-    sql = sql_reason_expression()
-    whens = [line for line in sql.splitlines() if line.strip().startswith("WHEN")]
-    assert len(whens) == len(RULES)
-    for rule, line in zip(RULES, whens, strict=True):
-        assert f"'{rule.field}: {rule.reason}'" in line
-        assert rule.sql.format(c=rule.field) in line
-    assert "{c}" not in sql and sql.startswith("CASE") and sql.rstrip().endswith("END")
 
 
 def test_every_contract_field_has_a_rule() -> None:

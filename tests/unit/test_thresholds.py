@@ -284,3 +284,17 @@ def test_degraded_windows_are_judged_by_the_rules_threshold_and_teach_nothing():
     # back on the model: the learned baseline judges again; a new peak updates the episode
     state, events = run(state, [win(91, 1.5)])
     assert [e["status"] for e in events] == ["update"] and events[0]["threshold_source"] != "rules"
+
+
+def test_channel_normals_packed_form_round_trips_exactly_and_old_state_still_reads() -> None:
+    import numpy as np
+
+    from udfs.thresholds import ChannelNormals
+
+    rng = np.random.default_rng(3)
+    vec = ChannelNormals.empty(7)
+    for _ in range(5):
+        vec.update(rng.normal(size=7), alpha=0.1, winsor_c=3.0)
+    packed = json.loads(json.dumps(vec.to_packed()))  # as it travels in the state JSON
+    for got in (ChannelNormals.from_list(packed), ChannelNormals.from_list(vec.to_list())):
+        assert got.to_list() == vec.to_list()  # bit-exact, from the new and the old layout
