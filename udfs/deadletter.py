@@ -51,7 +51,7 @@ def python_reason(payload: str) -> tuple[str, str] | None:
 
 def format_dead_letter(
     kind: str,
-    sql_reason: str,
+    jvm_reason: str,
     payload: str | None,
     topic: str | None = None,
     partition: int | None = None,
@@ -67,7 +67,7 @@ def format_dead_letter(
         "id": dead_letter_id(topic, partition, offset, payload),
         "kind": kind,
         "field": None,
-        "reason": sql_reason,
+        "reason": jvm_reason,
         "validator_disagreement": False,
         "payload": payload,
         "source": {"topic": topic, "partition": partition, "offset": offset},
@@ -79,7 +79,7 @@ def format_dead_letter(
         if found is None:
             record["validator_disagreement"] = True
             record["reason"] = (
-                f"rejected by the SQL checks ({sql_reason}); the Python validator accepts it"
+                f"rejected by the job's JVM checks ({jvm_reason}); the Python validator accepts it"
             )
         else:
             record["field"], record["reason"] = found
