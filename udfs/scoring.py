@@ -3,7 +3,8 @@
 `ScoreWindows` is used with `AsyncDataStream.ordered_wait(..., timeout=0, capacity)`.
 Its input is one window batch per (instrument shard, pane) (udfs/assembler.py); its
 output is one record per batch too (`SCORED_BATCH_TYPE`: the shard and its
-ScoredWindows, packed by `encode_scored_batch`), for the decision stage keyed by shard (udfs/shard_thresholds.py).
+ScoredWindows, packed by `encode_scored_batch`), for the decision stage keyed by shard
+(udfs/shard_thresholds.py).
 
 - Capacity bounds the batches in flight per subtask; a full queue backpressures.
 - Timeout 0 on the operator: PyFlink would otherwise start one `threading.Timer` per

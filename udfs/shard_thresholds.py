@@ -45,9 +45,10 @@ from udfs.process import HOUSEKEEPING, backstop_ttl, checked
 from udfs.records import ScoredWindow
 from udfs.thresholds import ThresholdConfig
 
+DECODED_CACHE = 100_000  # instruments whose decoded state a worker keeps (see _store)
+
 # What the scoring stage emits per window batch: its shard and the scored windows, packed
 # by `encode_scored_batch`.
-DECODED_CACHE = 100_000  # instruments whose decoded state a worker keeps (see _store)
 SCORED_BATCH_TYPE = Types.ROW_NAMED(["shard", "windows"], [Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 
 
