@@ -108,7 +108,11 @@ class InstrumentState:
         ep = Episode(**d["episode"]) if d["episode"] else None
         return cls(
             baseline=Baseline.from_dict(d["baseline"]),
-            channels=ChannelNormals.from_list(d["channels"]),
+            channels=(  # packed since 2026-11-29; the list layout of older state still reads
+                ChannelNormals.from_packed(d["channels"])
+                if isinstance(d["channels"], dict)
+                else ChannelNormals.from_list(d["channels"])
+            ),
             episode=ep,
             last_end=d["last_end"],
             pending=[[int(e), str(j)] for e, j in d["pending"]],

@@ -116,6 +116,9 @@ class RobustEwma:
         return cls(int(v[0]), float(v[1]), float(v[2]))
 
 
+_PACKED = (("n", "<i8"), ("mean", "<f8"), ("mad", "<f8"))  # ChannelNormals.to_packed layout
+
+
 class ChannelNormals:
     """RobustEwma of every channel at once (numpy): the instrument's normal per channel.
 
@@ -154,10 +157,7 @@ class ChannelNormals:
         return [[int(n), m, d] for n, m, d in zip(self.n.tolist(), self.mean.tolist(), self.mad.tolist(), strict=True)]
 
     @classmethod
-    def from_list(cls, rows: list[list[Any]] | dict[str, str]) -> ChannelNormals:
-        """From `to_list` or `to_packed` (state written by either reads back)."""
-        if isinstance(rows, dict):
-            return cls.from_packed(rows)
+    def from_list(cls, rows: list[list[Any]]) -> ChannelNormals:
         if not rows:
             return cls.empty(0)
         arr = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
@@ -169,14 +169,12 @@ class ChannelNormals:
         The decision stage writes an instrument's state for every window; printing ~100
         floats in decimal was most of that cost (measured ~60 us of ~85 us per state).
         """
-        return {k: base64.b64encode(getattr(self, k).astype(f"<{t}").tobytes()).decode("ascii")
-                for k, t in (("n", "i8"), ("mean", "f8"), ("mad", "f8"))}  # fmt: skip
+        return {k: base64.b64encode(getattr(self, k).astype(t).tobytes()).decode("ascii") for k, t in _PACKED}
 
     @classmethod
     def from_packed(cls, d: dict[str, str]) -> ChannelNormals:
-        n, mean, mad = (np.frombuffer(base64.b64decode(d[k]), dtype=t).copy()
-                        for k, t in (("n", "<i8"), ("mean", "<f8"), ("mad", "<f8")))  # fmt: skip
-        return cls(n.astype(np.int64), mean.astype(np.float64), mad.astype(np.float64))
+        n, mean, mad = (np.frombuffer(base64.b64decode(d[k]), dtype=t).astype(t.lstrip("<")) for k, t in _PACKED)
+        return cls(n, mean, mad)
 
 
 @dataclass(frozen=True)

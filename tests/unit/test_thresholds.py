@@ -296,5 +296,12 @@ def test_channel_normals_packed_form_round_trips_exactly_and_old_state_still_rea
     for _ in range(5):
         vec.update(rng.normal(size=7), alpha=0.1, winsor_c=3.0)
     packed = json.loads(json.dumps(vec.to_packed()))  # as it travels in the state JSON
-    for got in (ChannelNormals.from_list(packed), ChannelNormals.from_list(vec.to_list())):
-        assert got.to_list() == vec.to_list()  # bit-exact, from the new and the old layout
+    got = ChannelNormals.from_packed(packed)
+    assert got.to_list() == vec.to_list()  # bit-exact
+    assert got.n.dtype == np.int64 and got.mean.dtype == np.float64 and got.mad.dtype == np.float64
+    # state written before the packed form still reads, through InstrumentState
+    st = InstrumentState(channels=vec)
+    old = json.loads(st.to_json())
+    old["channels"] = vec.to_list()
+    assert InstrumentState.from_json(json.dumps(old)).channels.to_list() == vec.to_list()
+    assert InstrumentState.from_json(st.to_json()).channels.to_list() == vec.to_list()
