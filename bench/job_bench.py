@@ -31,9 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _rss_tree(pid: int) -> dict[str, int]:
-    """Current RSS (bytes) of `pid` and its descendants, split into java / python."""
-    out = {"java": 0, "python": 0}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> dict[int, tuple[str, int, float]]:
+    """`pid` and its descendants: pid -> (java | python, RSS bytes, CPU seconds so far)."""
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -42,30 +44,31 @@ def _rss_tree(pid: int) -> dict[str, int]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(d))
-    stack = [pid]
+    out, stack = {}, [pid]
     while stack:
         p = stack.pop()
         stack += children.get(p, [])
         try:
             status = Path(f"/proc/{p}/status").read_text()
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             exe = os.path.basename(os.readlink(f"/proc/{p}/exe"))
         except OSError:
             continue
-        rss = next(
-            (
-                int(line.split()[1]) * 1024
-                for line in status.splitlines()
-                if line.startswith("VmRSS")
-            ),
-            0,
-        )
-        out["java" if exe.startswith("java") else "python"] += rss
+        rss = next((int(line.split()[1]) * 1024 for line in status.splitlines()
+                    if line.startswith("VmRSS")), 0)  # fmt: skip
+        cpu = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS  # utime + stime
+        out[p] = ("java" if exe.startswith("java") else "python", rss, cpu)
     return out
 
 
 def _timed(argv: list[str]) -> dict:
-    """Run a job process, sampling its tree's memory; wall seconds and peak RSS."""
+    """Run a job process, sampling its tree; wall seconds, peak RSS and CPU seconds.
+
+    CPU is each process's last sample (every 0.5 s), so up to half a second of a process's
+    last moments can be missing; fine against runs of a minute.
+    """
     peak = {"java": 0, "python": 0}
+    cpu_of: dict[int, tuple[str, float]] = {}
     t0 = time.time()
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
@@ -73,7 +76,11 @@ def _timed(argv: list[str]) -> dict:
 
     def sample() -> None:
         while not done.is_set():
-            for k, v in _rss_tree(proc.pid).items():
+            rss = {"java": 0, "python": 0}
+            for p, (kind, r, cpu) in _tree(proc.pid).items():
+                rss[kind] += r
+                cpu_of[p] = (kind, cpu)
+            for k, v in rss.items():
                 peak[k] = max(peak[k], v)
             time.sleep(0.5)
 
@@ -82,9 +89,13 @@ def _timed(argv: list[str]) -> dict:
     done.set()
     if proc.returncode:
         raise RuntimeError(f"{argv} failed:\n{out.decode(errors='replace')[-3000:]}")
+    cpu = {"java": 0.0, "python": 0.0}
+    for kind, c in cpu_of.values():
+        cpu[kind] += c
     return {
         "wall_s": time.time() - t0,
         "peak_rss_mb": {k: round(v / 2**20) for k, v in peak.items()},
+        "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
     }
 
 
@@ -183,8 +194,10 @@ def main() -> None:
     subprocess.run([*cli, "generate", "--preset", "default", "--instruments", str(a.instruments), "--events",
                     str(a.events), "--duration", a.duration, "--out", str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     full_topic, empty_topic = _topic(a.bootstrap, a.partitions), _topic(a.bootstrap, a.partitions)
+    t0 = time.time()
     subprocess.run([*cli, "replay", "--input", str(tmp), "--bootstrap", a.bootstrap, "--topic", full_topic],
                    cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    replay_s = time.time() - t0  # `darkpool replay` as a whole (the console producer engine), load included
     scorer = start_scorer(a.artifact, a.scorer_port)
     try:
         runs = {}
@@ -222,6 +235,10 @@ def main() -> None:
         # below ~2 s the margin is start-up noise (measured: +-2 s between runs), not work
         return a.events / margin if margin >= MIN_MARGIN_S else None
 
+    def cpu_per_event(kind: str) -> dict[str, float]:
+        full_cpu, empty_cpu = runs[f"{kind}_full"]["cpu_s"], runs[f"{kind}_empty"]["cpu_s"]
+        return {k: round((full_cpu[k] - empty_cpu[k]) / a.events * 1e6, 1) for k in full_cpu}
+
     ro, parse, full = rate("read_only"), rate("parse_only"), rate("job")
     unresolved = [k for k, v in (("read_only", ro), ("parse_only", parse), ("job", full)) if v is None]
     print(json.dumps({
@@ -230,6 +247,8 @@ def main() -> None:
         "read_only_events_per_s": ro and round(ro), "parse_only_events_per_s": parse and round(parse),
         "job_events_per_s": full and round(full), "job_vs_read_only": round(full / ro, 3) if ro and full else None,
         "unresolved": [f"{k}: full run within {MIN_MARGIN_S:.0f} s of the empty run; give more --events" for k in unresolved],
+        "cpu_us_per_event": {k: cpu_per_event(k) for k in ("read_only", "parse_only", "job")},
+        "replay_events_per_s": round(a.events / replay_s),
         "runs": runs, "scorer_peak_rss_mb": round(scorer_rss / 2**20),
         "load_average": os.getloadavg(), "cpus": os.cpu_count(),
         "note": "rates at the margin: events / (wall - wall of the same job on an empty topic)",

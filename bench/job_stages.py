@@ -2,18 +2,27 @@
 
     python bench/job_stages.py [--instruments 20] [--events 300000] [--duration 30m]
                                [--stages parse,panes,windows,scored,full] [--artifact DIR]
+    python bench/job_stages.py --stages read,floor-jvm,floor-pandas ...   (the shape's ceiling)
 
 Runs jobs/detect_anomalies' own stages on the local mini cluster, parallelism 1, over a
 generated market written as JSON lines (the --backtest source: no Kafka, so the figure
 is the job's own cost). Each cut discards its output; each runs once on an empty file to
-measure its fixed start-up, and its rate is events / (wall - start-up). A scorer is
-started for the stages that need one. Prints one JSON object.
+measure its fixed start-up, and its rate is events / (wall - start-up). Beside the rate,
+the CPU seconds the run's JVM and Python processes used beyond the empty run, per event
+(on a saturated 2-core box CPU per event is the figure that adds up). A scorer is started
+for the stages that need one. Prints one JSON object.
 
   parse    SQL parse + validate + late split -> discard          (JVM only)
   panes    + TUMBLE pandas UDAF + dead-letter split -> discard   (Python from here)
   windows  + keyed window assembly
   scored   + async scoring over HTTP
   full     + adaptive thresholds / coalescing (alerts printed to a discard)
+
+The ceiling of the job's shape, whatever the features cost (not part of the job):
+  read          the raw source only -> discard
+  floor-jvm     parse + validate + keyed TUMBLE(slide) per shard with COUNT (JVM only)
+  floor-pandas  the same with a pandas UDAF over the pane UDAF's columns whose body only
+                counts the rows: every event crosses into Python once, as in the job
 """
 
 from __future__ import annotations
@@ -24,28 +33,52 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STAGES = ("parse", "panes", "windows", "scored", "full")
+FLOORS = ("read", "floor-jvm", "floor-pandas")
+
+
+def _floor_query(t_env, main_view: str, stage: str, slide_s: int) -> str:
+    """SQL of a ceiling stage: the pane stage's grouping with a trivial aggregate."""
+    from pyflink.table import DataTypes
+    from pyflink.table.udf import udaf
+
+    from udfs.pane_udaf import SHARD_FUNCTION, UDAF_COLUMNS
+
+    if stage == "read":
+        return "SELECT CHAR_LENGTH(payload) FROM trades_raw"
+    aggregate = "COUNT(ts)"
+    if stage == "floor-pandas":
+        count_rows = udaf(lambda *cols: len(cols[0]), result_type=DataTypes.BIGINT(), func_type="pandas")
+        t_env.create_temporary_function("count_rows", count_rows)
+        aggregate = f"count_rows({', '.join(UDAF_COLUMNS)})"
+    return f"""SELECT shard, {aggregate}
+FROM (SELECT *, {SHARD_FUNCTION}(instrument, 1) AS shard FROM {main_view})
+GROUP BY shard, TUMBLE(rowtime, INTERVAL '{slide_s}' SECOND)"""
 
 
 def _discard(stream) -> None:
     stream.filter(lambda _: False).name("discard").print().name("discard-sink")
 
 
-def run_stage(stage: str, path: str, scorer_url: str) -> None:
+def run_stage(stage: str, path: str, scorer_url: str, overrides: str = "{}") -> None:
     """Child process: build the graph up to `stage` over `path` and run it to the end."""
     from jobs import detect_anomalies as job
     from jobs.job_config import JobConfig
 
     cfg = JobConfig(scorer=job.from_env(job.ScorerEndpoint, scorer_url=scorer_url),
-                    parallelism=1, job_name=f"stages-{stage}")  # fmt: skip
+                    parallelism=1, job_name=f"stages-{stage}", **json.loads(overrides))  # fmt: skip
     env, t_env = job.make_env(cfg, job.local_jars())
     main_view, side_view, _ = job.register_source(t_env, cfg, path)
+    if stage in FLOORS:
+        cols = "n BIGINT" if stage == "read" else "shard INT, n BIGINT"
+        t_env.execute_sql(f"CREATE TEMPORARY TABLE sink ({cols}) WITH ('connector' = 'blackhole')")
+        t_env.execute_sql("INSERT INTO sink " + _floor_query(t_env, main_view, stage, cfg.window.slide_s)).wait()
+        return
     if stage == "parse":
         t_env.execute_sql("CREATE TEMPORARY TABLE sink (n BIGINT) WITH ('connector' = 'blackhole')")
         t_env.execute_sql(f"INSERT INTO sink SELECT ts FROM {main_view} UNION ALL "
@@ -57,18 +90,18 @@ def run_stage(stage: str, path: str, scorer_url: str) -> None:
     env.execute(f"stages-{stage}")
 
 
-def _wall(stage: str, path: str, scorer_url: str) -> float:
-    t0 = time.time()
-    out = subprocess.run([sys.executable, __file__, "--run-stage", stage, path, scorer_url],
-                         cwd=ROOT, capture_output=True, text=True)  # fmt: skip
-    if out.returncode:
-        raise RuntimeError(f"stage {stage} failed:\n{(out.stdout + out.stderr)[-3000:]}")
-    return time.time() - t0
+def _run(stage: str, path: str, scorer_url: str, overrides: dict) -> dict:
+    from job_bench import _timed  # bench/ is on sys.path when run as a script
+
+    try:
+        return _timed([sys.executable, __file__, "--run-stage", stage, path, scorer_url, json.dumps(overrides)])
+    except RuntimeError as exc:
+        raise RuntimeError(f"stage {stage} failed: {exc}") from None
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--run-stage":
-        run_stage(*sys.argv[2:5])
+        run_stage(*sys.argv[2:6])
         return
     from job_bench import start_scorer  # bench/ is on sys.path when run as a script
 
@@ -79,11 +112,16 @@ def main() -> None:
     p.add_argument("--instruments", type=int, default=20)
     p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--duration", default="30m")
-    p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--stages", default=",".join(STAGES), help=f"of {STAGES + FLOORS}")
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small")
     p.add_argument("--scorer-port", type=int, default=8598)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a JobConfig field for every stage, e.g. --set watermark_interval_ms=1000")  # fmt: skip
     a = p.parse_args()
     stages = [s for s in a.stages.split(",") if s]
+    overrides = {k: json.loads(v) for k, _, v in (x.partition("=") for x in a.set)}
+    if unknown := set(stages) - set(STAGES + FLOORS):
+        p.error(f"unknown stages {sorted(unknown)}; choose from {STAGES + FLOORS}")
     tmp = Path(tempfile.mkdtemp(prefix="job-stages-"))
     subprocess.run([sys.executable, "-m", "darkpool.cli", "generate", "--preset", "default",
                     "--instruments", str(a.instruments), "--events", str(a.events),
@@ -97,14 +135,20 @@ def main() -> None:
     result: dict[str, dict] = {}
     try:
         for stage in stages:
-            startup, wall = _wall(stage, str(empty), url), _wall(stage, str(full), url)
-            result[stage] = {"wall_s": round(wall, 1), "startup_s": round(startup, 1),
-                             "events_per_s": round(a.events / max(wall - startup, 1e-9))}  # fmt: skip
+            startup, run = _run(stage, str(empty), url, overrides), _run(stage, str(full), url, overrides)
+            wall = run["wall_s"] - startup["wall_s"]
+            result[stage] = {
+                "wall_s": round(run["wall_s"], 1), "startup_s": round(startup["wall_s"], 1),
+                "events_per_s": round(a.events / max(wall, 1e-9)),
+                # CPU beyond the empty run, per event: JVM (incl. JIT and GC) and Python
+                "cpu_us_per_event": {k: round((run["cpu_s"][k] - startup["cpu_s"][k]) / a.events * 1e6, 1)
+                                     for k in run["cpu_s"]},
+            }  # fmt: skip
             print(stage, result[stage], file=sys.stderr, flush=True)
     finally:
         if scorer:
             scorer.kill()
-    print(json.dumps({"events": a.events, "instruments": a.instruments, "duration": a.duration,
+    print(json.dumps({"events": a.events, "instruments": a.instruments, "duration": a.duration, "set": overrides,
                       "stages": result, "load_average": os.getloadavg(), "cpus": os.cpu_count()}))  # fmt: skip
 
 

@@ -276,6 +276,7 @@ def make_env(
     conf.set_string("pipeline.object-reuse", "true")
     conf.set_string("python.fn-execution.bundle.size", str(cfg.python_bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.python_bundle_time_ms))
+    conf.set_string("pipeline.auto-watermark-interval", f"{cfg.watermark_interval_ms} ms")
     conf.set_string("python.fn-execution.arrow.batch.size", str(cfg.arrow_batch_size))
     conf.set_string("python.state.cache-size", str(cfg.python_state_cache_size))
     conf.set_string("python.map-state.read-cache-size", str(cfg.python_state_cache_size))

@@ -38,15 +38,11 @@ import numpy as np
 
 from udfs.alerts import SCHEMA_VERSION, alert_id, top_features
 from udfs.records import ScoredWindow
-from udfs.schemas import SCENARIOS
+from udfs.schemas import COMPACT_JSON, SCENARIOS  # one encoder for every state write
 from udfs.thresholds import Baseline, ChannelNormals, Threshold, ThresholdConfig
 
 MAX_CHANNELS = 64  # channel normals kept per instrument (the model has far fewer)
 
-
-# One encoder for every state write: json.dumps with non-default separators builds a new
-# JSONEncoder per call (~2.5 us, measured), paid for every window.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -90,7 +86,7 @@ class InstrumentState:
         ep = None
         if self.episode is not None:
             ep = dict(self.episode.__dict__)
-        return _COMPACT_JSON(
+        return COMPACT_JSON(
             {
                 "baseline": self.baseline.to_dict(),
                 "channels": self.channels.to_packed(),

@@ -32,7 +32,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from jobs.job_config import JobConfig
-from udfs.schemas import EVENT_SCHEMA, FIELD_NAMES
+from udfs.schemas import EVENT_SCHEMA, FIELD_NAMES, encode_batch
 
 _SQL_TYPES = {
     pa.int64(): "BIGINT",
@@ -153,8 +153,6 @@ def parquet_to_ndjson(parquet_path: str, out_path: str, batch_rows: int = 200_00
     rounding); rows are not validated here: bad rows must reach the job's dead-letter
     path like bad Kafka messages do. Returns the number of lines.
     """
-    import json
-
     import pyarrow.parquet as pq
 
     n = 0
@@ -162,12 +160,7 @@ def parquet_to_ndjson(parquet_path: str, out_path: str, batch_rows: int = 200_00
         for batch in pq.ParquetFile(parquet_path).iter_batches(
             batch_size=batch_rows, columns=list(FIELD_NAMES)
         ):
-            cols = [batch.column(name).to_pylist() for name in FIELD_NAMES]
-            for row in zip(*cols, strict=True):
-                out.write(
-                    json.dumps(dict(zip(FIELD_NAMES, row, strict=True)), separators=(",", ":"))
-                )
-                out.write("\n")
+            out.writelines(text + "\n" for _, text in encode_batch(batch))
             n += batch.num_rows
     return n
 

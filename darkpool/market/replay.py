@@ -6,11 +6,19 @@ never reach Kafka). `speed=0` sends as fast as the producer can; `speed=X` paces
 events at X times their event-time rate. `inject_bad=N` mixes N malformed messages
 (one of each kind in BAD_KINDS, cycling) in at random positions, to exercise the job's
 dead-letter path.
+
+`bulk_replay` sends the same messages (same key, value and partition) through Kafka's own
+console producer, a JVM from the broker jars: about ten times kafka-python's rate, for
+backfills and benchmarks. It cannot pace or inject bad messages, and it checks that the
+topic grew by every message it was given (the console producer only logs a failed send).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from darkpool.config import KafkaConfig
-from udfs.schemas import FIELD_NAMES, encode_message
+from udfs.schemas import FIELD_NAMES, encode_batch, encode_message
 
 BATCH_ROWS = 20_000
 
@@ -198,3 +206,89 @@ def replay(
     if failures:
         raise ReplayError(f"{len(failures)} sends to {topic} at {cfg.bootstrap_servers} failed, first: {failures[0]!r}")
     return ReplayStats(row, bad_sent, time.monotonic() - start, topic, cfg.bootstrap_servers)
+
+
+CONSOLE_PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
+
+
+def _end_offsets(cfg: KafkaConfig, topic: str) -> int:
+    """Sum of the topic's end offsets (how many messages it has ever held)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers.split(","), bootstrap_timeout_ms=5_000)
+    except KafkaError as exc:
+        raise _no_broker(cfg, exc) from None
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return sum(consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
+
+
+def _keyed_lines(batch: pa.RecordBatch) -> bytes:
+    """`instrument TAB value NEWLINE` per row, the value exactly as `encode_message`."""
+    lines = []
+    for instrument, text in encode_batch(batch):
+        if "\t" in instrument or "\n" in instrument:
+            raise ValueError(f"instrument {instrument!r} holds a tab or newline; replay it with --engine python")
+        lines.append(f"{instrument}\t{text}\n")
+    return "".join(lines).encode()
+
+
+def _console_producer(argv: list[str], table: pa.Table) -> tuple[int, str]:
+    """Pipe the table's keyed lines into the console producer; (exit status, its output)."""
+    with tempfile.TemporaryFile() as log:  # a pipe could fill up and block the producer
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for batch in table.select(list(FIELD_NAMES)).to_batches(max_chunksize=BATCH_ROWS):
+                proc.stdin.write(_keyed_lines(batch))
+        except BrokenPipeError:
+            pass  # the producer died: its exit status and output say why
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        rc = proc.wait()
+        log.seek(0)
+        return rc, log.read().decode(errors="replace")
+
+
+def bulk_replay(
+    table: pa.Table, cfg: KafkaConfig, topic: str | None = None, create_topic: bool = False
+) -> ReplayStats:
+    """Send every row of `table` (in row order) to `topic` as fast as Kafka's console
+    producer can, with the same key (instrument), value and partition as `replay`."""
+    from darkpool.stack.kafka import tool_argv
+    from darkpool.stack.procs import StackError
+
+    missing = [c for c in FIELD_NAMES if c not in table.column_names]
+    if missing:
+        raise ValueError(f"input has no column(s) {missing}; is it an events file written by `darkpool generate`?")
+    topic = topic or cfg.trades_topic
+    ensure_topic(cfg, topic, create_topic)
+    try:
+        argv = tool_argv(
+            CONSOLE_PRODUCER, "--bootstrap-server", cfg.bootstrap_servers, "--topic", topic,
+            "--property", "parse.key=true", "--property", "key.separator=\t",
+            "--producer-property", "linger.ms=20", "--producer-property", f"batch.size={512 * 1024}",
+        )  # fmt: skip
+    except StackError as exc:
+        raise ReplayError(f"{exc} (or replay with --engine python)") from None
+    before = _end_offsets(cfg, topic)
+    start = time.monotonic()
+    rc, output = _console_producer(argv, table)
+    seconds = time.monotonic() - start
+    failed = [line for line in output.splitlines() if "ERROR" in line or "Exception" in line]
+    if rc or failed:
+        raise ReplayError(
+            f"Kafka's console producer failed (exit {rc}) sending to {topic} at {cfg.bootstrap_servers}: "
+            f"{(failed or output.splitlines() or ['no output'])[0][:300]}. Is the broker up (`darkpool stack status`)?"
+        )
+    grew = _end_offsets(cfg, topic) - before
+    if grew < table.num_rows:
+        raise ReplayError(f"{topic} grew by {grew} messages but {table.num_rows} were sent: some were lost; replay again")
+    return ReplayStats(table.num_rows, 0, seconds, topic, cfg.bootstrap_servers)

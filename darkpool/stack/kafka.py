@@ -104,20 +104,24 @@ def log_file(cfg: StackConfig) -> Path:
 
 
 def _java_argv(cfg: StackConfig, main: str, *args: str, heap: str = "256m") -> list[str]:
+    log_config = f"-Dlog4j2.configurationFile={cfg.kafka_dir / 'log4j2.properties'}"
+    return _jvm(main, args, heap, log_config)
+
+
+def _jvm(main: str, args: tuple[str, ...], heap: str, *flags: str) -> list[str]:
     jars = paths.jars_dir("kafka-broker")
     if not (jars / ".complete").exists():
         raise StackError(
             f"Kafka jars are not installed ({jars} missing); run scripts/bootstrap.sh"
         )
-    return [
-        java_binary(),
-        f"-Xmx{heap}",
-        f"-Dlog4j2.configurationFile={cfg.kafka_dir / 'log4j2.properties'}",
-        "-cp",
-        f"{jars}/*",
-        main,
-        *args,
-    ]
+    return [java_binary(), f"-Xmx{heap}", *flags, "-cp", f"{jars}/*", main, *args]
+
+
+def tool_argv(main: str, *args: str, heap: str = "512m") -> list[str]:
+    """Command line of one of Kafka's own client tools (e.g. the console producer), run
+    from the broker jars; warnings and errors go to the console (log4j2's default
+    configuration at WARN), not to the broker's log."""
+    return _jvm(main, args, heap, "-Dlog4j2.level=WARN")
 
 
 def java_binary() -> str:

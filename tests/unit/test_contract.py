@@ -15,6 +15,7 @@ from udfs.schemas import (
     EVENT_SCHEMA,
     RULES,
     ContractError,
+    encode_batch,
     encode_message,
     parse_message,
     records_to_table,
@@ -85,6 +86,18 @@ def test_good_rows_round_trip_through_json() -> None:
     # absent contra is null (nullable field)
     assert validate_record({k: v for k, v in GOOD_NEW.items() if k != "contra"})["contra"] is None
     validate_table(records_to_table([GOOD_NEW, GOOD_FILL]))
+
+
+def test_batch_encoding_is_the_per_message_encoding() -> None:
+    # odd rows too: the file and replay paths must carry bad rows to the job unchanged
+    odd = [
+        {**GOOD_NEW, "instrument": 'Q"\\ü', "price": math.nan, "qty": None, "hidden": None},
+        {**GOOD_FILL, "ask": math.inf, "bid": -0.0, "contra": "é\n"},
+    ]
+    rows = [GOOD_NEW, GOOD_FILL, *odd]
+    table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA.remove_metadata()).combine_chunks()
+    got = list(encode_batch(table.to_batches()[0]))
+    assert [(i, text.encode()) for i, text in got] == [(r["instrument"], encode_message(r)) for r in rows]
 
 
 @pytest.mark.parametrize(("name", "base", "changes", "field"), ALL_ROW_CASES, ids=[c[0] for c in ALL_ROW_CASES])

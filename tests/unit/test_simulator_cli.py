@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -14,9 +15,9 @@ from kafka.partitioner.default import murmur2
 from darkpool.cli import cli
 from darkpool.config import KafkaConfig
 from darkpool.market.config import PRESETS
-from darkpool.market.replay import BAD_KINDS, replay
+from darkpool.market.replay import BAD_KINDS, _keyed_lines, replay
 from darkpool.market.simulate import simulate
-from udfs.schemas import ContractError, parse_message
+from udfs.schemas import FIELD_NAMES, ContractError, encode_message, parse_message
 
 
 class RecordingProducer:
@@ -108,3 +109,20 @@ def test_replay_dead_broker_fails_fast_with_advice(tmp_path) -> None:
     assert res.exit_code != 0
     assert f"127.0.0.1:{port}" in res.output and "darkpool stack up" in res.output
     assert time.monotonic() - start < 15
+
+
+def test_console_producer_lines_are_key_tab_the_same_message() -> None:
+    events = simulate(PRESETS["tiny"].replace(n_events=300)).events.select(list(FIELD_NAMES))
+    lines = _keyed_lines(events.to_batches()[0]).split(b"\n")
+    assert lines[-1] == b"" and len(lines) == events.to_batches()[0].num_rows + 1
+    for line, rec in zip(lines, events.to_pylist(), strict=False):
+        key, value = line.split(b"\t", 1)
+        assert key == rec["instrument"].encode() and value == encode_message(rec)
+    bad = events.slice(0, 1).to_pylist()[0] | {"instrument": "A\tB"}
+    with pytest.raises(ValueError, match="--engine python"):
+        _keyed_lines(pa.RecordBatch.from_pylist([bad], schema=events.schema))
+
+
+def test_replay_engine_kafka_refuses_what_it_cannot_do(tmp_path) -> None:
+    res = CliRunner().invoke(cli, ["replay", "--input", str(tmp_path), "--engine", "kafka", "--speed", "2"])
+    assert res.exit_code != 0 and "--engine python" in res.output
