@@ -286,9 +286,13 @@ def bulk_replay(
     if rc or failed:
         raise ReplayError(
             f"Kafka's console producer failed (exit {rc}) sending to {topic} at {cfg.bootstrap_servers}: "
-            f"{(failed or output.splitlines() or ['no output'])[0][:300]}. Is the broker up (`darkpool stack status`)?"
+            f"{(failed or output.splitlines() or ['no output'])[0][:300]}. Is the broker up (`darkpool stack status`)? "
+            "Part of the table may have arrived: replay into a fresh topic"
         )
     grew = _end_offsets(cfg, topic) - before
     if grew < table.num_rows:
-        raise ReplayError(f"{topic} grew by {grew} messages but {table.num_rows} were sent: some were lost; replay again")
+        raise ReplayError(
+            f"{topic} grew by {grew} messages but {table.num_rows} were sent: some were lost. Replay into a fresh "
+            "topic (or delete and recreate this one): replaying into it again would repeat the ones that arrived"
+        )
     return ReplayStats(table.num_rows, 0, seconds, topic, cfg.bootstrap_servers)
