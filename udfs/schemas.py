@@ -220,10 +220,15 @@ def encode_message(rec: Mapping[str, Any]) -> bytes:
     return COMPACT_JSON({k: rec.get(k) for k in FIELD_NAMES}).encode()
 
 
+_NUMPY_EXACT = (pa.int64(), pa.float64(), pa.bool_())  # numpy .tolist() = to_pylist() here
+
+
 def _python_values(col: pa.Array | pa.ChunkedArray) -> list:
-    """The column as Python values, as `to_pylist()` gives them (None for null), faster
-    through numpy where that keeps the values: no nulls, or strings (None stays None)."""
-    if col.null_count == 0 or pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+    """The column as Python values, exactly as `to_pylist()` gives them, through numpy
+    where that keeps them: strings (a null stays None), and the contract's number and
+    bool types without nulls. Anything else (a timestamp, a dictionary) as `to_pylist()`,
+    so a file off the contract reaches the job as it is, not converted."""
+    if pa.types.is_string(col.type) or (col.type in _NUMPY_EXACT and col.null_count == 0):
         return col.to_numpy(zero_copy_only=False).tolist()
     return col.to_pylist()
 

@@ -98,6 +98,10 @@ def test_batch_encoding_is_the_per_message_encoding() -> None:
     table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA.remove_metadata()).combine_chunks()
     got = list(encode_batch(table.to_batches()[0]))
     assert [(i, text.encode()) for i, text in got] == [(r["instrument"], encode_message(r)) for r in rows]
+    # a dictionary-encoded column (another Parquet writer) reads as its values
+    at = table.schema.get_field_index("instrument")
+    dict_table = table.set_column(at, "instrument", pc.dictionary_encode(table.column("instrument")))
+    assert list(encode_batch(dict_table)) == got
 
 
 @pytest.mark.parametrize(("name", "base", "changes", "field"), ALL_ROW_CASES, ids=[c[0] for c in ALL_ROW_CASES])
