@@ -250,12 +250,15 @@ def test_channel_normals_equal_one_robust_ewma_per_channel() -> None:
     from udfs.thresholds import ChannelNormals, RobustEwma
 
     rng = random.Random(5)
-    scalar = [RobustEwma() for _ in range(4)]
-    vec = ChannelNormals.empty(4)
+    scalar = [RobustEwma() for _ in range(5)]
+    vec = ChannelNormals.empty(5)
     for i in range(300):
+        # outliers (clipped); a channel constant at first (spread 0: its first change is
+        # not clipped); NaNs now and then (the general path), long runs without (warm)
         x = [rng.gauss(0, 1) * (20 if i % 37 == 0 else 1) for _ in range(4)]
-        if i % 11 == 0:
-            x[i % 4] = math.nan
+        x.append(0.25 if i < 200 else rng.gauss(0, 1))
+        if i % 11 == 0 and i < 150:
+            x[i % 5] = math.nan
         for est, v in zip(scalar, x, strict=True):
             est.update(v, CFG.alpha, CFG.winsor_c)
         vec.update(x, CFG.alpha, CFG.winsor_c)
