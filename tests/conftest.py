@@ -7,10 +7,13 @@
   can share one broker.
 - `flink_job`: submits a PyFlink script with `flink run -d -py` and returns its job id;
   jobs still running at the end of the test are cancelled.
+- `no_pyflink_worker_env` (autouse): a test that runs a PyFlink job inside pytest's own
+  process leaves its Python worker's variables in os.environ; they are taken out again.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +22,22 @@ import pytest
 
 from darkpool.stack import core, flink, jobs, smoke
 from darkpool.stack.settings import StackConfig
+
+# Set in os.environ by PyFlink's loopback Python worker when a job runs in this process.
+# A child inheriting them refuses to start its own gateway ("launching the
+# PythonGatewayServer during Python UDF execution") or talks to a dead loopback server.
+PYFLINK_WORKER_VARS = ("PYFLINK_GATEWAY_DISABLED", "PYTHON_LOOPBACK_SERVER_ADDRESS")
+
+
+@pytest.fixture(autouse=True)
+def no_pyflink_worker_env() -> Iterator[None]:
+    before = {k: os.environ.get(k) for k in PYFLINK_WORKER_VARS}
+    yield
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

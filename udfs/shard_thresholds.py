@@ -46,6 +46,7 @@ from udfs.records import ScoredWindow
 from udfs.thresholds import ThresholdConfig
 
 DECODED_CACHE = 100_000  # instruments whose decoded state a worker keeps (see _store)
+END_OF_TIME = 2**63 - 1  # Flink's final watermark (Long.MAX_VALUE) at the end of input
 
 # What the scoring stage emits per window batch: its shard and the scored windows, packed
 # by `encode_scored_batch`.
@@ -136,13 +137,14 @@ class ShardThresholds(KeyedProcessFunction):
         due = self.quiet_due.value() or {}
         due_before = dict(due)
         events: list[dict[str, Any]] = []
+        cleared: list[str] = []
         newest = None
         for w in scored_windows(value):
             st = self._load(w.instrument)
             if is_idle(st, w.window_end - 1, self.cfg):  # silent for idle_ttl: start afresh
                 events += close_if_quiet(st, st.last_end + self.cfg.idle_ttl_ms, self.cfg, now)
+                cleared.append(self._cleared(w.instrument, st))
                 st = InstrumentState()
-                self.m_cleared.inc()
             stale = st.stale
             events += step(st, w, self.cfg, now)
             self.m_windows.inc()
@@ -163,6 +165,8 @@ class ShardThresholds(KeyedProcessFunction):
         if newest is not None:
             self._arm_sweep(timers, newest)
         yield from self._emit(events)
+        for line in cleared:
+            yield HOUSEKEEPING, line
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         now = ctx.timer_service().current_processing_time()
@@ -180,19 +184,35 @@ class ShardThresholds(KeyedProcessFunction):
         if self.sweep_at.value() == timestamp:
             yield from self._sweep(timestamp, ctx)
 
+    def _cleared(self, instrument: str, st: InstrumentState) -> str:
+        """Count an instrument dropped for idleness; the housekeeping line names the event
+        time it became idle (the same whether the sweep or its next window found it)."""
+        self.m_cleared.inc()
+        return f"cleared {instrument} {st.last_end + self.cfg.idle_ttl_ms}"
+
     def _sweep(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        """Drop the instruments silent for idle_ttl_ms; re-arm while any state is left."""
+        """Drop the instruments silent for idle_ttl_ms; re-arm while any state is left.
+
+        Judged at the watermark, not at the timer's own time, and re-armed on the first
+        sweep time after the watermark: a timer can fire long after its time (one set
+        behind the watermark waits for the next advance), and re-arming at its time +
+        the interval left the sweep further behind event time at every step whenever the
+        watermark moved fast (a replay, a backlog): idle instruments were not dropped
+        (seen in tests/integration/test_process_function.py).
+        """
         now = ctx.timer_service().current_processing_time()
+        at = max(timestamp, ctx.timer_service().current_watermark())
         states = [(inst, InstrumentState.from_json(raw)) for inst, raw in self.states.items()]
-        idle = [(inst, st) for inst, st in states if is_idle(st, timestamp, self.cfg)]
+        idle = [(inst, st) for inst, st in states if is_idle(st, at, self.cfg)]
         for inst, st in idle:
-            yield from self._emit(close_if_quiet(st, timestamp, self.cfg, now))  # (closed already)
+            yield from self._emit(close_if_quiet(st, at, self.cfg, now))  # (closed already)
             self._forget(inst)
-            self.m_cleared.inc()
-            yield HOUSEKEEPING, f"cleared {inst} {timestamp}"
+            yield HOUSEKEEPING, self._cleared(inst, st)
         self.sweep_at.clear()
-        if len(states) > len(idle):  # (counted here: the map's is_empty() lags removals)
-            nxt = timestamp + self.sweep_ms
+        nxt = (at // self.sweep_ms + 1) * self.sweep_ms
+        # (counted here: the map's is_empty() lags removals; the end of input, watermark
+        # Long.MAX, finds every instrument idle)
+        if len(states) > len(idle) and nxt < END_OF_TIME:
             ctx.timer_service().register_event_time_timer(nxt)
             self.sweep_at.update(nxt)
 

@@ -110,6 +110,10 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tup
         .assign_timestamps_and_watermarks(
             WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(20)).with_timestamp_assigner(WindowEnd())
         ).set_parallelism(1)
+        # its own task: chained to the stall, its periodic watermark could not fire while
+        # the stall sleeps (one thread), so the next phase could overtake the watermark
+        # of the last one (measured: A's next window sometimes came before the sweep)
+        .start_new_chain()
     )  # fmt: skip
     if by_shard:  # A and B share shard 0: every batch holds both when both traded
         rows = timed.map(lambda t: Row(0, encode_scored_batch([ScoredWindow.from_dict(d) for d in json.loads(t)])),
@@ -138,11 +142,9 @@ def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments(by_shard:
     # A: one episode in phase 1; after 300 s of silence its state was dropped at
     # last_end + idle_ttl (not at the end of input), so phase 3 starts on the global threshold
     a_quiet_at = T0 + 79 * SLIDE + CFG.idle_ttl_ms
-    if by_shard:  # by the first idle sweep after it (every idle_ttl / 4 of event time)
-        cleared = [int(h.split()[2]) for h in housekeeping if h.startswith("cleared A ")]
-        assert cleared and a_quiet_at <= cleared[0] < a_quiet_at + CFG.idle_ttl_ms // 4, housekeeping
-    else:
-        assert f"cleared A {a_quiet_at}" in housekeeping
+    assert f"cleared A {a_quiet_at}" in housekeeping, housekeeping
+    if by_shard:  # B never comes back: only the idle sweep can drop it (at the end of input)
+        assert any(h.startswith("cleared B ") for h in housekeeping), housekeeping
     a3 = [e for e in events if e["instrument"] == "A" and e["window_end"] >= T0 + 140 * SLIDE]
     assert a3 and a3[0]["status"] == "open" and a3[0]["threshold_source"] == "global"
     assert {e["status"] for e in events if e["instrument"] == "B"} >= {"open", "close"}
