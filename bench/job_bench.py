@@ -99,6 +99,12 @@ def _timed(argv: list[str]) -> dict:
     }
 
 
+def cpu_us_per_event(run: dict, empty_run: dict, events: int) -> dict[str, float]:
+    """CPU µs per event by process kind, at the margin: `_timed` of a run minus that of
+    the same job on empty input (its start-up)."""
+    return {k: round((run["cpu_s"][k] - empty_run["cpu_s"][k]) / events * 1e6, 1) for k in run["cpu_s"]}
+
+
 def read_only_job(bootstrap: str, topic: str, parallelism: int, parse: bool = False) -> None:
     """The ceiling: the job's own raw Kafka source (bounded) into a blackhole.
 
@@ -235,10 +241,6 @@ def main() -> None:
         # below ~2 s the margin is start-up noise (measured: +-2 s between runs), not work
         return a.events / margin if margin >= MIN_MARGIN_S else None
 
-    def cpu_per_event(kind: str) -> dict[str, float]:
-        full_cpu, empty_cpu = runs[f"{kind}_full"]["cpu_s"], runs[f"{kind}_empty"]["cpu_s"]
-        return {k: round((full_cpu[k] - empty_cpu[k]) / a.events * 1e6, 1) for k in full_cpu}
-
     ro, parse, full = rate("read_only"), rate("parse_only"), rate("job")
     unresolved = [k for k, v in (("read_only", ro), ("parse_only", parse), ("job", full)) if v is None]
     print(json.dumps({
@@ -247,7 +249,8 @@ def main() -> None:
         "read_only_events_per_s": ro and round(ro), "parse_only_events_per_s": parse and round(parse),
         "job_events_per_s": full and round(full), "job_vs_read_only": round(full / ro, 3) if ro and full else None,
         "unresolved": [f"{k}: full run within {MIN_MARGIN_S:.0f} s of the empty run; give more --events" for k in unresolved],
-        "cpu_us_per_event": {k: cpu_per_event(k) for k in ("read_only", "parse_only", "job")},
+        "cpu_us_per_event": {k: cpu_us_per_event(runs[f"{k}_full"], runs[f"{k}_empty"], a.events)
+                             for k in ("read_only", "parse_only", "job")},
         "replay_events_per_s": round(a.events / replay_s),
         "runs": runs, "scorer_peak_rss_mb": round(scorer_rss / 2**20),
         "load_average": os.getloadavg(), "cpus": os.cpu_count(),

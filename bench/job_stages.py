@@ -103,7 +103,10 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--run-stage":
         run_stage(*sys.argv[2:6])
         return
-    from job_bench import start_scorer  # bench/ is on sys.path when run as a script
+    from job_bench import (  # bench/ is on sys.path when run as a script
+        cpu_us_per_event,
+        start_scorer,
+    )
 
     from darkpool.paths import artifacts_dir
     from udfs.sources import parquet_to_ndjson
@@ -141,8 +144,7 @@ def main() -> None:
                 "wall_s": round(run["wall_s"], 1), "startup_s": round(startup["wall_s"], 1),
                 "events_per_s": round(a.events / max(wall, 1e-9)),
                 # CPU beyond the empty run, per event: JVM (incl. JIT and GC) and Python
-                "cpu_us_per_event": {k: round((run["cpu_s"][k] - startup["cpu_s"][k]) / a.events * 1e6, 1)
-                                     for k in run["cpu_s"]},
+                "cpu_us_per_event": cpu_us_per_event(run, startup, a.events),
             }  # fmt: skip
             print(stage, result[stage], file=sys.stderr, flush=True)
     finally:

@@ -68,6 +68,12 @@ _BAD: tuple[tuple[str, Callable[[dict], bytes]], ...] = (
 BAD_KINDS = tuple(name for name, _ in _BAD)
 
 
+def _check_columns(table: pa.Table) -> None:
+    missing = [c for c in FIELD_NAMES if c not in table.column_names]
+    if missing:
+        raise ValueError(f"input has no column(s) {missing}; is it an events file written by `darkpool generate`?")
+
+
 def make_producer(cfg: KafkaConfig, compression: str | None = None) -> Any:  # a kafka.KafkaProducer
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
@@ -160,9 +166,7 @@ def replay(
 
     if speed < 0:
         raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
-    missing = [c for c in FIELD_NAMES if c not in table.column_names]
-    if missing:
-        raise ValueError(f"input has no column(s) {missing}; is it an events file written by `darkpool generate`?")
+    _check_columns(table)
     topic = topic or cfg.trades_topic
     own = producer is None
     if own:
@@ -265,9 +269,7 @@ def bulk_replay(
     from darkpool.stack.kafka import tool_argv
     from darkpool.stack.procs import StackError
 
-    missing = [c for c in FIELD_NAMES if c not in table.column_names]
-    if missing:
-        raise ValueError(f"input has no column(s) {missing}; is it an events file written by `darkpool generate`?")
+    _check_columns(table)
     topic = topic or cfg.trades_topic
     ensure_topic(cfg, topic, create_topic)
     try:
