@@ -15,12 +15,18 @@ at one record per (instrument, pane) capped the job at ~3-4 ms per window. One r
 per (shard, pane) amortizes it over every instrument of the shard, and the window
 tensors of the whole shard are computed in one vectorized call.
 
-State, per shard: MapState instrument -> its panes still inside a window (<= T, a pickled
-{pane: (float32 bytes, max_ts_ms, participants, counts)}), so only the instruments of a
-batch are read and written. An event-time sweep timer every T panes removes the
-instruments without a pane in the last T (a quiet instrument holds no state; a quiet
-shard's map ends empty). Only a stopped stream, whose watermark never advances again,
-leaves state behind; the next watermark clears it.
+State, per shard: MapState instrument -> a pickled {"panes": its panes still inside a
+window (<= T, {pane: (float32 bytes, max_ts_ms, participants, counts)}), "normal": its
+normal of the level channels (udfs/pane_normals.PaneNormal bytes, 20 x 24 bytes),
+"last": its last active pane}, so only the instruments of a batch are read and written.
+A pane that leaves every window is learned by the normal (the window tensors carry the
+level channels as deviations from it). An event-time sweep timer every T panes learns
+the buffered panes of instruments without a pane in the last T (a quiet instrument then
+holds only its normal, ~0.6 kB) and removes instruments silent for
+udfs/pane_normals.IDLE_PANES (one hour): a quiet shard's map ends empty. Only a stopped
+stream, whose watermark never advances again, leaves state behind; the next watermark
+clears it. State of the layout before the normals (a bare pane map) restores with a
+fresh normal.
 
 Output (`WINDOW_BATCH_TYPE`, one record per input batch, instruments in batch order):
     shard, window_end (exclusive end, ms; the same for every instrument of the batch),
@@ -52,6 +58,7 @@ from udfs.features import (
     assemble_raw,
     empty_pane,
 )
+from udfs.pane_normals import PaneNormal, due_to_fold, is_stale
 
 TOP_PARTICIPANTS = 5  # participants named per window
 
@@ -88,11 +95,55 @@ def _vector(stored: bytes | np.ndarray) -> np.ndarray:
     return np.asarray(stored, dtype=np.float32)
 
 
-def add_pane(buffer: dict[int, PaneEntry], pane: int, entry: PaneEntry, n_buckets: int) -> dict[int, PaneEntry]:
-    """Insert pane `pane` and drop panes that no window ending at or after it contains."""
-    buffer = {p: e for p, e in buffer.items() if p > pane - n_buckets}
+def _unpack(stored: dict[Any, Any] | None) -> tuple[dict[int, PaneEntry], PaneNormal, int | None]:
+    """An instrument's state value -> (pane buffer, normal, last active pane).
+
+    Layout: {"panes": {pane: PaneEntry}, "normal": PaneNormal bytes, "last": int}. State
+    written before the instrument normals (2026-12) is the bare pane buffer; it restores
+    with a fresh normal (the instrument warms up again, udfs/pane_normals.WARMUP_PANES).
+    """
+    if not stored:
+        return {}, PaneNormal.fresh(), None
+    if "panes" not in stored:
+        return dict(stored), PaneNormal.fresh(), max(stored)
+    return dict(stored["panes"]), PaneNormal.from_state(stored["normal"]), stored["last"]
+
+
+def _pack(buffer: dict[int, PaneEntry], normal: PaneNormal, last: int | None) -> dict[str, Any]:
+    return {"panes": buffer, "normal": normal.to_state(), "last": last}
+
+
+def add_pane(stored: dict[Any, Any] | None, pane: int, entry: PaneEntry, n_buckets: int
+             ) -> tuple[dict[str, Any], dict[int, PaneEntry], PaneNormal]:  # fmt: skip
+    """Pane `pane` of an instrument arrives: returns (new state value, pane buffer, normal).
+
+    In this order, the order `udfs.pane_normals.normals_for_windows` replays in training:
+    after `IDLE_PANES` of silence the normal starts afresh (buffered panes dropped
+    unlearned); panes that no window ending at or after `pane` contains are learned by
+    the normal, oldest first, and leave the buffer; the pane is added.
+    """
+    buffer, normal, last = _unpack(stored)
+    if is_stale(last, pane):
+        buffer, normal = {}, PaneNormal.fresh()
+    for p in due_to_fold(list(buffer), pane, n_buckets):
+        normal.fold(_vector(buffer.pop(p)[0]))
     buffer[pane] = entry
-    return buffer
+    return _pack(buffer, normal, pane), buffer, normal
+
+
+def settle(stored: dict[Any, Any], oldest_needed: int) -> dict[str, Any] | None:
+    """A quiet instrument at a sweep: its buffered panes learned, or None when stale.
+
+    Learning them now instead of at the next pane is the same sequence of updates (they
+    are due by then), unless the instrument comes back after IDLE_PANES, when the
+    normal starts afresh anyway; so the outcome does not depend on when sweeps run.
+    """
+    buffer, normal, last = _unpack(stored)
+    if last is None or is_stale(last, oldest_needed):
+        return None
+    for p in sorted(buffer):
+        normal.fold(_vector(buffer[p][0]))
+    return _pack({}, normal, last)
 
 
 def _top_participants(buffer: dict[int, PaneEntry]) -> list[list[Any]]:
@@ -107,13 +158,14 @@ def _top_participants(buffer: dict[int, PaneEntry]) -> list[list[Any]]:
 
 def assemble_batch(
     shard: int, buffers: Sequence[dict[int, PaneEntry]], end_pane: int, n_buckets: int, slide_ms: int,
-    instruments: Sequence[str],
+    instruments: Sequence[str], normals: Sequence[PaneNormal] | None = None,
 ) -> Row:  # fmt: skip
     """The WINDOW_BATCH_TYPE row of the windows ending at `end_pane` (pure; unit-tested).
 
     `buffers[i]` is instrument i's pane buffer after `add_pane` of this pane (so it holds
-    only panes inside the window). Empty panes are `empty_pane`, whose volatility and
-    volume channels are 0, so the regime sums may run over all T slots.
+    only panes inside the window), `normals[i]` its normal then (None: none learned).
+    Empty panes are `empty_pane`, whose volatility and volume channels are 0, so the
+    regime sums may run over all T slots.
     """
     slide_ns = slide_ms * 1_000_000
     first = end_pane - n_buckets + 1
@@ -122,7 +174,13 @@ def assemble_batch(
         for p, entry in buf.items():
             if p <= end_pane:  # (a newer pane cannot be there: panes arrive in order per shard)
                 raw[b, p - first] = _vector(entry[0])
-    tensors = assemble_raw(raw, np.full(len(buffers), end_pane, dtype=np.int64), slide_ns)
+    snap = None
+    if normals is not None:
+        parts = [n.snapshot() for n in normals]
+        snap = (np.array([m for m, _, _ in parts]).reshape(len(parts), -1),
+                np.array([s for _, s, _ in parts]).reshape(len(parts), -1),
+                np.array([r for _, _, r in parts], dtype=bool))  # fmt: skip
+    tensors = assemble_raw(raw, np.full(len(buffers), end_pane, dtype=np.int64), slide_ns, snap)
     vol = np.sqrt(np.square(raw[:, :, _VOL].astype(np.float64)).sum(1))
     volume = np.expm1(raw[:, :, _LOGVOL].astype(np.float64)).sum(1)
     return Row(
@@ -184,12 +242,13 @@ class WindowAssembler(KeyedProcessFunction):
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context):
         shard, pane, instruments, max_ts_ms, feats, parts, part_n, part_k = value
         pane = int(pane)
-        names, buffers = [], []
+        names, buffers, normals = [], [], []
         for name, entry in pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k):
-            buffer = add_pane(self._panes.get(name) or {}, pane, entry, self._t)
-            self._panes.put(name, buffer)
+            stored, buffer, normal = add_pane(self._panes.get(name), pane, entry, self._t)
+            self._panes.put(name, stored)
             names.append(name)
             buffers.append(buffer)
+            normals.append(normal)
         # One sweep timer per shard, every T panes: after it, an instrument without a
         # pane in the last T panes can no longer be part of any window.
         sweep_at = (pane // self._t + 2) * self._t * self._slide_ms - 1
@@ -197,15 +256,26 @@ class WindowAssembler(KeyedProcessFunction):
             ctx.timer_service().register_event_time_timer(sweep_at)  # same ts: Flink dedups
             self._sweep.update(sweep_at)
         self._windows.inc(len(names))
-        yield assemble_batch(shard, buffers, pane, self._t, self._slide_ms, names)
+        yield assemble_batch(shard, buffers, pane, self._t, self._slide_ms, names, normals)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         # Windows ending after `timestamp` start after pane `oldest_needed` - 1.
         oldest_needed = (timestamp + 1) // self._slide_ms - self._t + 1
-        quiet = [name for name, buf in self._panes.items() if max(buf) < oldest_needed]
-        for name in quiet:
-            self._panes.remove(name)
-        self._cleared.inc(len(quiet))
+        due = []
+        for name, stored in self._panes.items():
+            buffer = stored["panes"] if "panes" in stored else stored
+            last = stored.get("last") if "panes" in stored else max(stored, default=None)
+            if (buffer and max(buffer) < oldest_needed) or (not buffer and is_stale(last, oldest_needed)):
+                due.append((name, stored))
+        cleared = 0
+        for name, stored in due:  # (state is changed after the iteration, not during it)
+            settled = settle(stored, oldest_needed)
+            if settled is None:
+                self._panes.remove(name)
+                cleared += 1
+            else:
+                self._panes.put(name, settled)
+        self._cleared.inc(cleared)
         if self._sweep.value() == timestamp:
             self._sweep.clear()
         return iter(())

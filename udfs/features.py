@@ -35,57 +35,23 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-# ---- channel list --------------------------------------------------------------------
-# (name, group, computed per pane?) — window channels are added by `window_tensor`.
-_CHANNEL_SPEC: tuple[tuple[str, str, bool], ...] = (
-    # price
-    ("ret_mid_bps", "price", True),  # log return of the NBBO mid over the pane, bps
-    ("fill_dev_hs", "price", True),  # qty-weighted |fill price - mid| in half-spreads
-    ("fill_outside_hs", "price", True),  # max distance of a fill outside the NBBO, half-spreads
-    ("mid_vol_bps", "price", True),  # realized volatility of the mid within the pane, bps
-    ("spread_bps", "price", True),  # mean quoted spread, bps of mid
-    # volume
-    ("log_volume", "volume", True),  # log1p(filled shares)
-    ("log_mean_fill", "volume", True),  # log1p(mean fill size)
-    ("log_max_fill", "volume", True),  # log1p(largest fill size)
-    ("block_count", "volume", True),  # log1p(# block prints: notional >= BLOCK_NOTIONAL)
-    ("hidden_share", "volume", True),  # share of filled shares against hidden liquidity
-    ("volume_vs_window", "volume", False),  # log_volume - its mean over the window's traded panes
-    ("fill_size_vs_window", "volume", False),  # log_max_fill - mean log_mean_fill over the window
-    # time
-    ("log_events", "time", True),  # log1p(# events)
-    ("gap_median_ms", "time", True),  # log1p(median inter-arrival, ms); slide length if < 2 events
-    ("burst_100ms", "time", True),  # log1p(max # events inside one 100 ms slot)
-    ("activity_vs_window", "time", False),  # log_events - its mean over the window's active panes
-    ("tod_sin", "time", False),  # time of day of the pane start (UTC), sine
-    ("tod_cos", "time", False),  # ... cosine
-    ("to_close_h", "time", False),  # hours from pane start to the session close, clipped
-    # order flow
-    ("log_new", "flow", True),  # log1p(# new orders)
-    ("log_cancel", "flow", True),  # log1p(# cancels)
-    ("log_fill", "flow", True),  # log1p(# fills)
-    ("cancel_fill_ratio", "flow", True),  # log((cancels + 1) / (fills + 1))
-    ("new_imbalance", "flow", True),  # (buy - sell) / total shares of new orders
-    ("fill_imbalance", "flow", True),  # (buy - sell) / total filled shares, by order side
-    # participant
-    ("self_cross_share", "participant", True),  # filled shares with contra == participant or same firm
-    ("top_cancel_ratio", "participant", True),  # cancels / events of the most active participant
-    ("top_volume_share", "participant", True),  # that participant's share of traded shares (both legs)
-    ("participant_hhi", "participant", True),  # Herfindahl index of event counts over participants
-    ("log_participants", "participant", True),  # log1p(# distinct participants)
-    ("front_run_ratio", "participant", True),  # max net same-direction shares a third party
-    # traded before the pane's large fill, / the large fill's size (0..1)
+from udfs.channels import (  # noqa: F401  (re-exported: the feature module's public names)
+    CHANNEL_GROUPS,
+    CHANNELS,
+    N_CHANNELS,
+    N_PANE_CHANNELS,
+    PANE_CHANNELS,
 )
+from udfs.pane_normals import RELATIVE_CHANNELS, PaneNormal, normals_for_windows, pane_surprise, relative_z
 
-CHANNELS: tuple[str, ...] = tuple(name for name, _, _ in _CHANNEL_SPEC)
-N_CHANNELS = len(CHANNELS)
-CHANNEL_GROUPS: dict[str, str] = {name: group for name, group, _ in _CHANNEL_SPEC}
-PANE_CHANNELS: tuple[str, ...] = tuple(name for name, _, per_pane in _CHANNEL_SPEC if per_pane)
-N_PANE_CHANNELS = len(PANE_CHANNELS)
+# A window's normal: mean [N, R], scale [N, R], ready [N] (udfs/pane_normals.py)
+Normals = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 # Where each pane channel lands in the model input.
 _PANE_TO_CHANNEL = np.array([CHANNELS.index(c) for c in PANE_CHANNELS])
 _P = {name: i for i, name in enumerate(PANE_CHANNELS)}
 _C = {name: i for i, name in enumerate(CHANNELS)}
+_REL_TO_CHANNEL = np.array([CHANNELS.index(c) for c in RELATIVE_CHANNELS])
 
 # ---- constants of the definitions ------------------------------------------------------
 DEFAULT_SLIDE_NS = 5_000_000_000  # pane length if the caller gives none (WindowConfig default)
@@ -361,14 +327,25 @@ def _masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, (x * mask).sum(axis=1, keepdims=True) / np.maximum(cnt, 1), 0.0)
 
 
-def assemble_raw(raw: np.ndarray, end_panes: np.ndarray, slide_ns: int) -> np.ndarray:
+def no_normals(n: int) -> Normals:
+    """The normal of instruments that learned nothing yet (relative channels read 0)."""
+    r = len(RELATIVE_CHANNELS)
+    return np.zeros((n, r)), np.ones((n, r)), np.zeros(n, dtype=bool)
+
+
+def assemble_raw(raw: np.ndarray, end_panes: np.ndarray, slide_ns: int, normals: Normals | None = None) -> np.ndarray:
     """raw pane rows [N, T, F_raw] (dense, oldest first, empty panes = `empty_pane`) of the
-    windows ending at `end_panes` [N] -> model input [N, T, F] float32. The one kernel of
-    training (`windows_from_panes`) and of the streaming job (udfs/assembler.py)."""
+    windows ending at `end_panes` [N], and the instrument normal each window is judged
+    against (`normals`; None = none learned yet) -> model input [N, T, F] float32. The
+    one kernel of training (`windows_from_panes`) and of the streaming job
+    (udfs/assembler.py)."""
     n, t, _ = raw.shape
     r = raw.astype(np.float64)
     out = np.zeros((n, t, N_CHANNELS), dtype=np.float64)
     out[:, :, _PANE_TO_CHANNEL] = r
+    # levels as deviations from the instrument's own normal (udfs/pane_normals.py)
+    out[:, :, _REL_TO_CHANNEL] = relative_z(r, *(normals if normals is not None else no_normals(n)))
+    out[:, :, _C["pane_active"]] = r[:, :, _P["log_events"]] > 0
 
     traded = r[:, :, _P["log_fill"]] > 0
     lv, lmean, lmax = (r[:, :, _P[c]] for c in ("log_volume", "log_mean_fill", "log_max_fill"))
@@ -388,14 +365,22 @@ def assemble_raw(raw: np.ndarray, end_panes: np.ndarray, slide_ns: int) -> np.nd
     return out.astype(np.float32)
 
 
+def window_pane_surprise(windows: np.ndarray) -> np.ndarray:
+    """Model inputs [N, T, F] -> each pane's instrument-relative surprise [N, T]
+    (udfs/pane_normals.pane_surprise of its relative channels; 0 for empty panes)."""
+    return pane_surprise(np.asarray(windows, dtype=np.float64)[:, :, _REL_TO_CHANNEL])
+
+
 def window_tensor(
-    panes: Mapping[int, np.ndarray], end_pane: int, n_buckets: int, slide_ns: int = DEFAULT_SLIDE_NS
-) -> np.ndarray:
+    panes: Mapping[int, np.ndarray], end_pane: int, n_buckets: int, slide_ns: int = DEFAULT_SLIDE_NS,
+    normal: PaneNormal | None = None,
+) -> np.ndarray:  # fmt: skip
     """Model input `float32 [n_buckets, N_CHANNELS]` for the window ending at `end_pane`.
 
     `panes` maps pane index -> raw pane vector (from `pane_features`) for one
     instrument; panes outside `end_pane - n_buckets + 1 .. end_pane` are ignored and
-    missing ones count as empty (no events).
+    missing ones count as empty (no events). `normal`: the instrument's normal as of
+    this window (None: not learned yet).
     """
     empty = empty_pane(slide_ns)
     raw = np.empty((1, n_buckets, N_PANE_CHANNELS), dtype=np.float32)
@@ -411,7 +396,11 @@ def window_tensor(
                     f"(udfs.features.PANE_CHANNELS), got shape {v.shape}"
                 )
             raw[0, i] = v
-    return assemble_raw(raw, np.array([end_pane]), slide_ns)[0]
+    normals = None
+    if normal is not None:
+        mean, scale, ready = normal.snapshot()
+        normals = (mean[None], scale[None], np.array([ready]))
+    return assemble_raw(raw, np.array([end_pane]), slide_ns, normals)[0]
 
 
 def dense_pane_grid(
@@ -435,15 +424,19 @@ def windows_from_panes(
 
     `panes` [P] pane indices (unique), `X` [P, F_raw] their raw rows. Returns
     (end_panes [P] ascending, windows float32 [P, T, F]); equal to calling
-    `window_tensor` at each end pane (same `assemble_raw` kernel; a test checks).
+    `window_tensor` at each end pane with the normal the job's assembler holds then
+    (same `assemble_raw` kernel and the same sequence of normal updates,
+    `normals_for_windows`; a test checks against the job's assembler).
     """
     order = np.argsort(panes)
     panes, X = np.asarray(panes, dtype=np.int64)[order], X[order]
+    mean, scale, ready = normals_for_windows(panes, X, n_buckets)
     first, grid = dense_pane_grid(panes, X, slide_ns, pad=n_buckets - 1)
     view = np.lib.stride_tricks.sliding_window_view(grid, n_buckets, axis=0)  # [P', F_raw, T]
     idx = panes - first - (n_buckets - 1)  # window starting row for each end pane
     out = np.empty((len(panes), n_buckets, N_CHANNELS), dtype=np.float32)
     for s in range(0, len(panes), chunk):
         raw = view[idx[s : s + chunk]].transpose(0, 2, 1)
-        out[s : s + chunk] = assemble_raw(raw, panes[s : s + chunk], slide_ns)
+        sl = slice(s, s + chunk)
+        out[sl] = assemble_raw(raw, panes[sl], slide_ns, (mean[sl], scale[sl], ready[sl]))
     return panes, out

@@ -23,6 +23,11 @@ Fields (times are event time, epoch **milliseconds**):
     global_threshold  float  scorer metadata `parameters.threshold` (calibrated)
     max_event_ts      int    largest event timestamp inside the window (ms)
     degraded          bool   scored without the model (documented fallback mode)
+    pane_surprise     [T]    optional per-pane instrument-relative surprise, oldest pane
+                             first (the window's panes; 0 for an empty pane): how far the
+                             pane's channels sit from the instrument's own normal. The
+                             decision stage takes an alert's evidence span from it; []
+                             if absent
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class ScoredWindow:
     features: tuple[float, ...] = ()
     participants: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     degraded: bool = False
+    pane_surprise: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         # A NaN score would compare False against every threshold and silently never
@@ -88,6 +94,7 @@ class ScoredWindow:
             features=tuple(float(v) for v in d.get("features", ()) or ()),
             participants=tuple((str(p), float(w)) for p, w in d.get("participants", ()) or ()),
             degraded=bool(d.get("degraded", False)),
+            pane_surprise=tuple(float(v) for v in d.get("pane_surprise", ()) or ()),
         )
 
     @classmethod

@@ -50,6 +50,7 @@ from pyflink.datastream import RuntimeContext
 from pyflink.datastream.functions import AsyncFunction
 
 from udfs.assembler import window_batch_arrays
+from udfs.features import window_pane_surprise
 from udfs.records import ScoredWindow
 from udfs.shard_thresholds import encode_scored_batch
 
@@ -136,6 +137,7 @@ class ScoreWindows(AsyncFunction):
             self._in_flight -= len(windows)
         self._scored += len(windows)
         parts = json.loads(participants)
+        surprise = window_pane_surprise(windows).round(3)  # the decision stage's evidence span
         end = int(end)
         start = end - self._t * self._slide_ms
         out = []
@@ -157,6 +159,7 @@ class ScoreWindows(AsyncFunction):
                     features=tuple(features[i].tolist()),
                     participants=tuple((str(n), float(w)) for n, w in parts[i]),
                     degraded=degraded,
+                    pane_surprise=tuple(surprise[i].tolist()),
                 )
             )
         return [Row(int(shard), encode_scored_batch(out))]

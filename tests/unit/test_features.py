@@ -10,6 +10,7 @@ import pytest
 
 from udfs import features as ft
 from udfs.features import CHANNELS, PANE_CHANNELS
+from udfs.pane_normals import RELATIVE_CHANNELS, WARMUP_PANES, PaneNormal
 
 S = 1_000_000_000
 COLS = ["ts", "event", "participant", "side", "price", "qty", "contra", "bid", "ask", "hidden"]
@@ -115,13 +116,13 @@ def test_arrival_order_does_not_matter():
     assert np.array_equal(ft.pane_features(df), ft.pane_features(shuffled))
 
 
-def random_events(n: int, seed: int) -> pd.DataFrame:
+def random_events(n: int, seed: int, span_s: int = 60) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ev = rng.choice(["new", "cancel", "fill"], n, p=[0.5, 0.3, 0.2])
     mid = 20 + np.cumsum(rng.normal(0, 0.01, n))
     parts = np.array([f"F{i}.A{j}" for i in range(5) for j in (1, 2)])
     df = pd.DataFrame({
-        "ts": rng.integers(0, 60 * S, n),
+        "ts": rng.integers(0, span_s * S, n),
         "instrument": rng.choice(["AAA", "BBB", "CCC"], n),
         "venue": "DKX", "order_id": [f"o{i}" for i in range(n)], "event": ev,
         "participant": rng.choice(parts, n), "side": rng.choice(["B", "S"], n),
@@ -164,9 +165,25 @@ def test_window_tensor_by_hand():
     tod = np.array([75530, 75535, 75540]) * 2 * np.pi / 86400
     np.testing.assert_allclose(c["tod_sin"], np.sin(tod), atol=1e-6)
     np.testing.assert_allclose(c["tod_cos"], np.cos(tod), atol=1e-6)
-    # the missing middle pane is the empty pane
-    mid = w[1, [CHANNELS.index(p) for p in PANE_CHANNELS]]
-    assert np.array_equal(mid, ft.EMPTY_PANE)
+    # the missing middle pane is the empty pane: absolute channels as EMPTY_PANE, the
+    # relative ones 0 (as usual), and flagged inactive
+    absolute = [p for p in PANE_CHANNELS if p not in RELATIVE_CHANNELS]
+    mid = w[1, [CHANNELS.index(p) for p in absolute]]
+    assert np.array_equal(mid, ft.EMPTY_PANE[[PANE_CHANNELS.index(p) for p in absolute]])
+    assert not w[1, [CHANNELS.index(p) for p in RELATIVE_CHANNELS]].any()
+    np.testing.assert_array_equal(c["pane_active"], [1, 0, 1])
+    # no normal learned yet: every relative channel reads 0
+    assert not w[:, [CHANNELS.index(p) for p in RELATIVE_CHANNELS]].any()
+
+
+def test_pane_normal_state_round_trips_and_refuses_other_layouts():
+    n = PaneNormal.fresh()
+    for v in range(30):
+        n.fold(np.full(ft.N_PANE_CHANNELS, float(v)))
+    back = PaneNormal.from_state(n.to_state())
+    for a, b in zip(n.snapshot(), back.snapshot(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert PaneNormal.from_state(b"\0" * 24).learned == 0  # another channel list: learn afresh
 
 
 def test_window_tensor_rejects_wrong_vector():
@@ -180,15 +197,37 @@ def test_missing_columns_are_named():
 
 
 def test_training_windows_equal_serving_windows():
-    df = random_events(4000, 1)
+    df = random_events(8000, 1, span_s=600)
     keys, X = ft.pane_features_by_key(df)
     for inst in ("AAA", "CCC"):
         sel = (keys["instrument"] == inst).to_numpy()
         panes, Xi = keys["pane"].to_numpy()[sel], X[sel]
         end, W = ft.windows_from_panes(panes, Xi, n_buckets=12)
         state = {int(p): Xi[i] for i, p in enumerate(panes)}  # what the keyed assembler holds
+        normal, learned = PaneNormal.fresh(), 0  # ... and its normal: panes that left every window
         for k, p in enumerate(end):
-            assert np.array_equal(ft.window_tensor(state, int(p), 12), W[k])
+            while panes[learned] <= p - 12:
+                normal.fold(Xi[learned])
+                learned += 1
+            assert np.array_equal(ft.window_tensor(state, int(p), 12, normal=normal), W[k])
+        assert learned > WARMUP_PANES  # the relative channels were live
+
+
+def test_relative_channels_do_not_see_an_instruments_level():
+    """An instrument whose levels all sit higher (10x the events, fills and cancels, a
+    wider spread) looks the same to the model once its normal is learned."""
+    df = random_events(8000, 3, span_s=600)
+    keys, X = ft.pane_features_by_key(df)
+    sel = (keys["instrument"] == "AAA").to_numpy()
+    panes, Xi = keys["pane"].to_numpy()[sel], X[sel]
+    busy = Xi.copy()
+    for name in ("log_events", "log_new", "log_cancel", "log_fill", "burst_100ms", "log_volume", "spread_bps"):
+        busy[:, PANE_CHANNELS.index(name)] += np.log(10) if name != "spread_bps" else 40.0
+    _, W = ft.windows_from_panes(panes, Xi, n_buckets=12)
+    _, Wb = ft.windows_from_panes(panes, busy, n_buckets=12)
+    rel = [CHANNELS.index(c) for c in RELATIVE_CHANNELS]
+    np.testing.assert_allclose(Wb[:, :, rel], W[:, :, rel], atol=1e-4)
+    assert np.abs(W[:, :, rel]).max() > 1  # (and they do vary)
 
 
 def test_vectorized_kernel_matches_plain_per_pane_loop():

@@ -11,13 +11,15 @@ import pytest
 from jobs.job_config import JobConfig
 from tests.samples import GOOD, payload
 from udfs import sources
-from udfs.assembler import add_pane, assemble_batch, pane_entries, window_batch_arrays
+from udfs.assembler import add_pane, assemble_batch, pane_entries, settle, window_batch_arrays
 from udfs.deadletter import format_dead_letter
 from udfs.features import (
+    CHANNELS,
     REQUIRED_COLUMNS,
     pane_features,
     windows_from_panes,
 )
+from udfs.pane_normals import IDLE_PANES, RELATIVE_CHANNELS
 from udfs.pane_udaf import pane_batch, top_participants_by_key
 
 SLIDE_NS = 5_000_000_000
@@ -48,12 +50,12 @@ def test_late_dead_letter() -> None:
         format_dead_letter("other", "r", "")
 
 
-def _events(n: int, seed: int, t0: int) -> pd.DataFrame:
+def _events(n: int, seed: int, t0: int, span_panes: int = 60) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ev = rng.choice(["new", "cancel", "fill"], n)
     return pd.DataFrame(
         {
-            "ts": t0 + np.sort(rng.integers(0, 60 * SLIDE_NS, n)),
+            "ts": t0 + np.sort(rng.integers(0, span_panes * SLIDE_NS, n)),
             "event": ev,
             "participant": rng.choice(["A-1", "B-2", "C-3"], n),
             "side": rng.choice(["B", "S"], n),
@@ -96,31 +98,47 @@ def test_top_participants_counts_both_legs_and_breaks_ties_by_name() -> None:
 
 
 def test_assembled_windows_equal_training_windows() -> None:
-    """Streaming assembly (shard batches pane by pane, state pruned) = training's
-    windows_from_panes, for every instrument of the shard, whichever panes it skips."""
+    """Streaming assembly (shard batches pane by pane, state pruned, quiet instruments
+    settled at sweeps) = training's windows_from_panes, for every instrument of the
+    shard, whichever panes it skips, with its instrument normal warm and after an
+    idle gap that restarts the normal."""
     t, slide_ms = 12, SLIDE_NS // 10**6
-    frames = {name: _events(600, seed, 1_700_000_000 * 10**9) for seed, name in enumerate(["AB", "CD"], 2)}
-    frames["CD"] = frames["CD"][(frames["CD"].ts // SLIDE_NS) % 3 != 0]  # CD skips every third pane
-    expected, buffers = {}, {name: {} for name in frames}
+    t0 = 1_700_000_000 * 10**9
+    frames = {name: _events(2400, seed, t0, span_panes=160) for seed, name in enumerate(["AB", "CD"], 2)}
+    cd = frames["CD"][(frames["CD"].ts // SLIDE_NS) % 3 != 0]  # CD skips every third pane
+    late = cd.ts >= t0 + 100 * SLIDE_NS  # ... and is silent for IDLE_PANES + 40 panes after pane 100
+    frames["CD"] = cd.assign(ts=np.where(late, cd.ts + (IDLE_PANES + 40) * SLIDE_NS, cd.ts))
+    expected, stored = {}, {name: None for name in frames}
     for name, df in frames.items():
         panes = np.sort((df.ts // SLIDE_NS).unique())
         ends, windows = windows_from_panes(panes, pane_features(df.assign(pane=df.ts // SLIDE_NS), SLIDE_NS), t, SLIDE_NS)
         expected[name] = dict(zip(ends.tolist(), windows, strict=True))
-    for p in sorted(set().union(*(e.keys() for e in expected.values()))):
+    rel = [CHANNELS.index(c) for c in RELATIVE_CHANNELS]
+    warm = 0
+    for k, p in enumerate(sorted(set().union(*(e.keys() for e in expected.values())))):
         names = [n for n in frames if p in expected[n]]  # instruments with events in pane p
+        buffers, normals = [], []
         for n in names:
             df = frames[n][frames[n].ts // SLIDE_NS == p]
             entry = (pane_features(df, SLIDE_NS)[0].tobytes(), int(df.ts.max()) // 10**6, ["A-1"], [1])
-            buffers[n] = add_pane(buffers[n], int(p), entry, t)
-            assert len(buffers[n]) <= t and min(buffers[n]) > p - t
-        row = assemble_batch(7, [buffers[n] for n in names], int(p), t, slide_ms, names)
+            stored[n], buffer, normal = add_pane(stored[n], int(p), entry, t)
+            assert len(buffer) <= t and min(buffer) > p - t
+            buffers.append(buffer)
+            normals.append(normal)
+        if k % 7 == 3:  # a sweep: quiet instruments learn their buffered panes early
+            for n in frames:
+                if n not in names and stored[n] is not None and max(stored[n]["panes"], default=p) < p - t + 1:
+                    stored[n] = settle(stored[n], p - t + 1)
+        row = assemble_batch(7, buffers, int(p), t, slide_ms, names, normals)
         windows, features = window_batch_arrays(row, t)
         assert row[0] == 7 and row[1] == (p + 1) * slide_ms and list(row[2]) == names
         for i, n in enumerate(names):
             assert np.allclose(windows[i], expected[n][p], atol=1e-6), f"{n}: window ending at pane {p}"
             assert np.allclose(features[i], expected[n][p].mean(axis=0), atol=1e-6)
             assert row[3][i] == int(frames[n].ts[frames[n].ts // SLIDE_NS == p].max()) // 10**6
+            warm += bool(np.any(windows[i][:, rel] != 0))
         assert json.loads(row[8]) == [[["A-1", 1.0]]] * len(names)
+    assert warm > 100  # the relative channels were in use, not all warm-up zeros
 
 
 def test_job_config_checks_and_stable_tx_prefix() -> None:

@@ -44,8 +44,10 @@ def test_window_labels_and_majority_scenario():
     assert ws.x.shape == (21, 3, ft.N_CHANNELS)
     # the BBB window has no history: its first two buckets are empty panes
     b = ws.x[ws.instrument == "BBB"][0]
-    pane_cols = [ft.CHANNELS.index(c) for c in ft.PANE_CHANNELS]
-    assert np.array_equal(b[0, pane_cols], ft.EMPTY_PANE)
+    absolute = [c for c in ft.PANE_CHANNELS if c not in ft.RELATIVE_CHANNELS]
+    pane_cols = [ft.CHANNELS.index(c) for c in absolute]
+    assert np.array_equal(b[0, pane_cols], ft.EMPTY_PANE[[ft.PANE_CHANNELS.index(c) for c in absolute]])
+    assert not b[0, [ft.CHANNELS.index(c) for c in ft.RELATIVE_CHANNELS]].any()
 
 
 def test_time_split_has_no_overlapping_windows():
