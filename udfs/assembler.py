@@ -263,8 +263,9 @@ class WindowAssembler(KeyedProcessFunction):
         oldest_needed = (timestamp + 1) // self._slide_ms - self._t + 1
         due = []
         for name, stored in self._panes.items():
-            buffer = stored["panes"] if "panes" in stored else stored
-            last = stored.get("last") if "panes" in stored else max(stored, default=None)
+            new_layout = "panes" in stored  # (else the bare pane map of older state)
+            buffer = stored["panes"] if new_layout else stored
+            last = stored["last"] if new_layout else max(stored, default=None)
             if (buffer and max(buffer) < oldest_needed) or (not buffer and is_stale(last, oldest_needed)):
                 due.append((name, stored))
         cleared = 0

@@ -42,7 +42,13 @@ from udfs.channels import (  # noqa: F401  (re-exported: the feature module's pu
     N_PANE_CHANNELS,
     PANE_CHANNELS,
 )
-from udfs.pane_normals import RELATIVE_CHANNELS, PaneNormal, normals_for_windows, pane_surprise, relative_z
+from udfs.pane_normals import (
+    RELATIVE_CHANNELS,
+    PaneNormal,
+    normals_for_windows,
+    pane_surprise,
+    relative_z,
+)
 
 # A window's normal: mean [N, R], scale [N, R], ready [N] (udfs/pane_normals.py)
 Normals = tuple[np.ndarray, np.ndarray, np.ndarray]
