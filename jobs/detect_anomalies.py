@@ -60,6 +60,8 @@ Flags (defaults from JobConfig / darkpool.config, which also read DARKPOOL_<FIEL
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import os
 import re
 import sys
@@ -78,7 +80,8 @@ from pyflink.datastream.connectors import Sink
 from pyflink.table import StreamTableEnvironment
 
 from darkpool.config import KafkaConfig, ScorerEndpoint, WindowConfig, from_env
-from jobs.job_config import JobConfig
+from jobs.job_config import GeometryMismatch, JobConfig, window_from_model
+from model.scorer.client import ScorerClient
 from udfs import sources
 from udfs.assembler import WINDOW_BATCH_TYPE, WindowAssembler
 from udfs.deadletter import DEAD_LETTERS, PANE_BATCH_TYPE, SplitDeadLetters
@@ -419,8 +422,37 @@ def local_jars() -> list[str]:
     return [f"file://{j}" for j in (*jars, *([udf] if udf.exists() else []))]
 
 
+def with_model_geometry(cfg: JobConfig, a: argparse.Namespace) -> JobConfig:
+    """`cfg` with the window geometry of the model the scorer serves (jobs/job_config.py
+    `window_from_model`); exits with one line when an explicit geometry disagrees.
+
+    A scorer that cannot be reached at submission leaves the configured geometry (the
+    scoring stage checks the model's pane length again when it first scores)."""
+    explicit = any(v is not None for v in (a.window_size, a.window_slide)) or any(
+        f"DARKPOOL_{n}" in os.environ for n in ("SIZE_S", "SLIDE_S"))  # fmt: skip
+    try:
+        meta = asyncio.run(_metadata(cfg))
+    except Exception as exc:  # noqa: BLE001 (unreachable, timeout, an answer of another server)
+        print(f"warning: no model metadata from {cfg.scorer.scorer_url} ({exc!r}); using the configured "
+              f"window {cfg.window.size_s} s / {cfg.window.slide_s} s", file=sys.stderr)  # fmt: skip
+        return cfg
+    params = meta.raw.get("parameters") or {}
+    try:
+        window = window_from_model(cfg.window, explicit, params.get("window") or {"n_buckets": meta.n_buckets},
+                                   meta.channels)  # fmt: skip
+    except GeometryMismatch as exc:
+        raise SystemExit(f"detect_anomalies: {exc}") from None
+    return dataclasses.replace(cfg, window=window)
+
+
+async def _metadata(cfg: JobConfig) -> Any:
+    async with ScorerClient(cfg.scorer.scorer_url, cfg.scorer.model_name, timeout_s=5.0) as client:
+        return await client.metadata()
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg, a = parse_args(argv)
+    cfg = with_model_geometry(cfg, a)
     env, t_env = make_env(cfg, local_jars())
     main_view, side_view, topic = register_source(t_env, cfg, a.backtest, a.bounded)
     to_kafka = a.backtest is None or a.to_kafka

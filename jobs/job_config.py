@@ -8,9 +8,54 @@ flags map one to one onto these fields.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from darkpool.config import KafkaConfig, ScorerEndpoint, WindowConfig
+from udfs.features import CHANNELS
+
+
+class GeometryMismatch(ValueError):
+    """The job's window geometry or channels disagree with the model's."""
+
+
+def window_from_model(configured: WindowConfig, explicit: bool, model_window: dict[str, Any],
+                      model_channels: Sequence[str]) -> WindowConfig:  # fmt: skip
+    """The window geometry the job must run with: the model artifact's.
+
+    The artifact is the one source of the window size, slide and bucket count (a model
+    trained on 5 s panes scores 10 s panes without error, and meaninglessly). A geometry
+    set explicitly (flag or DARKPOOL_SIZE_S / DARKPOOL_SLIDE_S) must agree with it;
+    otherwise the model's is used. An artifact that records no window (older ones) leaves
+    the configured geometry, checked against its bucket count only.
+
+    >>> model = {"size_s": 60, "slide_s": 5, "n_buckets": 12}
+    >>> window_from_model(WindowConfig(120, 10), False, model, CHANNELS)
+    WindowConfig(size_s=60, slide_s=5)
+    >>> window_from_model(WindowConfig(60, 10), True, model, CHANNELS)
+    Traceback (most recent call last):
+    ...
+    jobs.job_config.GeometryMismatch: the job's window is 60 s sliding every 10 s (6 panes) but the model was trained on 60 s sliding every 5 s (12 panes): drop --window-size/--window-slide to use the model's, or score with a model trained on this geometry
+    """
+    if list(model_channels) != list(CHANNELS):
+        raise GeometryMismatch(
+            f"the model expects {len(model_channels)} channels ({', '.join(model_channels[:3])}, ...) but this job "
+            f"computes {len(CHANNELS)} (udfs.features.CHANNELS): serve a model trained with this code (`darkpool train`)"
+        )
+    if not model_window.get("slide_s"):
+        n = model_window.get("n_buckets")
+        if n and n != configured.n_buckets:
+            raise GeometryMismatch(f"the job's window has {configured.n_buckets} panes, the model {n}")
+        return configured
+    model = WindowConfig(size_s=int(model_window["size_s"]), slide_s=int(model_window["slide_s"]))
+    if model == configured or not explicit:
+        return model
+    raise GeometryMismatch(
+        f"the job's window is {configured.size_s} s sliding every {configured.slide_s} s ({configured.n_buckets} "
+        f"panes) but the model was trained on {model.size_s} s sliding every {model.slide_s} s ({model.n_buckets} "
+        "panes): drop --window-size/--window-slide to use the model's, or score with a model trained on this geometry"
+    )
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ def own_flink(stack: StackConfig, tmp_path_factory: pytest.TempPathFactory) -> I
 
 # What a trained model depends on: if none of these change, a model trained by an earlier
 # run (or CI run on this machine) is reused from the cache instead of trained again.
-_MODEL_INPUTS = ("model", "udfs/features.py", "udfs/schemas.py", "darkpool/market")
+_MODEL_INPUTS = ("model", "udfs/features.py", "udfs/channels.py", "udfs/pane_normals.py", "udfs/schemas.py",
+                 "darkpool/market")
 
 
 def _model_inputs_hash() -> str:
@@ -143,9 +144,13 @@ def trained_model() -> Path:
 
     from darkpool.paths import REPO_ROOT, artifacts_dir, cache_dir
 
+    import json
+
+    from udfs.features import CHANNELS
+
     local = artifacts_dir() / "small"
-    if (local / "model.safetensors").exists() and (local / "rules.json").exists():
-        return local  # (without rules.json it predates the degraded mode: not used)
+    if (local / "rules.json").exists() and json.loads((local / "config.json").read_text()).get("channels") == list(CHANNELS):
+        return local  # (without rules.json it predates the degraded mode; other channels, older code: not used)
     cached = cache_dir() / "test-models" / f"small-{_model_inputs_hash()}"
     if (cached / "model.safetensors").exists():
         return cached

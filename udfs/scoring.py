@@ -108,6 +108,17 @@ class ScoreWindows(AsyncFunction):
         g.gauge("scorer_latency_p99_us", lambda: self._percentile(99))
         g.gauge("scorer_latency_max_us", lambda: max(self._lat_us, default=0))
 
+    def _check_slide(self, doc: dict[str, Any]) -> None:
+        """A model (re)loaded with another pane length would score these windows without
+        error and meaninglessly: fail the task instead (not retried)."""
+        from model.scorer.client import ScorerRequestError  # lazy: worker-side import, as in _call
+        slide_s = ((doc.get("parameters") or {}).get("window") or {}).get("slide_s")
+        if slide_s and int(slide_s) * 1000 != self._slide_ms:
+            raise ScorerRequestError(
+                f"the scorer's model was trained on {slide_s} s panes but this job cuts "
+                f"{self._slide_ms // 1000} s panes: serve a model of this geometry or restart the job with its own"
+            )
+
     def _percentile(self, q: float) -> int:
         samples = list(self._lat_us)
         return int(np.percentile(samples, q)) if samples else 0
@@ -234,6 +245,7 @@ class ScoreWindows(AsyncFunction):
                 if self._meta is None or self._meta.version != result.model_version:
                     # The global threshold belongs to the model version that scored.
                     self._meta = await asyncio.wait_for(self._client.metadata(), self._timeout_s)
+                    self._check_slide(self._meta.raw)
             except ScorerRequestError:
                 raise
             except Exception as exc:  # refused, timeout, 503, 5xx, malformed answer

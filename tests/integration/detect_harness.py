@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--scored-topic", required=True)
     extra, rest = p.parse_known_args()
     cfg, a = job.parse_args(rest)
+    cfg = job.with_model_geometry(cfg, a)
     env, t_env = job.make_env(cfg, job.local_jars())
     main_view, side_view, topic = job.register_source(t_env, cfg, a.backtest, a.bounded)
     k = cfg.kafka
