@@ -22,35 +22,10 @@ Run locally on the mini cluster (needs a scorer on --scorer-url):
     python jobs/detect_anomalies.py --backtest data/tiny/events.parquet
     (alerts and dead letters are printed unless --to-kafka is given)
 
-Flags (defaults from JobConfig / darkpool.config, which also read DARKPOOL_<FIELD>):
-    --bootstrap-servers H:P    Kafka brokers
-    --trades-topic T           input topic (JSON events, udfs/schemas.py contract)
-    --alerts-topic T           exactly-once alerts (visible at each checkpoint)
-    --alerts-fast-topic T      at-least-once alerts (with --fast-alerts)
-    --dead-letter-topic T      malformed and late events, with the reason
-    --scorer-url URL           scorer service (Open Inference Protocol v2)
-    --window-size S / --window-slide S   sliding window (size multiple of slide), seconds
-    --out-of-orderness-ms N    bounded out-of-orderness of the watermark
-    --idle-timeout-ms N        source idleness (a silent partition stops holding the watermark)
-    --checkpoint-interval-ms N exactly-once alerts become visible at this cadence
-    --checkpoint-dir URI       checkpoint storage (default: the cluster's; a local run: a
-                               temporary file:// folder)
-    --async-capacity N         window batches in flight to the scorer per subtask (backpressure beyond)
-    --scorer-timeout-s F / --scorer-retries N / --scorer-backoff-s F
-    --degraded-rules PATH      degraded mode: when the scorer stays down, score with the
-                               rules calibrated in this model artifact (or rules.json),
-                               alerts marked degraded; off by default (the task fails)
-    --degraded-probe-s F       in degraded mode, retry the scorer after this long
-    --transaction-timeout-ms N Kafka transaction timeout (<= broker max, 1 h)
-    --tx-prefix P              transactional id prefix (default: job name + alerts topic)
-    --start-from committed|earliest|latest   where the source starts without a checkpoint
-    --fast-alerts              also write the at-least-once fast alerts topic
-    --parallelism N            default parallelism (0 = the cluster's)
-    --pane-shards N            instrument shards of the pane UDAF (0 = 1 at parallelism 1,
-                               else 2 x parallelism); fixed for the life of the job's state
-    --python-state-cache-size N  instruments' keyed state cached in the Python workers
-    --restart-attempts N       fixed-delay restarts before the job fails (scorer outages)
-    --job-name NAME            Flink job name (also seeds the consumer group / tx prefix)
+Flags: `python jobs/detect_anomalies.py --help` lists every one with its default and
+meaning; they are generated from JobConfig's fields (jobs/job_flags.py), so a field and
+its flag cannot drift. The window geometry comes from the model the scorer serves
+(--window-size / --window-slide only to insist on one; a disagreement exits). Run modes:
     --backtest PATH            read a contract Parquet (or .jsonl) file instead of Kafka
     --to-kafka                 with --backtest: write alerts / dead letters to Kafka too
     --bounded                  Kafka source stops at the latest offsets of job start (replay
@@ -79,8 +54,8 @@ from pyflink.datastream.async_data_stream import AsyncDataStream
 from pyflink.datastream.connectors import Sink
 from pyflink.table import StreamTableEnvironment
 
-from darkpool.config import KafkaConfig, ScorerEndpoint, WindowConfig, from_env
 from jobs.job_config import GeometryMismatch, JobConfig, window_from_model
+from jobs.job_flags import build_parser, config_from_args
 from model.scorer.client import ScorerClient
 from udfs import sources
 from udfs.assembler import WINDOW_BATCH_TYPE, WindowAssembler
@@ -341,73 +316,13 @@ def kafka_string_sink(cfg: JobConfig, topic: str, exactly_once: bool) -> Sink:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Namespace]:
-    d = JobConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add = p.add_argument
-    add("--bootstrap-servers")
-    add("--trades-topic")
-    add("--alerts-topic")
-    add("--alerts-fast-topic")
-    add("--dead-letter-topic")
-    add("--scorer-url")
-    add("--window-size", type=int)
-    add("--window-slide", type=int)
-    add("--out-of-orderness-ms", type=int, default=d.out_of_orderness_ms)
-    add("--idle-timeout-ms", type=int, default=d.source_idle_timeout_ms)
-    add("--checkpoint-interval-ms", type=int, default=d.checkpoint_interval_ms)
-    add("--checkpoint-dir", default=d.checkpoint_dir)
-    add("--async-capacity", type=int, default=d.async_capacity)
-    add("--scorer-timeout-s", type=float, default=d.scorer_timeout_s)
-    add("--scorer-retries", type=int, default=d.scorer_retries)
-    add("--scorer-backoff-s", type=float, default=d.scorer_backoff_s)
-    add("--degraded-rules", default=d.degraded_rules)
-    add("--degraded-probe-s", type=float, default=d.degraded_probe_s)
-    add("--transaction-timeout-ms", type=int, default=d.transaction_timeout_ms)
-    add("--tx-prefix", default="")
-    add("--start-from", choices=("committed", "earliest", "latest"), default=d.start_from)
-    add("--fast-alerts", action="store_true")
-    add("--parallelism", type=int, default=d.parallelism)
-    add("--pane-shards", type=int, default=d.pane_shards)
-    add("--python-state-cache-size", type=int, default=d.python_state_cache_size)
-    add("--restart-attempts", type=int, default=d.restart_attempts)
-    add("--job-name", default=d.job_name)
-    add("--backtest")
-    add("--to-kafka", action="store_true")
-    add("--bounded", action="store_true")
+    """Flags -> (JobConfig, the run-mode flags); a bad setting exits with one line."""
+    p = build_parser(__doc__.split("\n\n")[0])
     a, _ = p.parse_known_args(argv)  # flink run may pass its own leftovers
-    kafka = from_env(
-        KafkaConfig,
-        bootstrap_servers=a.bootstrap_servers,
-        trades_topic=a.trades_topic,
-        alerts_topic=a.alerts_topic,
-        alerts_fast_topic=a.alerts_fast_topic,
-        dead_letter_topic=a.dead_letter_topic,
-    )
-    window = from_env(WindowConfig, size_s=a.window_size, slide_s=a.window_slide)
-    cfg = JobConfig(
-        kafka=kafka,
-        scorer=from_env(ScorerEndpoint, scorer_url=a.scorer_url),
-        window=window,
-        job_name=a.job_name,
-        out_of_orderness_ms=a.out_of_orderness_ms,
-        source_idle_timeout_ms=a.idle_timeout_ms,
-        start_from=a.start_from,
-        checkpoint_interval_ms=a.checkpoint_interval_ms,
-        checkpoint_dir=a.checkpoint_dir,
-        async_capacity=a.async_capacity,
-        scorer_timeout_s=a.scorer_timeout_s,
-        scorer_retries=a.scorer_retries,
-        scorer_backoff_s=a.scorer_backoff_s,
-        degraded_rules=a.degraded_rules,
-        degraded_probe_s=a.degraded_probe_s,
-        fast_alerts=a.fast_alerts,
-        transaction_timeout_ms=a.transaction_timeout_ms,
-        transactional_id_prefix=a.tx_prefix,
-        parallelism=a.parallelism,
-        pane_shards=a.pane_shards,
-        python_state_cache_size=a.python_state_cache_size,
-        restart_attempts=a.restart_attempts,
-    )
+    try:
+        cfg, a.explicit_window = config_from_args(a)
+    except ValueError as exc:  # JobConfig / WindowConfig checks
+        raise SystemExit(f"detect_anomalies: {exc}") from None
     return cfg, a
 
 
@@ -428,8 +343,7 @@ def with_model_geometry(cfg: JobConfig, a: argparse.Namespace) -> JobConfig:
 
     A scorer that cannot be reached at submission leaves the configured geometry (the
     scoring stage checks the model's pane length again when it first scores)."""
-    explicit = any(v is not None for v in (a.window_size, a.window_slide)) or any(
-        f"DARKPOOL_{n}" in os.environ for n in ("SIZE_S", "SLIDE_S"))  # fmt: skip
+    explicit = a.explicit_window
     try:
         meta = asyncio.run(_metadata(cfg))
     except Exception as exc:  # noqa: BLE001 (unreachable, timeout, an answer of another server)

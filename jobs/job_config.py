@@ -1,8 +1,8 @@
 """Typed configuration of the detection job (one frozen dataclass, a comment per field).
 
 Built from `darkpool.config` (shared Kafka / window / scorer settings, which read
-`DARKPOOL_<FIELD>` env overrides) plus the job's own knobs below. The job module's
-flags map one to one onto these fields.
+`DARKPOOL_<FIELD>` env overrides) plus the job's own knobs below. The job's flags are
+generated from these fields and their comments (jobs/job_flags.py).
 """
 
 from __future__ import annotations
@@ -67,9 +67,7 @@ class JobConfig:
     job_name: str = "darkpool-detect"  # Flink job name; also seeds the ids below
     # --- event time ------------------------------------------------------------------
     out_of_orderness_ms: int = 2_000  # watermark = max event time seen - this; older = late
-    source_idle_timeout_ms: int = (
-        10_000  # a partition silent this long stops holding back the watermark
-    )
+    source_idle_timeout_ms: int = 10_000  # a partition silent this long stops holding back the watermark
     # --- source ----------------------------------------------------------------------
     start_from: str = "committed"  # committed (fallback earliest) | earliest | latest
     # --- fault tolerance -------------------------------------------------------------
@@ -100,10 +98,8 @@ class JobConfig:
     degraded_probe_s: float = 10.0  # in degraded mode, try the scorer again after this long
     # --- sinks -----------------------------------------------------------------------
     fast_alerts: bool = False  # also write at-least-once alerts to kafka.alerts_fast_topic
-    transaction_timeout_ms: int = (
-        15 * 60 * 1000
-    )  # must stay <= broker transaction.max.timeout.ms (1 h)
-    transactional_id_prefix: str = ""  # empty -> derived from job_name + alerts topic (see below)
+    transaction_timeout_ms: int = 15 * 60 * 1000  # Kafka transaction timeout; <= the broker's transaction.max.timeout.ms (1 h)
+    transactional_id_prefix: str = ""  # exactly-once sink's transactional ids; empty -> job_name + alerts topic (tx_prefix)
     # --- parallelism / Python runtime ----------------------------------------------------
     parallelism: int = 0  # 0 -> the cluster's default
     python_bundle_size: int = 10_000  # elements per Python bundle (throughput vs latency)

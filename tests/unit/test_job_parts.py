@@ -171,3 +171,34 @@ def test_key_selector_reads_the_instrument_of_any_scored_window_json() -> None:
     assert instrument_of(text) == instrument_of(text.encode()) == w.instrument
     assert instrument_of(json.dumps({"score": 1, "instrument": "X"})) == "X"  # other key order
     assert ScoredWindow.from_json(text) == w
+
+
+def test_every_job_config_field_has_a_documented_flag_that_sets_it() -> None:
+    """Flags are generated from JobConfig: each field (nested ones too) has one, with help
+    text and its default, and the flag's value lands in that field."""
+    import dataclasses
+
+    from jobs.job_flags import _specs, build_parser, config_from_args, flag_of
+
+    parser = build_parser()
+    help_text = parser.format_help()
+    specs = _specs()
+    assert len(specs) >= 30
+    for path, _, default, text in specs:
+        assert text, f"{path} has no comment to make its help from"
+        assert flag_of(path) in help_text
+        value = "--flag" if isinstance(default, bool) else None
+        if value:
+            argv = [flag_of(path)] if not default else [flag_of(path).replace("--", "--no-", 1)]
+            want = not default
+        else:
+            want = {"start_from": "latest", "window.size_s": 120, "window.slide_s": 10}.get(
+                path, type(default)(7) if isinstance(default, (int, float)) else "x-y")
+            argv = [flag_of(path), str(want)]
+        if path == "transaction_timeout_ms":
+            want, argv = 600_000, [flag_of(path), "600000"]
+        cfg, _ = config_from_args(parser.parse_args(argv))
+        obj = cfg
+        for part in path.split("."):
+            obj = getattr(obj, part) if dataclasses.is_dataclass(obj) else obj
+        assert obj == want, path
