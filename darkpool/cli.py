@@ -15,12 +15,14 @@ SUBCOMMANDS: dict[str, str] = {
     "stack": "darkpool.stack.cli:stack",
     "generate": "darkpool.market.cli:generate",
     "replay": "darkpool.market.cli:replay",
+    "inject": "darkpool.market.inject_cli:inject",
     "train": "model.cli:train",
     "scorer": "model.scorer.cli:scorer",
     "submit": "jobs.cli:submit",
     "alerts": "jobs.cli:alerts",
     "demo": "darkpool.demo:demo",
     "evaluate": "darkpool.evaluate.cli:evaluate",
+    "import": "darkpool.venue.cli:import_",
 }
 
 

@@ -31,9 +31,9 @@ _CHANNEL_SPEC: tuple[tuple[str, str, bool], ...] = (
     ("gap_median_ms", "time", True),  # log1p(median inter-arrival, ms); slide length if < 2 events
     ("burst_100ms", "time", True),  # log1p(max # events inside one 100 ms slot)
     ("activity_vs_window", "time", False),  # log_events - its mean over the window's active panes
-    ("tod_sin", "time", False),  # time of day of the pane start (UTC), sine
+    ("tod_sin", "time", False),  # time of day of the pane start (New York, DST included), sine
     ("tod_cos", "time", False),  # ... cosine
-    ("to_close_h", "time", False),  # hours from pane start to the session close, clipped
+    ("to_close_h", "time", False),  # hours from pane start to the 16:00 New York close, clipped
     ("pane_active", "time", False),  # 1 if the pane had events, 0 if empty
     # order flow
     ("log_new", "flow", True),  # log1p(# new orders)

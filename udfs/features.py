@@ -30,6 +30,9 @@ training windows and applied by the scorer (it is part of the model artifact).
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import zoneinfo
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -64,7 +67,8 @@ DEFAULT_SLIDE_NS = 5_000_000_000  # pane length if the caller gives none (Window
 BLOCK_NOTIONAL = 200_000.0  # a print of at least this notional (price * qty) is a block
 LARGE_FILL_RATIO = 4.0  # a fill is "large" if >= this x the mean size of the pane's other fills
 BURST_SLOT_NS = 100_000_000  # slot length of the burst count
-SESSION_CLOSE_UTC_S = 21 * 3600  # session close, seconds after midnight UTC (16:00 New York in winter; darkpool.market SimConfig.close_utc)
+EXCHANGE_TZ = "America/New_York"  # the clock of the time channels (US equity sessions)
+SESSION_CLOSE_LOCAL_S = 16 * 3600  # session close, seconds after local midnight (16:00 New York)
 TO_CLOSE_CLIP_H = (-1.0, 8.0)  # to_close_h is clipped to this range, hours
 FIRM_SEPARATORS = "-./:"  # a participant id "FIRM-desk" belongs to firm "FIRM"
 # Columns `pane_features` reads (contract names; `pane` and `instrument` only for grouping).
@@ -327,6 +331,28 @@ EMPTY_PANE.flags.writeable = False
 # ---- window assembly ------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _utc_offset_s(utc_day: int) -> int:
+    """EXCHANGE_TZ's UTC offset on a UTC day, taken at 12:00 UTC (after any DST switch,
+    which happens at 02:00 local, and before the session)."""
+    noon = dt.datetime.fromtimestamp(utc_day * 86_400 + 43_200, dt.UTC)
+    return int(noon.astimezone(zoneinfo.ZoneInfo(EXCHANGE_TZ)).utcoffset().total_seconds())
+
+
+def local_time_of_day_s(epoch_s: np.ndarray) -> np.ndarray:
+    """Seconds after local midnight in EXCHANGE_TZ (daylight saving included).
+
+    >>> int(local_time_of_day_s(np.array([1340308800]))[0]) // 3600  # 2012-06-21 20:00 UTC (EDT)
+    16
+    >>> int(local_time_of_day_s(np.array([1772485200]))[0]) // 3600  # 2026-03-02 21:00 UTC (EST)
+    16
+    """
+    epoch_s = np.asarray(epoch_s, dtype=np.int64)
+    days, inverse = np.unique(epoch_s // 86_400, return_inverse=True)
+    offsets = np.array([_utc_offset_s(int(d)) for d in days], dtype=np.int64)
+    return (epoch_s + offsets[inverse.reshape(epoch_s.shape)]) % 86_400
+
+
 def _masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean of x over the T axis where mask is set; [N, T] -> [N, 1] (0 if none)."""
     cnt = mask.sum(axis=1, keepdims=True)
@@ -363,11 +389,11 @@ def assemble_raw(raw: np.ndarray, end_panes: np.ndarray, slide_ns: int, normals:
 
     # Pane start times: window ending at pane p covers panes p-T+1 .. p.
     panes = end_panes.astype(np.int64)[:, None] + np.arange(-t + 1, 1, dtype=np.int64)[None, :]
-    tod_s = ((panes * slide_ns) // 1_000_000_000 % 86_400).astype(np.float64)
+    tod_s = local_time_of_day_s((panes * slide_ns) // 1_000_000_000).astype(np.float64)
     angle = 2 * np.pi * tod_s / 86_400
     out[:, :, _C["tod_sin"]] = np.sin(angle)
     out[:, :, _C["tod_cos"]] = np.cos(angle)
-    out[:, :, _C["to_close_h"]] = np.clip((SESSION_CLOSE_UTC_S - tod_s) / 3600, *TO_CLOSE_CLIP_H)
+    out[:, :, _C["to_close_h"]] = np.clip((SESSION_CLOSE_LOCAL_S - tod_s) / 3600, *TO_CLOSE_CLIP_H)
     return out.astype(np.float32)
 
 

@@ -162,7 +162,7 @@ def test_window_tensor_by_hand():
     np.testing.assert_allclose(c["fill_size_vs_window"], [1.5 - 1.5, 0, 3 - 1.5])
     np.testing.assert_allclose(c["activity_vs_window"], [-1, 0, 1])
     np.testing.assert_allclose(c["to_close_h"], [70 / 3600, 65 / 3600, 60 / 3600], rtol=1e-5)
-    tod = np.array([75530, 75535, 75540]) * 2 * np.pi / 86400
+    tod = (np.array([75530, 75535, 75540]) - 5 * 3600) * 2 * np.pi / 86400  # New York time (EST)
     np.testing.assert_allclose(c["tod_sin"], np.sin(tod), atol=1e-6)
     np.testing.assert_allclose(c["tod_cos"], np.cos(tod), atol=1e-6)
     # the missing middle pane is the empty pane: absolute channels as EMPTY_PANE, the
