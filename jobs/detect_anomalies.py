@@ -196,7 +196,8 @@ def build_pipeline(
     )
     if stop_after == "scored":
         return Pipeline(panes, windows, scored, None, dead)
-    alerts = decide_batches(scored)
+    # evidence spans fall back to the last pane of a window: the job's pane length
+    alerts = decide_batches(scored, dataclasses.replace(cfg.thresholds, fallback_pane_ms=w.slide_s * 1000))
     # The decision stage yields housekeeping lines on a side output; PyFlink treats side
     # output tuples as main records (and fails) unless the side stream is consumed.
     (

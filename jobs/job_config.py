@@ -14,6 +14,7 @@ from typing import Any
 
 from darkpool.config import KafkaConfig, ScorerEndpoint, WindowConfig
 from udfs.features import CHANNELS
+from udfs.thresholds import ThresholdConfig
 
 
 class GeometryMismatch(ValueError):
@@ -64,6 +65,8 @@ class JobConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)  # broker + topic names
     scorer: ScorerEndpoint = field(default_factory=ScorerEndpoint)  # scorer service URL
     window: WindowConfig = field(default_factory=WindowConfig)  # size / slide (= pane)
+    # the decision stage: adaptive thresholds, warm-up, alert budget, coalescing
+    thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
     job_name: str = "darkpool-detect"  # Flink job name; also seeds the ids below
     # --- event time ------------------------------------------------------------------
     out_of_orderness_ms: int = 2_000  # watermark = max event time seen - this; older = late

@@ -1,8 +1,8 @@
 """The job's command-line flags, generated from `JobConfig` (one spelling per field).
 
-Every field of `JobConfig`, and of its nested `KafkaConfig`, `ScorerEndpoint` and
-`WindowConfig`, gets a flag: `--<field-name>` with dashes (a nested field keeps its own
-name: `--bootstrap-servers`, `--scorer-url`), typed and defaulted as the field, with the
+Every field of `JobConfig`, and of its nested `KafkaConfig`, `ScorerEndpoint`,
+`WindowConfig` and `ThresholdConfig`, gets a flag: `--<field-name>` with dashes (a nested field keeps its own
+name: `--bootstrap-servers`, `--scorer-url`, `--max-episode-ms`), typed and defaulted as the field, with the
 field's source comment as help. A new field gets its flag for free. `ALIASES` keeps the
 flags that users already type under another name.
 
@@ -24,7 +24,7 @@ from typing import Any
 from darkpool.config import from_env
 from jobs.job_config import JobConfig
 
-NESTED = ("kafka", "scorer", "window")  # JobConfig fields that are configs of their own
+NESTED = ("kafka", "scorer", "window", "thresholds")  # JobConfig fields that are configs of their own
 # field path -> the flag it has always had (kept as the primary spelling)
 ALIASES = {
     "window.size_s": "--window-size",
@@ -34,7 +34,9 @@ ALIASES = {
 }
 # fields with a fixed set of values
 CHOICES = {"start_from": ("committed", "earliest", "latest")}
-SKIP = {"kafka.partitions"}  # a topic-creation setting of the stack, not of the job
+# a topic-creation setting of the stack, not of the job; the reorder buffer of the
+# per-window operator the job does not run; the pane length, which is the job's slide
+SKIP = {"kafka.partitions", "thresholds.max_pending", "thresholds.fallback_pane_ms"}
 
 _FIELD_LINE = re.compile(r"^    (\w+): [^=]+= .*?(?:#\s*(.*))?$")
 _COMMENT_LINE = re.compile(r"^    #\s?(.*)$")

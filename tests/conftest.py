@@ -139,13 +139,11 @@ def trained_model() -> Path:
     install cache, keyed by the hash of the code it depends on, so CI trains it once per
     machine and code version rather than on every run.
     """
+    import json
     import subprocess
     import sys
 
     from darkpool.paths import REPO_ROOT, artifacts_dir, cache_dir
-
-    import json
-
     from udfs.features import CHANNELS
 
     local = artifacts_dir() / "small"

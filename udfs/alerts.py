@@ -6,16 +6,28 @@ keep the latest event per `alert_id` (highest `seq`). The id is deterministic, s
 restarted from a checkpoint or a replay of the same history emits the same ids, and the
 at-least-once fast topic can be de-duplicated on (`alert_id`, `seq`).
 
-Schema (version 1; JSON object, UTF-8, message key = instrument). Times are event time
+Schema (version 2; JSON object, UTF-8, message key = instrument). Times are event time
 in epoch milliseconds unless named otherwise:
 
-    schema                int    1
+    schema                int    2 (1: without evidence_start, evidence_end, continues)
     alert_id              str    sha1(instrument | episode open window_end | model_version)[:20]
     seq                   int    0 for open, then +1 per event of the same alert
     status                str    open | update | close
     instrument            str
     episode_start         int    window_start of the first window above threshold
     episode_end           int    window_end of the last window above threshold
+                                 (for a continuation, episode_start is where the alert it
+                                 continues ended; episode_end - episode_start <=
+                                 max_episode_ms, at least one window)
+    evidence_start        int    start of the panes that made the alert fire: over the
+    evidence_end          int    flagged windows, the panes whose instrument-relative
+                                 surprise is >= half the window's most surprising pane
+                                 (ScoredWindow.pane_surprise; the window's last pane when
+                                 the producer sends none); [evidence_start, evidence_end)
+                                 is their union, inside [episode_start, episode_end]
+    continues             str|null  alert_id of the alert this one continues: a run of
+                                 flagged windows longer than max_episode_ms is closed
+                                 (close_reason max_duration) and goes on in a new alert
     window_end            int    window that triggered this event (for close: the last
                                  one seen, or the quiet-gap deadline)
     n_windows             int    windows above threshold so far
@@ -23,12 +35,25 @@ in epoch milliseconds unless named otherwise:
     peak_score            float  highest score in the episode
     peak_window_end       int
     threshold             float  threshold in force for the triggering window
-    threshold_source      str    global (warm-up) | instrument | regime | floor | ceil | rules (degraded)
+    threshold_source      str    one of THRESHOLD_SOURCES:
+                                 global        warm-up: the model's calibrated threshold
+                                               (the instrument's first warmup_windows)
+                                 instrument    the instrument's own baseline
+                                 regime        its baseline for the window's regime
+                                 floor | ceil  clamped to floor_ratio | ceil_ratio x global
+                                 recalibrated  the instrument broke its alert budget
+                                               (flagged share > max_flag_rate): its
+                                               threshold is being / was re-learned from
+                                               recent windows, flagged ones included
+                                 rules         degraded mode (threshold 1)
     regime                str    calm | normal | active (triggering window vs the instrument's normal)
     global_threshold      float  the model's calibrated threshold
-    scenario              str    most likely manipulation (mean probabilities over the
-                                 episode's flagged windows, "normal" excluded)
-    scenario_probability  float  its mean probability
+    scenario              str    one of ALERT_SCENARIOS: most likely manipulation (mean
+                                 probabilities over the episode's flagged windows,
+                                 "normal" excluded), or "unknown" when that mean is below
+                                 min_scenario_probability (alert-only value, not in
+                                 udfs.schemas.SCENARIOS)
+    scenario_probability  float  the best scenario's mean probability (also for unknown)
     top_features          list   [{"channel", "z", "value", "normal"}] at the peak window:
                                  the channels with the largest |channel_z|; value = the
                                  window's raw channel summary, normal = the instrument's
@@ -49,17 +74,24 @@ import hashlib
 import json
 from typing import Any
 
-SCHEMA_VERSION = 1
+from udfs.schemas import SCENARIOS
+
+SCHEMA_VERSION = 2
 STATUSES = ("open", "update", "close")
 CLOSE_REASONS = ("below_threshold", "quiet_gap", "max_duration")
+# every value of threshold_source, in one place (udfs/thresholds.py makes them)
+THRESHOLD_SOURCES = ("global", "instrument", "regime", "floor", "ceil", "recalibrated", "rules")
+UNKNOWN_SCENARIO = "unknown"  # no scenario likely enough (alerts only)
+ALERT_SCENARIOS = (*SCENARIOS[1:], UNKNOWN_SCENARIO)  # "normal" is never an alert's scenario
 
-FIELDS = (
+FIELDS_V1 = (
     "schema", "alert_id", "seq", "status", "instrument", "episode_start", "episode_end",
     "window_end", "n_windows", "score", "peak_score", "peak_window_end", "threshold",
     "threshold_source", "regime", "global_threshold", "scenario", "scenario_probability",
     "top_features", "participants", "close_reason", "model_version", "degraded",
     "emitted_at", "latency_ms",
 )  # fmt: skip
+FIELDS = (*FIELDS_V1[:7], "evidence_start", "evidence_end", "continues", *FIELDS_V1[7:])
 
 
 def alert_id(instrument: str, open_window_end: int, model_version: str) -> str:
@@ -105,8 +137,13 @@ def top_features(
 
 
 def validate(alert: dict[str, Any]) -> None:
-    """Raise ValueError when an alert dict breaks the schema (used by tests and consumers)."""
-    missing = [f for f in FIELDS if f not in alert]
+    """Raise ValueError when an alert dict breaks the schema (used by tests and consumers).
+
+    Schema 1 events (written before evidence and continuations) are checked against the
+    schema-1 fields; values new in schema 2 are checked on schema-2 events.
+    """
+    v2 = alert.get("schema") != 1
+    missing = [f for f in (FIELDS if v2 else FIELDS_V1) if f not in alert]
     if missing:
         raise ValueError(f"alert misses fields {missing}")
     if alert["status"] not in STATUSES:
@@ -115,6 +152,18 @@ def validate(alert: dict[str, Any]) -> None:
         raise ValueError(f"close without a valid close_reason: {alert['close_reason']!r}")
     if alert["episode_end"] < alert["episode_start"]:
         raise ValueError("episode_end before episode_start")
+    if not v2:
+        return
+    if alert["scenario"] not in ALERT_SCENARIOS:
+        raise ValueError(f"bad scenario {alert['scenario']!r} (expected one of {ALERT_SCENARIOS})")
+    if alert["threshold_source"] not in THRESHOLD_SOURCES:
+        raise ValueError(f"bad threshold_source {alert['threshold_source']!r} (expected one of {THRESHOLD_SOURCES})")
+    lo, hi = alert["evidence_start"], alert["evidence_end"]
+    if not (isinstance(lo, int) and isinstance(hi, int) and alert["episode_start"] <= lo <= hi <= alert["episode_end"]):
+        raise ValueError(f"evidence [{lo}, {hi}) is not a span inside the episode "
+                         f"[{alert['episode_start']}, {alert['episode_end']}]")  # fmt: skip
+    if alert["continues"] is not None and not isinstance(alert["continues"], str):
+        raise ValueError(f"continues must be an alert_id or null, got {alert['continues']!r}")
 
 
 def encode(alert: dict[str, Any]) -> bytes:
@@ -127,10 +176,12 @@ def format_line(a: dict[str, Any]) -> str:
     who = ",".join(p["participant"] for p in a.get("participants", [])[:3]) or "-"
     tail = f" [{a['close_reason']}]" if a["status"] == "close" else ""
     deg = " DEGRADED" if a.get("degraded") else ""
+    evidence = f" evidence={a['evidence_start']}..{a['evidence_end']}" if a.get("evidence_end") else ""
+    cont = f" continues={a['continues'][:10]}" if a.get("continues") else ""
     return (
         f"{a['status'].upper():6} {a['alert_id'][:10]} {a['instrument']:<8} "
         f"{a['scenario']}({a['scenario_probability']:.2f}) peak={a['peak_score']:.3f} "
         f"thr={a['threshold']:.3f}/{a['threshold_source']} windows={a['n_windows']} "
-        f"episode={a['episode_start']}..{a['episode_end']} who={who} [{feats}] "
+        f"episode={a['episode_start']}..{a['episode_end']}{evidence}{cont} who={who} [{feats}] "
         f"lat={a['latency_ms']}ms{deg}{tail}"
     )

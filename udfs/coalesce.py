@@ -14,7 +14,20 @@ Episode state machine (one alert id per episode):
                                              scenario, or every `update_every` windows)
     open       --`close_after` consecutive windows below--> CLOSE (below_threshold)
     open       --no window for `quiet_gap_ms` of event time-> CLOSE (quiet_gap)
-    open       --`max_episode_windows` above-------------> CLOSE (max_duration)
+    open       --a window above, `max_episode_ms` past the episode's start
+                                          --> CLOSE (max_duration), and that window
+                                              OPENs a continuation: a new alert whose
+                                              `continues` is the closed one's id and
+                                              whose episode starts where it ended
+
+Evidence: each flagged window contributes the span of its panes whose surprise
+(`ScoredWindow.pane_surprise`) is >= `evidence_fraction` x its most surprising pane, or
+its last pane when it carries no per-pane surprise; the alert's `evidence_start` /
+`evidence_end` are the union (min start, max end) of those spans, clipped to the
+episode (two ints in the episode state).
+
+Scenario: the mean probability of each non-normal scenario over the flagged windows;
+the best one, or "unknown" when that mean is below `min_scenario_probability`.
 
 Degraded windows (scored by the rules while the scorer was down, udfs/scoring.py) are
 judged against the rules' own threshold (source `rules`) and teach nothing.
@@ -22,6 +35,11 @@ judged against the rules' own threshold (source `rules`) and teach nothing.
 The baseline learns only from windows that are below threshold *and* outside an open
 episode (river's protect_anomaly_detector): overlapping sliding windows right after an
 episode still contain its events, and must not teach the baseline that abuse is normal.
+
+Older state (written before schema 2 of the alerts) restores with defaults: see
+udfs/thresholds.py for the threshold (warm or warming up again, empty alert budget);
+an open episode gets its whole span as evidence (`episode_start`..`episode_end`) and no
+`continues`.
 
 Windows must be fed in event-time order; `enqueue`/`release` reorder what the async
 scoring stage delivers out of order, releasing a window once the watermark passed it.
@@ -36,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs.alerts import SCHEMA_VERSION, alert_id, top_features
+from udfs.alerts import SCHEMA_VERSION, UNKNOWN_SCENARIO, alert_id, top_features
 from udfs.records import ScoredWindow
 from udfs.schemas import COMPACT_JSON, SCENARIOS  # one encoder for every state write
 from udfs.thresholds import Baseline, ChannelNormals, Threshold, ThresholdConfig
@@ -61,12 +79,22 @@ class Episode:
     participants: dict[str, float] = field(default_factory=dict)
     peak_features: list[dict[str, Any]] = field(default_factory=list)
     degraded: bool = False
+    # [evidence_start, evidence_end): union of the flagged windows' evidence panes (ms);
+    # None only in state written before evidence existed (then: the episode's span)
+    evidence_start: int | None = None
+    evidence_end: int | None = None
+    continues: str | None = None  # alert_id this episode continues (max_duration split)
 
-    def scenario(self) -> tuple[str, float]:
-        """Most likely non-normal scenario by mean probability over flagged windows."""
+    def __post_init__(self) -> None:
+        if self.evidence_start is None or self.evidence_end is None:
+            self.evidence_start, self.evidence_end = self.start, self.last_above_end
+
+    def scenario(self, min_probability: float) -> tuple[str, float]:
+        """Most likely non-normal scenario by mean probability over flagged windows;
+        "unknown" (with that probability) when no scenario reaches `min_probability`."""
         means = [p / max(self.n_above, 1) for p in self.prob_sum]
         best = max(range(1, len(SCENARIOS)), key=lambda i: (means[i], -i))
-        return SCENARIOS[best], means[best]
+        return (SCENARIOS[best] if means[best] >= min_probability else UNKNOWN_SCENARIO), means[best]
 
 
 @dataclass
@@ -99,11 +127,13 @@ class InstrumentState:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> InstrumentState:
+    def from_json(cls, text: str, cfg: ThresholdConfig | None = None) -> InstrumentState:
+        """Read `to_json`; `cfg` (the decision stage's config) judges how state written
+        before the warm-up sample restores (udfs/thresholds.py)."""
         d = json.loads(text)
         ep = Episode(**d["episode"]) if d["episode"] else None
         return cls(
-            baseline=Baseline.from_dict(d["baseline"]),
+            baseline=Baseline.from_dict(d["baseline"], cfg),
             channels=(  # packed since 2026-11-29; the list layout of older state still reads
                 ChannelNormals.from_packed(d["channels"])
                 if isinstance(d["channels"], dict)
@@ -145,7 +175,7 @@ def _event(
     ep: Episode, status: str, window_end: int, score: float, thr: Threshold, global_thr: float,
     now_ms: int, cfg: ThresholdConfig, reason: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    scenario, prob = ep.scenario()
+    scenario, prob = ep.scenario(cfg.min_scenario_probability)
     parts = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))
     ev = {
         "schema": SCHEMA_VERSION,
@@ -155,6 +185,9 @@ def _event(
         "instrument": ep.instrument,
         "episode_start": ep.start,
         "episode_end": ep.last_above_end,
+        "evidence_start": ep.evidence_start,
+        "evidence_end": ep.evidence_end,
+        "continues": ep.continues,
         "window_end": window_end,
         "n_windows": ep.n_above,
         "score": round(score, 6),
@@ -183,6 +216,8 @@ def _event(
 def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig) -> None:
     """Fold one flagged window into the episode (bounded participant map)."""
     ep.last_above_end, ep.below = w.window_end, 0
+    lo, hi = evidence(w, cfg, not_before=ep.start)
+    ep.evidence_start, ep.evidence_end = min(ep.evidence_start, lo), max(ep.evidence_end, hi)
     for i, p in enumerate(w.scenario_probs[: len(SCENARIOS)]):
         ep.prob_sum[i] += p
     for name, weight in w.participants:
@@ -196,6 +231,39 @@ def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: Threshold
         normals = state.channels.mean.tolist() if len(state.channels) else None
         ep.peak_score, ep.peak_end = max(w.score, ep.peak_score), w.window_end
         ep.peak_features = top_features(w.channel_z, w.features, normals, cfg.top_features)
+
+
+def evidence(w: ScoredWindow, cfg: ThresholdConfig, not_before: int) -> tuple[int, int]:
+    """[start, end) of the panes that made window `w` fire, not before `not_before`.
+
+    The panes whose surprise is >= evidence_fraction x the window's most surprising one,
+    from the first to the last of them; the window's last pane when it has no per-pane
+    surprise (older producers; all zero), or when all of those panes lie before
+    `not_before` (a continuation's first window reaching back into the alert it
+    continues).
+
+    >>> from udfs.records import ScoredWindow
+    >>> w = ScoredWindow(instrument="A", window_start=0, window_end=60_000, score=2.0,
+    ...                  scenario_probs=(), recon_error=0.0, channel_z=(), volatility=0.0,
+    ...                  volume=0.0, model_version="v", global_threshold=1.0, max_event_ts=0,
+    ...                  pane_surprise=(0, 0, 0.2, 3.0, 1.6, 0.1, 0, 0, 0, 0, 0, 0))
+    >>> evidence(w, ThresholdConfig(), not_before=0)
+    (15000, 25000)
+    >>> evidence(w, ThresholdConfig(), not_before=40_000)  # all before: the last pane
+    (55000, 60000)
+    """
+    ps, start, end = w.pane_surprise, w.window_start, w.window_end
+    n = len(ps)
+    top = max(ps) if n else 0.0
+    if top > 0:
+        cut = cfg.evidence_fraction * top
+        first = next(i for i in range(n) if ps[i] >= cut)
+        last = next(i for i in range(n - 1, -1, -1) if ps[i] >= cut)
+        lo, hi = start + first * (end - start) // n, start + (last + 1) * (end - start) // n
+        if hi > not_before:
+            return max(lo, not_before), hi
+    pane = (end - start) // n if n else min(cfg.fallback_pane_ms, end - start)
+    return max(end - pane, not_before), end
 
 
 def close_if_quiet(
@@ -243,26 +311,32 @@ def step(
     def emit(episode: Episode, status: str, reason: str | None = None) -> None:
         out.append(_event(episode, status, w.window_end, w.score, thr, w.global_threshold, now_ms, cfg, reason))
 
-    if w.score > thr.value:
+    flagged = w.score > thr.value
+    continues, start = None, w.window_start
+    if flagged and ep is not None and w.window_end - ep.start > cfg.max_episode_ms:
+        # the alert would outgrow max_episode_ms: close it, go on in a new one from its end
+        emit(ep, "close", "max_duration")
+        continues, start = ep.alert_id, max(w.window_start, ep.last_above_end)
+        state.episode = ep = None
+    if flagged:
         if ep is None:
+            # evidence starts as an empty span (end before start) that _absorb widens
             ep = Episode(
                 alert_id=alert_id(w.instrument, w.window_end, w.model_version),
-                instrument=w.instrument, model_version=w.model_version, start=w.window_start,
+                instrument=w.instrument, model_version=w.model_version, start=start,
                 last_above_end=w.window_end, peak_score=w.score, peak_end=w.window_end,
+                evidence_start=w.window_end, evidence_end=start, continues=continues,
             )  # fmt: skip
             state.episode = ep
             _absorb(ep, state, w, cfg)
             emit(ep, "open")
         else:
-            old_peak, old_scenario = ep.peak_score, ep.scenario()[0]
+            old_peak, old_scenario = ep.peak_score, ep.scenario(cfg.min_scenario_probability)[0]
             ep.n_above += 1
             _absorb(ep, state, w, cfg)
-            if ep.n_above >= cfg.max_episode_windows:
-                emit(ep, "close", "max_duration")
-                state.episode = None
-            elif (
+            if (
                 w.score > old_peak
-                or ep.scenario()[0] != old_scenario
+                or ep.scenario(cfg.min_scenario_probability)[0] != old_scenario
                 or (ep.n_above - 1) % cfg.update_every == 0
             ):
                 emit(ep, "update")
@@ -274,6 +348,8 @@ def step(
     elif not w.degraded:
         state.baseline.learn(w.score, w.volatility, w.volume, cfg)
         _learn_channels(state, w, cfg)
+    if not w.degraded:  # warm-up / re-learn sample, or the alert budget
+        state.baseline.calibrate(w.score, flagged, cfg)
     state.last_end = w.window_end
     return out
 

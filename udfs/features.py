@@ -69,7 +69,7 @@ LARGE_FILL_RATIO = 4.0  # a fill is "large" if >= this x the mean size of the pa
 BURST_SLOT_NS = 100_000_000  # slot length of the burst count
 EXCHANGE_TZ = "America/New_York"  # the clock of the time channels (US equity sessions)
 SESSION_CLOSE_LOCAL_S = 16 * 3600  # session close, seconds after local midnight (16:00 New York)
-TO_CLOSE_CLIP_H = (-1.0, 8.0)  # to_close_h is clipped to this range, hours
+TO_CLOSE_CLIP_H = (-0.5, 1.0)  # to_close_h is clipped to this range, hours: the close matters in its last hour, and a model trained on sessions' last hour then sees a whole day as it saw that hour's start
 FIRM_SEPARATORS = "-./:"  # a participant id "FIRM-desk" belongs to firm "FIRM"
 # Columns `pane_features` reads (contract names; `pane` and `instrument` only for grouping).
 REQUIRED_COLUMNS = ("ts", "event", "participant", "side", "price", "qty", "contra", "bid", "ask", "hidden")

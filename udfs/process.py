@@ -129,7 +129,7 @@ class AdaptiveThreshold(KeyedProcessFunction):
     # ---- helpers --------------------------------------------------------------------
     def _load(self) -> InstrumentState:
         raw = self.state.value()
-        return InstrumentState.from_json(raw) if raw else InstrumentState()
+        return InstrumentState.from_json(raw, self.cfg) if raw else InstrumentState()
 
     def _decide(
         self, st: InstrumentState, windows: list[ScoredWindow], now_ms: int
@@ -185,7 +185,7 @@ class AdaptiveThreshold(KeyedProcessFunction):
         raw = self.state.value()
         if not raw:
             return  # state already cleared (or expired by TTL): nothing to do
-        st = InstrumentState.from_json(raw)
+        st = InstrumentState.from_json(raw, self.cfg)
         timers = ctx.timer_service()
         now = timers.current_processing_time()
         events = self._decide(st, release(st, timestamp), now)

@@ -14,7 +14,8 @@ one is counted stale, never reordered into history.
 State (per shard; per instrument inside it):
     "instruments"  MapState<STRING, STRING>  instrument -> InstrumentState JSON
     "quiet_due"    ValueState<PICKLED>       {instrument: last_end + quiet_gap_ms} for the
-                                             instruments with an open episode (few)
+                                             instruments with an open episode (few;
+                                             cleared when there is none)
     "sweep_at"     ValueState<LONG>          the pending idle sweep timer
 Timers (event time, per shard):
     quiet-gap due    closes the episode of an instrument that went quiet
@@ -24,7 +25,9 @@ Timers (event time, per shard):
                      even if no sweep ran yet, so the outcome does not depend on
                      watermark timing.
 A processing-time TTL on the map entries is the backstop for a stream whose watermark
-stops.
+stops. Entries written by an older version (without the warm-up sample, alert budget or
+evidence span) are read with this operator's ThresholdConfig; udfs/thresholds.py and
+docs/ALERTS.md say what they restore to.
 
 Output: alert events (udfs/alerts.py) as JSON strings; side output HOUSEKEEPING
 ("cleared <instrument> <sweep ts>"). Metrics as AdaptiveThreshold's.
@@ -98,7 +101,7 @@ class ShardThresholds(KeyedProcessFunction):
         known = self._decoded.get(instrument)
         if known is not None and known[0] is raw:  # the text this worker wrote last
             return known[1]
-        return InstrumentState.from_json(raw)
+        return InstrumentState.from_json(raw, self.cfg)
 
     def _store(self, instrument: str, st: InstrumentState) -> None:
         """Write the state and remember its decoded form.
@@ -118,6 +121,14 @@ class ShardThresholds(KeyedProcessFunction):
     def _forget(self, instrument: str) -> None:
         self.states.remove(instrument)
         self._decoded.pop(instrument, None)
+
+    def _set_due(self, due: dict[str, int]) -> None:
+        """Keep the quiet-gap deadlines; none left clears the state (a shard whose
+        instruments all went quiet keeps nothing)."""
+        if due:
+            self.quiet_due.update(due)
+        else:
+            self.quiet_due.clear()
 
     def _emit(self, events: list[dict[str, Any]]):
         for ev in events:
@@ -161,7 +172,7 @@ class ShardThresholds(KeyedProcessFunction):
         if due != due_before:
             for t in set(due.values()) - set(due_before.values()):
                 timers.register_event_time_timer(t)  # equal timestamps: one timer per shard
-            self.quiet_due.update(due)
+            self._set_due(due)
         if newest is not None:
             self._arm_sweep(timers, newest)
         yield from self._emit(events)
@@ -179,7 +190,7 @@ class ShardThresholds(KeyedProcessFunction):
             self._store(inst, st)
             del due[inst]
         if quiet:
-            self.quiet_due.update(due)
+            self._set_due(due)
         yield from self._emit(events)
         if self.sweep_at.value() == timestamp:
             yield from self._sweep(timestamp, ctx)
@@ -202,7 +213,7 @@ class ShardThresholds(KeyedProcessFunction):
         """
         now = ctx.timer_service().current_processing_time()
         at = max(timestamp, ctx.timer_service().current_watermark())
-        states = [(inst, InstrumentState.from_json(raw)) for inst, raw in self.states.items()]
+        states = [(inst, InstrumentState.from_json(raw, self.cfg)) for inst, raw in self.states.items()]
         idle = [(inst, st) for inst, st in states if is_idle(st, at, self.cfg)]
         for inst, st in idle:
             yield from self._emit(close_if_quiet(st, at, self.cfg, now))  # (closed already)

@@ -16,31 +16,64 @@ How the threshold is made
   busy markets), used once it has `regime_min` samples, else the instrument-wide one.
   Limit: a regime learns only from its unflagged windows, so a regime whose normal
   scores sit above the instrument-wide threshold cannot warm up (its windows alert).
-* Warm-up: until `warmup_windows` windows were seen *and* `min_learned` were learned,
-  the model's calibrated global threshold is used as is.
+* Warm-up (cannot deadlock): an instrument's first `warmup_windows` windows (60 x 5 s
+  slide = 5 minutes of event time at the defaults) are judged against the model's
+  calibrated global threshold (alerts say `threshold_source="global"`; they are raised,
+  not suppressed) and *all* of their scores, flagged or not, form the warm-up sample.
+  At its end the instrument's estimate is seeded from the sample's median and median
+  absolute deviation (50 % breakdown: a real episode inside the warm-up, even a few
+  minutes long, barely lifts it), and the regime baselines start learning (as after a
+  re-learn: they had seen only the unflagged part of the sample). So an instrument whose ordinary flow scores above the
+  global threshold from its first window gets its own threshold after the warm-up.
+  After it, flagged windows and windows inside an open episode never teach (below).
+* Alert budget: each window judged against the instrument's own threshold updates an
+  EWMA of its 0/1 flag with time constant `budget_windows` (360 x 5 s = 30 min). When
+  that flagged share exceeds `max_flag_rate` (10 %), the threshold is known to be wrong
+  for the instrument (flagged windows never teach, so it cannot recover by itself): it
+  re-learns from its next `relearn_windows` windows *including* flagged ones, the same
+  robust way as the warm-up, and the share is reset. From the breach until `budget_windows` windows after the new estimate, the
+  threshold's source reads "recalibrated". `max_flag_rate=1.0` turns the budget off.
 * The result is clamped to [floor_ratio, ceil_ratio] x global threshold (when the
   global threshold is > 0), so no instrument silently goes blind or trigger-happy.
 * protect_anomaly_detector: `learn` is only called by the caller for windows that were
   *not* flagged and are outside an open episode (see udfs/coalesce.py), so flagged
-  windows never pull the baseline up.
+  windows never pull the baseline up (the warm-up and re-learn samples aside).
+
+State written before the warm-up sample existed (no "phase" key) restores as follows:
+an instrument that had finished the old warm-up (`warmup_windows` seen *and*
+`min_learned` learned, under the config it is restored with) keeps its estimates and
+is steady, with an empty alert budget (flagged share 0); any other (still warming up,
+or deadlocked on the global threshold) starts the new warm-up at its next window.
 
 Example (seeded, exact):
 
 >>> import random
->>> cfg = ThresholdConfig(warmup_windows=50, min_learned=50)
+>>> cfg = ThresholdConfig(warmup_windows=50)
 >>> b = Baseline()
 >>> rng = random.Random(7)
 >>> for _ in range(400):
-...     b.learn(rng.gauss(1.0, 0.1), volatility=8.0, volume=1000.0, cfg=cfg)
+...     score = rng.gauss(1.0, 0.1)
+...     b.learn(score, volatility=8.0, volume=1000.0, cfg=cfg)
+...     b.calibrate(score, flagged=False, cfg=cfg)
 >>> t = b.threshold(volatility=8.0, volume=1000.0, global_threshold=2.0, cfg=cfg)
 >>> round(t.value, 2), t.source, t.regime
 (1.6, 'floor', 'normal')
+
+Scores all at 3x the global threshold from the first window: the warm-up still ends.
+
+>>> b = Baseline()
+>>> for _ in range(cfg.warmup_windows):
+...     b.calibrate(rng.gauss(3.0, 0.1), flagged=True, cfg=cfg)
+>>> t = b.threshold(volatility=8.0, volume=1000.0, global_threshold=1.0, cfg=cfg)
+>>> round(t.value, 2), t.source
+(3.35, 'instrument')
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,23 +87,61 @@ MAX_COUNT = 1_000_000_000  # counters saturate here: state stays a fixed size fo
 class ThresholdConfig:
     k_sigma: float = 4.0  # threshold = baseline mean + k_sigma * robust sigma
     half_life_windows: float = 360.0  # EWMA memory (360 windows x 5 s slide = 30 min)
-    warmup_windows: int = 60  # windows seen before the instrument's own estimate is trusted
-    min_learned: int = 30  # ... and unflagged windows learned (flagged ones never are)
+    # warm-up: the instrument's first N windows are judged on the global threshold and
+    # all of them (flagged or not) seed its own estimate (60 x 5 s slide = 5 min)
+    warmup_windows: int = 60
+    # restore of state written before the warm-up sample: an instrument counts as warm
+    # when it had seen warmup_windows and learned this many (else its warm-up restarts)
+    min_learned: int = 30
     regime_min: int = 20  # samples a regime baseline needs before it is used alone
     regime_low: float = -0.75  # activity z below this (vol and volume) -> "calm"
     regime_high: float = 1.0  # activity z above this (vol or volume) -> "active"
     floor_ratio: float = 0.8  # adaptive threshold >= floor_ratio * global threshold
-    ceil_ratio: float = 3.0  # adaptive threshold <= ceil_ratio * global threshold
+    # adaptive threshold <= ceil_ratio * global threshold. Generous: on a real venue an
+    # instrument's ordinary flow can score several times the model's global threshold
+    ceil_ratio: float = 10.0
     min_sigma_frac: float = 0.05  # sigma >= this * |global|: flat histories would flag any uptick
     winsor_c: float = 3.0  # residuals clipped at +-winsor_c sigma before learning
+    # alert budget: flagged share (EWMA of the 0/1 flag, time constant budget_windows)
+    # above which the instrument is recalibrated. 10 % over 30 min: a 10 s episode flags
+    # ~13 windows of 60 s sliding by 5 s (~3.6 %); only a threshold that is wrong for the
+    # instrument (or abuse for minutes on end) gets there. 1.0 = no budget
+    max_flag_rate: float = 0.10
+    budget_windows: int = 360  # 360 x 5 s = 30 min
+    relearn_windows: int = 60  # windows (flagged ones too) a recalibration learns from
     close_after: int = 3  # consecutive windows below threshold that close an episode
     quiet_gap_ms: int = 60_000  # event-time silence that closes an open episode
-    max_episode_windows: int = 720  # longer episodes are closed (a new one may open)
+    # longest alert (episode_end - episode_start, event time); a longer run of flagged
+    # windows is closed (max_duration) and goes on as a new alert whose `continues` names it
+    max_episode_ms: int = 300_000
     update_every: int = 6  # UPDATE at least every N flagged windows (and on new peak)
     idle_ttl_ms: int = 3_600_000  # event-time silence after which all keyed state is cleared
     max_pending: int = 64  # reorder buffer bound (windows awaiting the watermark)
     top_features: int = 3  # channels reported per alert
     top_participants: int = 5  # participants reported per alert (and kept per episode x2)
+    # evidence span: a flagged window's panes with surprise >= this x its most surprising pane
+    evidence_fraction: float = 0.5
+    # pane length assumed for a window without pane_surprise (its last pane is its
+    # evidence): the job's slide (WindowConfig.slide_s), 5 s by default
+    fallback_pane_ms: int = 5_000
+    # below this mean probability of the best non-normal scenario, an alert's scenario
+    # is "unknown" (the probability is still reported)
+    min_scenario_probability: float = 0.3
+
+    def __post_init__(self) -> None:
+        checks = {
+            "warmup_windows >= 1": self.warmup_windows >= 1,
+            "relearn_windows >= 1": self.relearn_windows >= 1,
+            "budget_windows >= 1": self.budget_windows >= 1,
+            "0 < max_flag_rate <= 1": 0 < self.max_flag_rate <= 1,
+            "max_episode_ms > 0": self.max_episode_ms > 0,
+            "0 < evidence_fraction <= 1": 0 < self.evidence_fraction <= 1,
+            "fallback_pane_ms > 0": self.fallback_pane_ms > 0,
+            "0 <= min_scenario_probability <= 1": 0 <= self.min_scenario_probability <= 1,
+        }
+        bad = [rule for rule, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"ThresholdConfig: {', '.join(bad)} required; fix these fields")
 
     @property
     def alpha(self) -> float:
@@ -196,7 +267,7 @@ class ChannelNormals:
 @dataclass(frozen=True)
 class Threshold:
     value: float
-    source: str  # global | instrument | regime | floor | ceil
+    source: str  # one of udfs.alerts.THRESHOLD_SOURCES
     regime: str  # calm | normal | active
 
 
@@ -205,15 +276,57 @@ def _log_vol(v: float) -> float:
     return math.log1p(max(v, 0.0))
 
 
+def robust_seed(sample: list[float]) -> RobustEwma:
+    """A RobustEwma standing for `sample`: median and scaled median absolute deviation.
+
+    Half of the sample can be anything (a real episode inside a warm-up) and the
+    estimate stays near the rest. n = len(sample): later updates weigh it as that many
+    windows learned.
+
+    >>> e = robust_seed([1.0, 1.1, 0.9, 1.0, 9.0, 9.0])
+    >>> round(e.mean, 3), round(e.sigma, 3), e.n
+    (1.05, 0.148, 6)
+    """
+    xs = sorted(sample)
+    med = _median(xs)
+    spread = _median(sorted(abs(x - med) for x in xs))
+    sigma = 1.4826 * spread  # median |x - median| of a normal = sigma / 1.4826
+    return RobustEwma(min(len(xs), MAX_COUNT), med, sigma / 1.2533)
+
+
+def _median(xs: list[float]) -> float:
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+PHASES = ("warmup", "steady", "relearn")  # Baseline.phase
+
+
+def _pack(xs: list[float]) -> str:
+    """Floats -> base64 of their little-endian float64 bytes: exact, and cheaper to
+    write per window than their decimal JSON."""
+    return base64.b64encode(struct.pack(f"<{len(xs)}d", *xs)).decode("ascii")
+
+
+def _unpack(text: str) -> list[float]:
+    raw = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(raw) // 8}d", raw))
+
+
 @dataclass
 class Baseline:
-    """Everything learned about one instrument's normal: scores per regime, vol, volume."""
+    """Everything learned about one instrument's normal: scores per regime, vol, volume,
+    plus the warm-up / re-learn sample and the alert budget (flagged-share EWMA)."""
 
     seen: int = 0
     overall: RobustEwma = field(default_factory=RobustEwma)
     by_regime: list[RobustEwma] = field(default_factory=lambda: [RobustEwma() for _ in REGIMES])
     vol: RobustEwma = field(default_factory=RobustEwma)
     volume: RobustEwma = field(default_factory=RobustEwma)
+    phase: str = "warmup"  # warmup (global threshold) | steady | relearn (budget exceeded)
+    sample: list[float] = field(default_factory=list)  # scores of the warm-up / re-learn
+    flag_rate: float = 0.0  # EWMA of the 0/1 flag under the instrument's own threshold
+    recal_left: int = 0  # windows the source still reads "recalibrated" after a re-learn
 
     def regime(self, volatility: float, volume: float, cfg: ThresholdConfig) -> int:
         if self.vol.n < cfg.regime_min:
@@ -229,7 +342,7 @@ class Baseline:
         self, volatility: float, volume: float, global_threshold: float, cfg: ThresholdConfig
     ) -> Threshold:
         r = self.regime(volatility, volume, cfg)
-        if self.seen < cfg.warmup_windows or self.overall.n < cfg.min_learned:
+        if self.phase == "warmup":
             return Threshold(global_threshold, "global", REGIMES[r])
         est, source = self.overall, "instrument"
         if self.by_regime[r].n >= cfg.regime_min:
@@ -241,10 +354,12 @@ class Baseline:
                 value, source = cfg.floor_ratio * global_threshold, "floor"
             elif value > cfg.ceil_ratio * global_threshold:
                 value, source = cfg.ceil_ratio * global_threshold, "ceil"
+        if self.phase == "relearn" or self.recal_left:
+            source = "recalibrated"  # the value and global_threshold still show any clamp
         return Threshold(value, source, REGIMES[r])
 
     def observe(self) -> None:
-        """Count a window as seen (warm-up progress), flagged or not."""
+        """Count a window as seen, flagged or not."""
         self.seen = min(self.seen + 1, MAX_COUNT)
 
     def learn(self, score: float, volatility: float, volume: float, cfg: ThresholdConfig) -> None:
@@ -258,6 +373,32 @@ class Baseline:
         if self.seen < self.overall.n:  # learn() without observe() (doctest, tests)
             self.seen = self.overall.n
 
+    def calibrate(self, score: float, flagged: bool, cfg: ThresholdConfig) -> None:
+        """After each (non-degraded) window: warm-up / re-learn sample, or alert budget.
+
+        Steady: the flagged share moves (a few float operations: this runs per window);
+        past `max_flag_rate` a re-learn starts. Warm-up / re-learn: the score joins the
+        sample whatever it is; a full sample seeds the instrument's estimate.
+        """
+        if self.phase == "steady":
+            self.flag_rate += ((1.0 if flagged else 0.0) - self.flag_rate) / cfg.budget_windows
+            if self.recal_left:
+                self.recal_left -= 1
+            if self.flag_rate > cfg.max_flag_rate:
+                self.phase = "relearn"
+            return
+        self.sample.append(score)
+        if len(self.sample) < (cfg.warmup_windows if self.phase == "warmup" else cfg.relearn_windows):
+            return
+        self.overall = robust_seed(self.sample)
+        # the regime baselines learned from unflagged windows only (during a warm-up, the
+        # low part of a flow that straddles the global threshold; before a re-learn, the
+        # old normal): they start over, the seeded estimate standing in until they are ready
+        self.by_regime = [RobustEwma() for _ in REGIMES]
+        if self.phase == "relearn":
+            self.recal_left = cfg.budget_windows
+        self.phase, self.sample, self.flag_rate = "steady", [], 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "seen": self.seen,
@@ -265,14 +406,31 @@ class Baseline:
             "by_regime": [e.to_list() for e in self.by_regime],
             "vol": self.vol.to_list(),
             "volume": self.volume.to_list(),
+            "phase": self.phase,
+            # only while warming up / re-learning; "" otherwise
+            "sample": _pack(self.sample) if self.sample else "",
+            "flag_rate": self.flag_rate,
+            "recal_left": self.recal_left,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Baseline:
-        return cls(
+    def from_dict(cls, d: dict[str, Any], cfg: ThresholdConfig | None = None) -> Baseline:
+        """Read `to_dict` output; state without "phase" (written before the warm-up sample
+        and the alert budget) restores as the module docstring says, judged by `cfg`."""
+        b = cls(
             seen=int(d["seen"]),
             overall=RobustEwma.from_list(d["overall"]),
             by_regime=[RobustEwma.from_list(v) for v in d["by_regime"]],
             vol=RobustEwma.from_list(d["vol"]),
             volume=RobustEwma.from_list(d["volume"]),
         )
+        if "phase" not in d:
+            cfg = cfg or ThresholdConfig()
+            warm = b.seen >= cfg.warmup_windows and b.overall.n >= cfg.min_learned
+            b.phase = "steady" if warm else "warmup"
+            return b
+        if d["phase"] not in PHASES:
+            raise ValueError(f"threshold state: unknown phase {d['phase']!r} (expected one of {PHASES})")
+        b.phase, b.sample = d["phase"], _unpack(d["sample"]) if d["sample"] else []
+        b.flag_rate, b.recal_left = float(d["flag_rate"]), int(d["recal_left"])
+        return b

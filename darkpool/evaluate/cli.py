@@ -1,61 +1,97 @@
-"""`darkpool evaluate`: offline model comparison, or grading of the deployed job's alerts.
+"""`darkpool evaluate`: offline model comparison, cross-domain tests, grading of the deployed job's alerts.
 
     darkpool evaluate --data DIR --out reports/NAME [--models transformer,lstm,cnn,gbt,iforest,rules]
                       [--preset small] [--quick] [--loso] [--transformer-artifact DIR]
-    darkpool evaluate --alerts FILE_OR_TOPIC --data DIR --out reports/NAME
+    darkpool evaluate --train-data A --test-data B --out reports/NAME [--models ...] [--alerts FILE]
+    darkpool evaluate --artifact ART --test-data B --out reports/NAME [--alerts FILE]
+    darkpool evaluate --alerts FILE_OR_TOPIC --test-data B --out reports/NAME      (or --data B)
 
-DIR holds events.parquet + episodes.parquet (+ regimes.parquet) from `darkpool generate`.
---alerts takes a JSON-lines file (`darkpool alerts --json`) or, when no such file
-exists, the name of a Kafka topic read from the beginning with read_committed.
+DIR, A and B hold events.parquet + episodes.parquet (+ regimes.parquet), as written by
+`darkpool generate` or `darkpool inject`. --data: one data set, time split. --train-data:
+train on A, test on all of B. --artifact: a `darkpool train` artifact tested on all of B.
+--alerts takes a JSON-lines file (`darkpool alerts --json`) or, when the value has no path
+separator and no file suffix (.jsonl, .json, .ndjson, .txt, .log), the name of a Kafka
+topic read from the beginning with read_committed. Alone (with --data or --test-data) it
+grades only the alerts; with --train-data or --artifact the report holds both.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
 from darkpool.config import KafkaConfig, WindowConfig, from_env
 
+DIR = click.Path(path_type=Path, exists=True, file_okay=False)
+
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
-              help="folder with events.parquet and episodes.parquet (darkpool generate --out)")
+@click.option("--data", type=DIR, default=None,
+              help="one labeled folder (darkpool generate --out), time-split into train / validation / test")
+@click.option("--train-data", type=DIR, default=None, help="cross-domain: train on this labeled folder (A) ...")
+@click.option("--test-data", type=DIR, default=None, help="... and test on every window of this one (B)")
+@click.option("--artifact", type=DIR, default=None,
+              help="cross-domain: grade this `darkpool train` artifact on --test-data (no training)")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="report folder, e.g. reports/default")
-@click.option("--models", default="transformer,lstm,cnn,gbt,iforest,rules", show_default=True,
-              help="comma-separated subset of transformer,lstm,cnn,gbt,iforest,rules")
+@click.option("--models", default=None,
+              help="comma-separated subset of transformer,lstm,cnn,gbt,iforest,rules [all; transformer with --artifact]")
 @click.option("--preset", default="small", show_default=True, help="transformer preset (model.config.PRESETS)")
 @click.option("--quick", is_flag=True, help="short training budgets and fewer bootstrap resamples (tiny data, tests)")
 @click.option("--loso", is_flag=True, help="also leave-one-scenario-out (retrains --loso-models once per scenario)")
 @click.option("--loso-models", default=None, help="models retrained in LOSO [transformer,gbt,rules]")
 @click.option("--loso-epochs", type=int, default=None, help="max epochs of each transformer LOSO fit [2]")
-@click.option("--transformer-artifact", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
-              help="reuse a `darkpool train` artifact trained on the same data (its split is checked)")
+@click.option("--transformer-artifact", type=DIR, default=None,
+              help="with --data: reuse a `darkpool train` artifact trained on the same data (its split is checked)")
 @click.option("--transformer-minutes", type=float, default=None, help="transformer training budget, minutes")
 @click.option("--seq-seconds", type=float, default=None, help="LSTM / CNN training budget each, seconds")
 @click.option("--max-fpr", type=float, default=None, help="validation FPR bound of the decision threshold [0.005]")
 @click.option("--alerts", "alerts_src", default=None,
-              help="grade the job's alerts instead: JSON-lines file, or Kafka topic name")
+              help="grade the job's alerts: JSON-lines file, or Kafka topic name")
 @click.option("--bootstrap-servers", default=None, help="Kafka brokers for --alerts TOPIC (default: KafkaConfig)")
-def evaluate(data: Path, out: Path, models: str, preset: str, quick: bool, loso: bool, loso_models: str | None,
-             loso_epochs: int | None,
-             transformer_artifact: Path | None, transformer_minutes: float | None, seq_seconds: float | None,
-             max_fpr: float | None, alerts_src: str | None, bootstrap_servers: str | None) -> None:
-    """Evaluate detectors on labeled data (window, scenario, episode, cost metrics) and write a report."""
+@click.option("--match-tolerance-s", type=click.FloatRange(min=0), default=None,
+              help="alert grading: slack around an alert's evidence span when matching episodes [window length]")
+@click.option("--bin-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="alert grading: bin length of the clean / abusive time shares")
+def evaluate(data: Path | None, train_data: Path | None, test_data: Path | None, artifact: Path | None, out: Path,
+             models: str | None, preset: str, quick: bool, loso: bool, loso_models: str | None,
+             loso_epochs: int | None, transformer_artifact: Path | None, transformer_minutes: float | None,
+             seq_seconds: float | None, max_fpr: float | None, alerts_src: str | None, bootstrap_servers: str | None,
+             match_tolerance_s: float | None, bin_seconds: float) -> None:
+    """Evaluate detectors on labeled data (window, scenario, episode, cost metrics) and write a report.
+
+    \b
+    one data set, time-split:     --data DIR
+    train on A, test on all of B: --train-data A --test-data B
+    a trained artifact on B:      --artifact DIR --test-data B
+    the job's alerts on B:        --alerts FILE_OR_TOPIC --test-data B
+                                  (alone, or added to either of the two above)
+    """
+    _check_modes(data, train_data, test_data, artifact, alerts_src, loso, transformer_artifact)
+    labeled = test_data or data
+    for flag, folder in (("--data", data), ("--train-data", train_data), ("--test-data", test_data)):
+        if folder is not None:
+            _check_labeled(flag, folder)
+    wcfg = from_env(WindowConfig)
+    job_alerts = None
+    if alerts_src is not None:
+        from darkpool.evaluate.alert_metrics import GradingRules
+
+        tol = wcfg.size_s if match_tolerance_s is None else match_tolerance_s
+        rules = GradingRules(bin_s=bin_seconds, evidence_tolerance_s=tol)
+        events = _read_alerts(alerts_src, bootstrap_servers)  # before any training: fail fast on a bad source
     out.mkdir(parents=True, exist_ok=True)
     if alerts_src is not None:
-        _grade_alerts(alerts_src, data, out, bootstrap_servers)
-        return
-    from darkpool.evaluate.harness import ALL_MODELS, EvalConfig, run
+        job_alerts = _grade_alerts(events, alerts_src, labeled, out, rules)  # type: ignore[arg-type]
+        if train_data is None and artifact is None:
+            return
+    from darkpool.evaluate.harness import ALL_MODELS, EvalConfig
     from darkpool.evaluate.report import write_report
 
-    names = tuple(m.strip() for m in models.split(",") if m.strip())
-    bad = [m for m in names if m not in ALL_MODELS]
-    if bad:
-        raise click.BadParameter(f"unknown models {bad}; choose from {', '.join(ALL_MODELS)}", param_hint="--models")
+    names = _model_names(models, ALL_MODELS, artifact is not None)
     cfg = EvalConfig.quick() if quick else EvalConfig()
     cfg = replace(cfg, models=names, preset=preset, loso=loso, transformer_artifact=transformer_artifact)
     if transformer_minutes is not None:
@@ -74,31 +110,89 @@ def evaluate(data: Path, out: Path, models: str, preset: str, quick: bool, loso:
         cfg = replace(cfg, max_fpr=max_fpr)
     t0 = time.time()
     try:
-        results = run(data, out, cfg, from_env(WindowConfig), log=click.echo)
+        if data is not None:
+            from darkpool.evaluate.harness import run
+
+            results = run(data, out, cfg, wcfg, log=click.echo)
+        else:
+            from darkpool.evaluate.cross import run_cross
+
+            results = run_cross(test_data, out, cfg, wcfg, train_data=train_data,  # type: ignore[arg-type]
+                                artifact=artifact, log=click.echo)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if job_alerts is not None:
+        results["job_alerts"] = job_alerts
     md = write_report(results, out)
     click.echo(f"report {md} ({time.time() - t0:.0f} s)")
 
 
-def _grade_alerts(src: str, data: Path, out: Path, bootstrap_servers: str | None) -> None:
-    from darkpool.evaluate.alerts_grading import (
-        grade_alerts,
-        markdown,
-        read_alert_file,
-        read_alert_topic,
-    )
+def _check_modes(data: Path | None, train_data: Path | None, test_data: Path | None, artifact: Path | None,
+                 alerts_src: str | None, loso: bool, transformer_artifact: Path | None) -> None:
+    """One clear line for every combination of data options that does not make sense."""
+    if data is not None and (train_data or test_data or artifact):
+        raise click.UsageError("--data is the one-data-set mode (time split); for cross-domain use "
+                               "--train-data A --test-data B, or --artifact DIR --test-data B")
+    if train_data is not None and artifact is not None:
+        raise click.UsageError("give --train-data (train here) or --artifact (already trained), not both")
+    if (train_data or artifact) and test_data is None:
+        raise click.UsageError("--train-data and --artifact need --test-data B (the labeled folder to test on)")
+    if test_data is not None and not (train_data or artifact or alerts_src):
+        raise click.UsageError("--test-data B needs --train-data A, --artifact DIR or --alerts FILE")
+    if data is None and test_data is None:
+        raise click.UsageError("give --data DIR, or --test-data B with --train-data A, --artifact DIR or --alerts FILE")
+    if data is None and (loso or transformer_artifact):
+        raise click.UsageError("--loso and --transformer-artifact work with --data only (use --artifact to test an "
+                               "artifact on --test-data)")
+
+
+def _check_labeled(flag: str, folder: Path) -> None:
+    for name in ("events.parquet", "episodes.parquet"):
+        if not (folder / name).is_file():
+            raise click.ClickException(
+                f"{flag} {folder} has no {name}: give a folder written by `darkpool generate --out` or "
+                "`darkpool inject --out` (events.parquet, episodes.parquet, regimes.parquet)")
+
+
+def _model_names(models: str | None, all_models: tuple[str, ...], artifact: bool) -> tuple[str, ...]:
+    if models is None:
+        return ("transformer",) if artifact else all_models
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    bad = [m for m in names if m not in all_models]
+    if bad:
+        raise click.BadParameter(f"unknown models {bad}; choose from {', '.join(all_models)}", param_hint="--models")
+    if artifact and names != ("transformer",):
+        raise click.BadParameter("an --artifact is a trained transformer: use --models transformer, or "
+                                 "--train-data A to train the others", param_hint="--models")
+    return names
+
+
+def _read_alerts(src: str, bootstrap_servers: str | None) -> list[dict[str, Any]]:
+    from darkpool.evaluate.alerts_grading import looks_like_file, read_alert_file, read_alert_topic
 
     path = Path(src)
+    if path.is_dir():
+        raise click.ClickException(f"--alerts {src} is a folder: give the JSON-lines file of alert events")
+    if not path.exists() and looks_like_file(src):
+        raise click.ClickException(f"alerts file {src} does not exist (write one with `darkpool alerts --json > FILE`; "
+                                   "a Kafka topic name has no path separator and no file suffix)")
     try:
         if path.exists():
-            events = read_alert_file(path)
-        else:
-            kafka = from_env(KafkaConfig, bootstrap_servers=bootstrap_servers)
-            events = read_alert_topic(src, kafka.bootstrap_servers)
+            return read_alert_file(path)
+        kafka = from_env(KafkaConfig, bootstrap_servers=bootstrap_servers)
+        return read_alert_topic(src, kafka.bootstrap_servers)
     except Exception as exc:  # broker down, bad file: one clear line, not a traceback
         raise click.ClickException(f"cannot read alerts from {src}: {exc}") from exc
-    res = grade_alerts(events, data)
-    (out / "alerts_grade.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / "ALERTS_REPORT.md").write_text(markdown(res, src))
-    click.echo(markdown(res, src))
+
+
+def _grade_alerts(events: list[dict[str, Any]], src: str, data: Path, out: Path, rules: Any) -> dict[str, Any]:
+    from darkpool.evaluate.alerts_grading import grade_alerts, summary_table, write_alert_report
+
+    try:
+        res = grade_alerts(events, data, rules)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    md = write_alert_report(res, src, out)
+    click.echo(f"job alerts on {data}:\n" + summary_table(res) + f"report {md}, figures {out / 'alerts_grade.json'}")
+    return {"source": src, **res}
+

@@ -148,9 +148,7 @@ def markdown(results: dict[str, Any], pngs: dict[str, str]) -> str:
          f"Data `{results['data']}`: {w['all']['windows']} windows ({w['all']['anomalous']} anomalous) of "
          f"{results['window']['size_s']} s sliding every {results['window']['slide_s']} s, built with "
          "udfs.features via model.windows (the job's functions).",
-         f"Time split (model.windows.time_split, one-window gaps): train {w['train']['windows']} "
-         f"({w['train']['anomalous']} anomalous), validation {w['val']['windows']} ({w['val']['anomalous']}), "
-         f"test {w['test']['windows']} ({w['test']['anomalous']}).",
+         *_split_lines(results),
          f"Test scenarios: {w['test']['by_scenario']}. Validation scenarios: {w['val']['by_scenario']}.",
          "Every model's decision threshold maximizes validation F1 with validation FPR <= "
          f"{results['config'].get('max_fpr')}; test windows are scored once. Raw window metrics, no point adjustment; "
@@ -199,8 +197,33 @@ def markdown(results: dict[str, Any], pngs: dict[str, str]) -> str:
                 f"{_f(br[g]['recall'], 2)} / {_f(br[g]['fpr'], 4)} / {_f(br[g]['pr_auc'], 2)}" if g in br else "" for g in regs) + " |")
     if results.get("loso"):
         L += _loso_section(results)
+    if results.get("job_alerts"):
+        from darkpool.evaluate.alerts_grading import headline
+
+        ja = results["job_alerts"]
+        L += ["", "## The job's alerts on the test data", "",
+              f"Alert events from `{ja['source']}`, graded by darkpool/evaluate/alert_metrics.py; per scenario and "
+              "per instrument in [ALERTS_REPORT.md](ALERTS_REPORT.md).", "",
+              "| figure | value | target |", "|---|---|---|",
+              *(f"| {a.strip()} | {b} | {c} |" for a, b, c in headline(ja))]
     L += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in pngs.items()]
     return "\n".join(L) + "\n"
+
+
+def _split_lines(results: dict[str, Any]) -> list[str]:
+    """Where the training, validation and test windows came from."""
+    w, cross = results["windows"], results.get("cross")
+    parts = (f"train {w['train']['windows']} ({w['train']['anomalous']} anomalous), validation "
+             f"{w['val']['windows']} ({w['val']['anomalous']})")
+    test = f"{w['test']['windows']} ({w['test']['anomalous']} anomalous)"
+    if not cross:
+        return [f"Time split (model.windows.time_split, one-window gaps): {parts}, test {test}."]
+    if cross.get("artifact"):
+        return [f"Cross-domain: artifact `{cross['artifact']}` (trained on {parts} windows), scored at the global "
+                f"threshold it carries on every window of `{cross['test_data']}`: {test}. The validation threshold "
+                "rule below applies to models trained here, not to an artifact."]
+    return [f"Cross-domain: trained on `{cross['train_data']}` (its time split: {parts}; its test part unused), "
+            f"tested on every window of `{cross['test_data']}`: {test}."]
 
 
 def _loso_section(results: dict[str, Any]) -> list[str]:

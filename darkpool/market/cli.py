@@ -21,37 +21,86 @@ def _duration_s(text: str | None) -> int | None:
     return int(float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)])
 
 
+def _range(text: str | None, name: str, integer: bool = False) -> tuple[float, float] | None:
+    """'2,2000' -> (2.0, 2000.0); one number 'P' -> (P, P)."""
+    if text is None:
+        return None
+    try:
+        parts = [int(p) if integer else float(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or parts[0] > parts[1]:
+        raise click.BadParameter(f"{text!r} is not a range; use LOW,HIGH (LOW <= HIGH) or one number", param_hint=name)
+    return parts[0], parts[1]
+
+
+# Options that shape the varied character's draws (classic presets have no per-instrument ranges).
+VARIED_ONLY = ("--rate-range", "--rate-scale", "--flow", "--price-range", "--spread-bps", "--participants")
+
+
 @click.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
-              help="tiny: tests (20k events); default: demo/training (one session); seed-table5: 2,543,678 events, 5.7% anomalous.")
+              help="tiny: tests (20k events); default: demo (one session); seed-table5: 2,543,678 events, 5.7% "
+                   "anomalous; varied: training (12 instruments of drawn character, 6 sessions, ~2M events).")
 @click.option("--instruments", type=int, help="number of instruments (overrides the preset)")
-@click.option("--events", type=int, help="exact number of event rows (overrides the preset)")
-@click.option("--duration", help="session length ending at the 21:00 UTC close: 1800, 30m, 6.5h")
+@click.option("--events", type=int, help="exact number of event rows (overrides the preset; not with varied, "
+                                          "whose size follows from its rates)")
+@click.option("--duration", help="length of each session, ending at the 21:00 UTC close: 1800, 30m, 6.5h")
+@click.option("--sessions", type=int, help="trading days, consecutive [default: 1; varied: 6]")
+@click.option("--skip-weekends", is_flag=True, help="put the sessions on weekdays only")
 @click.option("--seed", type=int, help="random seed (same seed and options -> identical files)")
 @click.option("--anomaly-rate", type=float, help="target fraction of anomalous rows, e.g. 0.057")
+@click.option("--rate-range", help="varied: mean normal events/s per instrument, LOW,HIGH or one value [0.05,100]")
+@click.option("--rate-scale", type=float, help="varied: multiply every instrument's event rate, e.g. 10 or 0.1")
+@click.option("--flow", type=click.Choice(["dark", "lit", "mixed"]),
+              help="varied: dark midpoint flow, lit cancel-heavy flow (cancels >= 10x fills) or half each [mixed]")
+@click.option("--price-range", help="varied: opening prices in dollars, LOW,HIGH or one price [2,2000]")
+@click.option("--spread-bps", help="varied: quoted spread in basis points, LOW,HIGH or one value "
+                                   "[1 tick to 100 bps]")
+@click.option("--participants", help="varied: accounts trading each instrument, LOW,HIGH [20,3000]")
 @click.option("--out", type=click.Path(path_type=Path), help="output folder [default: <data dir>/<preset>]")
 @click.option("--plot", is_flag=True, help="also write a PNG of one instrument (NBBO, fills, episodes)")
 @click.option("--plot-instrument", help="instrument for --plot [default: the one with most episodes]")
 @click.option("--check", is_flag=True, help="also verify the data invariants (time order, NBBO, labels vs episodes, ...)")
-def generate(preset, instruments, events, duration, seed, anomaly_rate, out, plot, plot_instrument, check) -> None:
+def generate(preset, instruments, events, duration, sessions, skip_weekends, seed, anomaly_rate, rate_range,
+             rate_scale, flow, price_range, spread_bps, participants, out, plot, plot_instrument, check) -> None:
     """Simulate a dark pool with labeled manipulation; write events/episodes/regimes Parquet."""
     from darkpool.market.simulate import simulate, write
     from darkpool.paths import data_dir
 
+    base = PRESETS[preset]
+    varied = dict(rate_range=_range(rate_range, "--rate-range"), rate_scale=rate_scale, flow=flow,
+                  price_range=_range(price_range, "--price-range"), spread_bps=_range(spread_bps, "--spread-bps"),
+                  population_range=_range(participants, "--participants", integer=True))
+    if base.character != "varied":
+        given = [opt for opt, v in zip(VARIED_ONLY, varied.values(), strict=True) if v is not None]
+        if given:
+            raise click.BadParameter(f"{', '.join(given)} shape drawn instrument characters; use --preset varied")
+    elif events is not None:
+        raise click.BadParameter("the varied preset's size follows from its instruments' event rates; set "
+                                 "--instruments, --duration, --sessions, --rate-range or --rate-scale instead",
+                                 param_hint="--events")
     try:
-        cfg = PRESETS[preset].replace(n_instruments=instruments, n_events=events, duration_s=_duration_s(duration),
-                                      seed=seed, anomaly_rate=anomaly_rate)
+        cfg = base.replace(n_instruments=instruments, n_events=events, duration_s=_duration_s(duration),
+                           sessions=sessions, skip_weekends=skip_weekends or None, seed=seed,
+                           anomaly_rate=anomaly_rate, **varied)
+        t0 = time.perf_counter()
+        result = simulate(cfg, progress=(cfg.n_events or 1_000_000) >= 1_000_000)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    except RuntimeError as exc:  # e.g. no room for the episodes in very short sessions
+        raise click.ClickException(str(exc)) from None
     out = out or data_dir() / preset
-    t0 = time.perf_counter()
-    result = simulate(cfg, progress=cfg.n_events >= 1_000_000)
     paths = write(result, out)
     secs = time.perf_counter() - t0
+    cfg = result.config
     ev = result.coded  # the counts do not need the decoded strings
     n_anom = int(ev.column("label").to_numpy().sum())
+    days = f" over {cfg.sessions} sessions" if cfg.sessions > 1 else ""
     click.echo(f"{ev.num_rows:,} events ({n_anom:,} anomalous, {n_anom / ev.num_rows:.2%}) on "
-               f"{cfg.n_instruments} instruments, {result.episodes.num_rows} episodes, seed {cfg.seed}: "
+               f"{cfg.n_instruments} instruments{days}, {result.episodes.num_rows} episodes, seed {cfg.seed}: "
                f"{secs:.1f} s ({ev.num_rows / secs:,.0f} events/s)")
     for name, path in paths.items():
         click.echo(f"  {name:8s} {path}")

@@ -24,7 +24,7 @@ from darkpool.market.events import NEW, Block, block, concat, take
 from darkpool.market.flow import pick_venues
 from darkpool.market.injectors import INJECTORS
 from darkpool.market.nbbo import Impact
-from darkpool.market.universe import TIER_ACTIVITY, Universe
+from darkpool.market.universe import Universe
 from udfs.schemas import SCENARIOS
 
 MIN_BUDGET = 6  # rows; below this an episode is not worth drawing
@@ -126,7 +126,7 @@ class _Placement:
         if closing:  # two closes marked on one instrument would be one episode: only free instruments
             free = np.ones(len(self.p_inst), dtype=bool)
             free[self.closes] = False
-            if not free.any():
+            if not free.any() or len(self.closes) >= self.cfg.marked_close_share * len(self.p_inst):
                 return None
             cdf = np.cumsum(self.p_inst * free)
             cdf /= cdf[-1]
@@ -218,8 +218,8 @@ def make_episodes(
     cfg: SimConfig, rng: np.random.Generator, uni: Universe, target_rows: int, next_oid: list[int]
 ) -> tuple[Block, list[Impact], dict[str, list]]:
     """Episode rows (manipulators and their victims), impacts, and the episodes table rows."""
-    # Manipulation happens in thin names too, somewhat more than their share of volume.
-    w = TIER_ACTIVITY[uni.tier] ** 0.75
+    # Manipulation happens in thin names too, more than their share of volume.
+    w = uni.episode_weight
     p_inst = w / w.sum()
     cap = max(20, target_rows // len(INJECTORS))
     cycle, where = _Cycle(rng), _Placement(cfg, rng, p_inst)

@@ -22,8 +22,10 @@ def check_rows(r: SimResult) -> list[str]:
         out.append(f"{ev.num_rows} rows, config asks for {cfg.n_events}")
     if (np.diff(ts) < 0).any():
         out.append("rows are not sorted by ts (per-instrument time order breaks)")
-    if ts.min() < cfg.open_ns or ts.max() >= cfg.close_ns:
-        out.append("events outside the session")
+    opens, closes = (np.array(x) for x in zip(*cfg.session_bounds(), strict=True))
+    k = np.searchsorted(opens, ts, side="right") - 1  # the session each event would belong to
+    if (k < 0).any() or (ts >= closes[np.maximum(k, 0)]).any():
+        out.append("events outside the sessions")
     if (qty <= 0).any() or (price <= 0).any() or not (bid < ask).all():
         out.append("qty/price not positive or NBBO not bid < ask")
     fill = kind == "fill"
@@ -88,11 +90,18 @@ def check_orders(r: SimResult) -> list[str]:
 def check_regimes(r: SimResult) -> list[str]:
     out = []
     reg, cfg = r.regimes, r.config
+    bounds = cfg.session_bounds()
+    opens = np.array([o for o, _ in bounds])
     for sym in pc.unique(reg.column("instrument")).to_pylist():
         spells = reg.filter(pc.equal(reg.column("instrument"), sym))
         s, e = _np(spells, "start_ts"), _np(spells, "end_ts")
-        if s[0] != cfg.open_ns or e[-1] != cfg.close_ns or (s[1:] != e[:-1]).any():
-            out.append(f"regime spells of {sym} do not tile the session")
+        k = np.searchsorted(opens, s, side="right") - 1
+        tiled = (k >= 0).all() and all(
+            len(mine := np.flatnonzero(k == j)) and s[mine[0]] == o and e[mine[-1]] == c
+            and (s[mine[1:]] == e[mine[:-1]]).all()
+            for j, (o, c) in enumerate(bounds))
+        if not tiled:
+            out.append(f"regime spells of {sym} do not tile every session")
     if not set(pc.unique(r.events.column("instrument")).to_pylist()) <= set(pc.unique(reg.column("instrument")).to_pylist()):
         out.append("events on instruments without regimes")
     return out

@@ -1,6 +1,6 @@
 """The lit market beside the dark pool: one NBBO path per instrument on a time grid.
 
-Log-mid returns = common market factor + idiosyncratic part, scaled by tier volatility,
+Log-mid returns = common market factor + idiosyncratic part, scaled by the instrument's volatility,
 regime, a slow stochastic-volatility factor and the intraday U shape; fat tails from a
 rare jumps. Manipulation episodes add their price impact (and spread widening) on top,
 so the lit market reacts to momentum ignition, spoofing and marking the close.
@@ -13,13 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from darkpool.market.config import NS, SimConfig
-from darkpool.market.universe import (
-    REGIME_SPREAD,
-    REGIME_VOL,
-    TIER_DAILY_VOL,
-    TIER_SPREAD,
-    Universe,
-)
+from darkpool.market.universe import REGIME_SPREAD, REGIME_VOL, Universe
 
 SV_STEP_S = 60  # the stochastic-volatility factor moves once a minute
 JUMP_P = 2e-4  # chance per grid cell of a jump ...
@@ -102,7 +96,7 @@ def base_returns(
     # In-place arithmetic on the (instrument, cell) grid: this is the biggest array here.
     sigma = REGIME_VOL[regime]
     sigma *= _stochastic_vol(rng, n_inst, n_cells, cell_s)
-    sigma *= (TIER_DAILY_VOL[uni.tier] / np.sqrt(23_400 / cell_s))[:, None] * np.sqrt(u)[None, :]
+    sigma *= (uni.daily_vol / np.sqrt(23_400 / cell_s))[:, None] * np.sqrt(u)[None, :]
     market = rng.standard_normal(n_cells)
     ret = rng.standard_normal((n_inst, n_cells))
     # Fat tails: rare jumps (news, sweeps of the lit book) on top of the diffusion.
@@ -115,8 +109,16 @@ def base_returns(
     per = max(1, int(round(SPREAD_BLOCK_S / cell_s)))
     n_blocks = -(-n_cells // per)
     flicker = np.repeat(rng.poisson(0.3, size=(n_inst, n_blocks)), per, axis=1)[:, :n_cells]
-    spread = TIER_SPREAD[uni.tier][:, None] + REGIME_SPREAD[regime] + flicker
+    # Regime widening and flicker in steps of a third of the base spread (1 tick for
+    # spreads up to 5 ticks), so a 1,000-tick spread flickers as much as a 1-tick one.
+    step = np.maximum(1, uni.spread_ticks // 3)[:, None]
+    spread = uni.spread_ticks[:, None] + REGIME_SPREAD[regime] * step + flicker * step
     return ret, spread
+
+
+def close_mid(cfg: SimConfig, nbbo: Nbbo) -> np.ndarray:
+    """Each instrument's mid at the close (dollars): where its next session starts."""
+    return (nbbo.bid_t[:, -1] + nbbo.ask_t[:, -1]) * (cfg.tick / 2)
 
 
 def finish_nbbo(cfg: SimConfig, uni: Universe, ret: np.ndarray, spread: np.ndarray, impacts: list[Impact]) -> Nbbo:

@@ -3,11 +3,13 @@
 `simulate(cfg)` returns three Arrow tables; `write(result, out_dir)` writes them as
 `events.parquet` (LABELED_SCHEMA, sorted by ts), `episodes.parquet` (EPISODE_SCHEMA) and
 `regimes.parquet` (REGIME_SCHEMA: the calm/volatile/high_volume spells per instrument,
-for evaluation by regime). Same config and seed -> identical tables.
+for evaluation by regime). Same config and seed -> identical tables. Several sessions
+(`SimConfig.sessions`) are simulated one after the other and written as one data set.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -21,11 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from darkpool.market.config import SimConfig
+from darkpool.market.config import MAX_EVENTS, SimConfig
 from darkpool.market.episodes import make_episodes
 from darkpool.market.events import CANCEL, COLUMNS, Block, size, time_order
 from darkpool.market.flow import normal_flow
-from darkpool.market.nbbo import base_returns, finish_nbbo
+from darkpool.market.nbbo import base_returns, close_mid, finish_nbbo
 from darkpool.market.table import (
     CODED_SCHEMA,
     DICT_COLUMNS,
@@ -121,14 +123,14 @@ def _gather(flow: Block, episodes: Block, rows: np.ndarray, names: tuple[str, ..
 class _Stages:
     """Progress bar over the stages, and per-stage wall times for the benchmark."""
 
-    def __init__(self, progress: bool, timings: dict[str, float] | None) -> None:
-        self.bar = tqdm(total=3, desc="generate", disable=not progress, unit="stage")
+    def __init__(self, progress: bool, timings: dict[str, float] | None, total: int = 3) -> None:
+        self.bar = tqdm(total=total, desc="generate", disable=not progress, unit="stage")
         self.timings = timings if timings is not None else {}
         self.t = time.perf_counter()
 
     def done(self, name: str) -> None:
         now = time.perf_counter()
-        self.timings[name] = now - self.t
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.t
         self.t = now
         self.bar.set_postfix_str(name)
         self.bar.update()
@@ -141,45 +143,122 @@ def _timed(timings: dict[str, float], name: str, fn: Callable[..., T], *args: ob
     return out
 
 
-def simulate(cfg: SimConfig, progress: bool = False, timings: dict[str, float] | None = None) -> SimResult:
-    """Generate one data set; `timings` (if given) receives the seconds per stage.
+def resolve(cfg: SimConfig, uni: Universe) -> SimConfig:
+    """`cfg` with `n_events` set: a varied config without one gets what its instruments'
+    rates give (normal events/s x session length x sessions, plus the anomalous share)."""
+    if cfg.n_events is not None:
+        return cfg
+    normal = float(uni.activity.sum()) * cfg.duration_s
+    per_session = max(100, int(round(normal / (1 - cfg.anomaly_rate))))
+    n_events = per_session * cfg.sessions
+    if n_events > MAX_EVENTS:
+        raise ValueError(f"these rates give {n_events:,} events (> {MAX_EVENTS:,}); lower the rates, the "
+                         "instruments, the session length or the sessions")
+    return cfg.replace(n_events=n_events)
 
-    Two cores: the normal flow (and its time order) is drawn in a worker thread while
-    this thread draws the episodes and, in another worker, the lit market; then prices
-    and the table's columns are built side by side (big numpy and Arrow calls release the
-    GIL). Each part has its own random stream spawned from the seed, so the result does
-    not depend on thread timing.
-    """
-    bar = _Stages(progress, timings)
-    streams = np.random.SeedSequence(cfg.seed).spawn(5)
+
+def _session_sizes(cfg: SimConfig) -> list[int]:
+    """Rows of each session: an equal share, the remainder to the first ones."""
+    q, r = divmod(cfg.n_events, cfg.sessions)
+    return [q + (k < r) for k in range(cfg.sessions)]
+
+
+@dataclass
+class _Session:
+    """One simulated session: its time-ordered rows (every block column), prices, tables."""
+
+    rows: Block
+    price: tuple[np.ndarray, np.ndarray, np.ndarray]  # price, bid, ask
+    episodes: dict[str, list]
+    regimes: dict[str, list]
+    close_mid: np.ndarray
+
+
+def _simulate_session(day: SimConfig, streams: list[np.random.SeedSequence], uni: Universe,
+                      regime: np.ndarray | None, bar: _Stages) -> _Session:
+    """One session (`day` has sessions=1): the normal flow (and its time order) is drawn in
+    a worker thread while this thread draws the episodes and, in another worker, the lit
+    market; then prices and the gathered columns are built side by side (big numpy calls
+    release the GIL). `regime` None: drawn here from the universe stream."""
     rng_uni, rng_ep, rng_nbbo, rng_flow, rng_trim = (np.random.default_rng(s) for s in streams)
-    uni = make_universe(cfg, rng_uni)
-    n_cells = cfg.duration_s * 1000 // cfg.grid_ms
-    regime = make_regimes(cfg, rng_uni, n_cells, uni.n_inst)
-    target = int(round(cfg.anomaly_rate * cfg.n_events))
-    n_flow = (cfg.n_events - target) * 1.04
+    if regime is None:
+        regime = make_regimes(day, rng_uni, day.duration_s * 1000 // day.grid_ms, uni)
+    target = int(round(day.anomaly_rate * day.n_events))
+    n_flow = (day.n_events - target) * 1.04
     parallel: dict[str, float] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        flow_f = pool.submit(_timed, parallel, "normal_flow", _sorted_flow, cfg, rng_flow, uni, regime, n_flow)
-        base_f = pool.submit(_timed, parallel, "nbbo_base", base_returns, cfg, rng_nbbo, uni, regime)
-        episodes, impacts, ep_rows = _timed(parallel, "episodes", make_episodes, cfg, rng_ep, uni, target, [0])
-        nbbo = _timed(parallel, "nbbo_finish", finish_nbbo, cfg, uni, *base_f.result(), impacts)
+        flow_f = pool.submit(_timed, parallel, "normal_flow", _sorted_flow, day, rng_flow, uni, regime, n_flow)
+        base_f = pool.submit(_timed, parallel, "nbbo_base", base_returns, day, rng_nbbo, uni, regime)
+        episodes, impacts, ep_rows = _timed(parallel, "episodes", make_episodes, day, rng_ep, uni, target, [0])
+        nbbo = _timed(parallel, "nbbo_finish", finish_nbbo, day, uni, *base_f.result(), impacts)
         first_flow = flow_f.result()
-    bar.timings.update({f"{k} (in parallel)": v for k, v in parallel.items()})
+    for k, v in parallel.items():
+        bar.timings[f"{k} (in parallel)"] = bar.timings.get(f"{k} (in parallel)", 0.0) + v
     bar.done("parallel_phase")
-    if size(episodes) >= cfg.n_events:
-        raise ValueError(f"anomaly_rate {cfg.anomaly_rate} leaves no room for normal flow in {cfg.n_events} events")
-    flow, flow_rows = _normal_rows(cfg, rng_trim, uni, regime, cfg.n_events - size(episodes), first_flow)
+    if size(episodes) >= day.n_events:
+        raise ValueError(f"anomaly_rate {day.anomaly_rate} leaves no room for normal flow in {day.n_events} events")
+    flow, flow_rows = _normal_rows(day, rng_trim, uni, regime, day.n_events - size(episodes), first_flow)
     episodes = dict(episodes, oid=episodes["oid"] + int(flow["oid"].max(initial=-1)) + 1)  # ids after the flow's
     rows = _merged_order(flow["ts"], flow_rows, episodes["ts"])
     bar.done("trim_and_order")
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        priced = pool.submit(lambda: prices(cfg, nbbo, _gather(flow, episodes, rows, PRICE_INPUTS)))
+        priced = pool.submit(lambda: prices(day, nbbo, _gather(flow, episodes, rows, PRICE_INPUTS)))
         b = _gather(flow, episodes, rows, [c for c in COLUMNS if c not in ("pk", "pv", "episode")])
-        events = events_table(cfg, uni, b, *priced.result())
+        price = priced.result()
+    return _Session(b, price, ep_rows, regime_spells(day, regime, uni.symbols), close_mid(day, nbbo))
+
+
+def _joined(parts: list[_Session]) -> tuple[Block, tuple[np.ndarray, ...], dict[str, list], dict[str, list]]:
+    """Sessions one after the other: order ids and episode ids made unique across them."""
+    if len(parts) == 1:
+        p = parts[0]
+        return p.rows, p.price, p.episodes, p.regimes
+    oid_at, ep_at = 0, 0
+    rows, episodes = [], {k: [] for k in parts[0].episodes}
+    for p in parts:
+        rows.append(dict(p.rows, oid=p.rows["oid"] + oid_at))
+        oid_at += int(p.rows["oid"].max(initial=-1)) + 1
+        for k, v in p.episodes.items():
+            episodes[k] += [e + ep_at for e in v] if k == "episode_id" else v
+        ep_at += len(p.episodes["episode_id"])
+    b = {c: np.concatenate([r[c] for r in rows]) for c in rows[0]}
+    price = tuple(np.concatenate([p.price[i] for p in parts]) for i in range(3))
+    regimes = {k: [x for p in parts for x in p.regimes[k]] for k in parts[0].regimes}
+    return b, price, episodes, regimes
+
+
+OVERNIGHT_VOL = 0.5  # overnight move, in daily volatilities
+
+
+def simulate(cfg: SimConfig, progress: bool = False, timings: dict[str, float] | None = None) -> SimResult:
+    """Generate one data set of `cfg.sessions` sessions; `timings` (if given) receives the
+    seconds per stage, summed over the sessions.
+
+    The instruments and participants are drawn once; each session has its own regimes,
+    episodes, lit market and flow, from its own random streams spawned from the seed (so
+    the result depends neither on thread timing nor, for the first session, on how many
+    follow), and opens where the last one closed plus an overnight move.
+    """
+    root = np.random.SeedSequence(cfg.seed)
+    streams = root.spawn(5)  # the first session's: universe, episodes, nbbo, flow, trim
+    rng_uni = np.random.default_rng(streams[0])
+    uni = make_universe(cfg, rng_uni)
+    cfg = resolve(cfg, uni)
+    bar = _Stages(progress, timings, 3 * cfg.sessions)
+    regime = make_regimes(cfg, rng_uni, cfg.duration_s * 1000 // cfg.grid_ms, uni)
+    parts = []
+    for k, n_rows in enumerate(_session_sizes(cfg)):
+        day_streams = streams if k == 0 else root.spawn(5)
+        if k:
+            overnight = np.random.default_rng(day_streams[2]).normal(0.0, OVERNIGHT_VOL * uni.daily_vol)
+            uni = dataclasses.replace(uni, price0=np.maximum(parts[-1].close_mid * np.exp(overnight), cfg.tick))
+        day = cfg.session(k, n_rows)
+        parts.append(_simulate_session(day, day_streams, uni, regime if k == 0 else None, bar))
+    b, (price, bid, ask), ep_rows, regime_rows = _joined(parts)
+    events = events_table(cfg, uni, b, price, bid, ask)
     episodes_t = pa.Table.from_pydict(ep_rows, schema=EPISODE_SCHEMA)
-    regimes_t = pa.Table.from_pydict(regime_spells(cfg, regime, uni.symbols), schema=REGIME_SCHEMA)
+    regimes_t = pa.Table.from_pydict(regime_rows, schema=REGIME_SCHEMA)
     bar.done("price_and_tables")
     bar.bar.close()
     return SimResult(events, episodes_t, regimes_t, cfg)

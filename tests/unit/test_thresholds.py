@@ -92,7 +92,8 @@ def test_threshold_moves_with_the_market_regime():
 
 
 def test_flagged_windows_do_not_raise_the_baseline():
-    cfg = replace(CFG, floor_ratio=0.1, max_episode_windows=10_000)
+    # no alert budget here: this is the protection on its own (the budget would re-learn)
+    cfg = replace(CFG, floor_ratio=0.1, max_episode_ms=10**9, max_flag_rate=1.0)
     state, _ = run(InstrumentState(), [win(i, s) for i, s in enumerate(normal_scores(100))], cfg)
     before = state.baseline.to_dict()
     thr_before = state.baseline.threshold(3.0, 1000.0, 1.0, cfg).value
@@ -164,12 +165,27 @@ def test_quiet_gap_closes_the_episode_on_next_window_and_on_timer():
     assert events[0]["alert_id"] == events[1]["alert_id"] != events[2]["alert_id"]
 
 
-def test_max_duration_closes_long_episodes():
-    cfg = replace(CFG, max_episode_windows=5)
+def test_no_alert_outlasts_max_episode_ms_and_continuations_are_marked():
+    """(b) 19 minutes of flagged windows with a 5-minute maximum: four alerts in a chain,
+    none longer than max_episode_ms, each after the first naming the one it continues,
+    starting where it ended (no overlap, no gap)."""
+    cfg = replace(CFG, max_episode_ms=300_000, max_flag_rate=1.0)  # budget off: flagging goes on
     warm = [win(i, s) for i, s in enumerate(normal_scores(60))]
-    _, events = run(InstrumentState(), warm + [win(60 + i, 3.0) for i in range(7)], cfg)
-    assert [e["status"] for e in events if e["status"] != "update"] == ["open", "close", "open"]
-    assert events[[e["status"] for e in events].index("close")]["close_reason"] == "max_duration"
+    _, events = run(InstrumentState(), warm + [win(60 + i, 3.0) for i in range(220)], cfg)
+    last = {}
+    for e in events:
+        alerts.validate(e)
+        last[e["alert_id"]] = e
+    chain = sorted(last.values(), key=lambda e: e["episode_start"])
+    assert len(chain) == 4, [(e["episode_start"], e["episode_end"]) for e in chain]
+    assert all(e["episode_end"] - e["episode_start"] <= cfg.max_episode_ms for e in chain)
+    assert [e["close_reason"] for e in chain] == ["max_duration"] * 3 + [None]  # the last is still open
+    assert chain[0]["continues"] is None
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert after["continues"] == before["alert_id"]
+        assert after["episode_start"] == before["episode_end"]
+    opens = [e for e in events if e["status"] == "open"]
+    assert [e["continues"] for e in opens] == [None] + [e["alert_id"] for e in chain[:-1]]
 
 
 def test_alert_ids_are_deterministic_and_survive_restarts():
@@ -191,7 +207,7 @@ def test_state_stays_bounded():
     for i in range(6000):
         who = tuple((f"P{rng.randrange(10_000)}", rng.random()) for _ in range(8))
         score = 3.0 if (i // 300) % 2 else rng.gauss(0.5, 0.05)  # long episodes + calm stretches
-        step(state, win(i, score, who=who), replace(CFG, max_episode_windows=200), 0)
+        step(state, win(i, score, who=who), replace(CFG, max_episode_ms=200 * SLIDE), 0)
         if i % 500 == 499:
             sizes.append(len(state.to_json()))
     assert max(sizes) < 4096, sizes
@@ -308,3 +324,195 @@ def test_channel_normals_packed_form_round_trips_exactly_and_old_state_still_rea
     old["channels"] = vec.to_list()
     assert InstrumentState.from_json(json.dumps(old)).channels.to_list() == vec.to_list()
     assert InstrumentState.from_json(st.to_json()).channels.to_list() == vec.to_list()
+
+
+# ---- issue #13: warm-up, alert budget, evidence, unknown scenario, old state ----------
+
+
+def alert_spans(events: list[dict]) -> dict[str, dict]:
+    """The latest event of each alert."""
+    last: dict[str, dict] = {}
+    for e in events:
+        alerts.validate(e)
+        last[e["alert_id"]] = e
+    return last
+
+
+def test_an_instrument_scoring_far_above_the_global_threshold_warms_up_and_stops_alerting():
+    """(a) Every window scores 3x the global threshold from the first one (a busy lit
+    instrument the model misreads). Flagged windows used to never teach the baseline, so
+    it stayed on the global threshold and alerted for ever. Now: the global threshold for
+    the documented warm-up (warmup_windows), then its own threshold, and no alert."""
+    cfg = replace(CFG, max_episode_ms=3_600_000)
+    rng = random.Random(4)
+    ws = [win(i, rng.gauss(3.0, 0.15)) for i in range(400)]
+    state = InstrumentState()
+    sources, events = [], []
+    for w in ws:
+        events += step(state, w, cfg, w.window_end)
+        sources.append(state.last_thr[1])
+    assert set(sources[: cfg.warmup_windows]) == {"global"}
+    assert "global" not in sources[cfg.warmup_windows :]
+    assert set(sources[cfg.warmup_windows :]) <= {"instrument", "regime"}
+    last = alert_spans(events)
+    # one alert during the warm-up (marked global), closed soon after it; none later
+    assert len(last) == 1 and all(e["threshold_source"] == "global" for e in events if e["status"] == "open")
+    (only,) = last.values()
+    assert only["status"] == "close" and only["close_reason"] == "below_threshold"
+    assert only["episode_end"] <= ws[cfg.warmup_windows - 1].window_end
+    assert 3.2 < state.last_thr[0] < 4.5  # its own threshold, above its ordinary scores
+
+
+def test_a_real_episode_inside_the_warm_up_does_not_lift_the_instruments_threshold():
+    """Robust warm-up: 12 windows of a real episode (scores 3.0) inside a 40-window
+    warm-up leave the seeded estimate at the ordinary flow (median, not mean)."""
+    cfg = replace(CFG, floor_ratio=0.1)
+    scores = normal_scores(40)
+    scores[10:22] = [3.0] * 12
+    state, _ = run(InstrumentState(), [win(i, s) for i, s in enumerate(scores)], cfg)
+    assert state.baseline.phase == "steady"
+    assert abs(state.baseline.overall.mean - 0.5) < 0.05 and state.baseline.overall.sigma < 0.12
+    assert state.baseline.threshold(3.0, 1000.0, 1.0, cfg).value < 1.0
+
+
+def test_the_alert_budget_recalibrates_a_trigger_happy_instrument_and_says_so():
+    """(c) After the warm-up the instrument's flow shifts up for good (0.5 -> 1.6): every
+    window is flagged, and flagged windows do not teach. The flagged share crosses
+    max_flag_rate, the instrument re-learns from recent windows (flagged ones too), its
+    alerts say `recalibrated`, and it stops alerting."""
+    cfg = replace(CFG, max_episode_ms=3_600_000, max_flag_rate=0.1, budget_windows=360, relearn_windows=30)
+    rng = random.Random(8)
+    scores = [rng.gauss(0.5, 0.05) for _ in range(100)] + [rng.gauss(1.6, 0.08) for _ in range(200)]
+    state = InstrumentState()
+    events, flagged = [], []
+    for i, s in enumerate(scores):
+        events += step(state, win(i, s), cfg, 0)
+        flagged.append(state.episode is not None and state.episode.last_above_end == win(i, s).window_end)
+    assert not any(flagged[cfg.warmup_windows : 100])  # steady and quiet before the shift
+    # breach after ~38 flagged windows (1 - exp(-n/360) > 0.1), then 30 to re-learn
+    assert all(flagged[100:135]) and not any(flagged[100 + 38 + 30 + 1 :])
+    srcs = [e["threshold_source"] for e in events]
+    assert "recalibrated" in srcs
+    assert events[-1]["status"] == "close" and events[-1]["threshold_source"] == "recalibrated"
+    assert state.baseline.phase == "steady" and state.baseline.threshold(3.0, 1000.0, 1.0, cfg).value > 1.6
+    # the marker fades budget_windows windows after the re-learn
+    assert state.baseline.recal_left > 0
+    state, _ = run(state, [win(300 + i, rng.gauss(1.6, 0.08)) for i in range(cfg.budget_windows)], cfg)
+    assert state.last_thr[1] in ("instrument", "regime")
+    # without the budget the same flow alerts to the end (the deadlock it breaks)
+    _, stuck = run(InstrumentState(), [win(i, s) for i, s in enumerate(scores)], replace(cfg, max_flag_rate=1.0))
+    assert stuck[-1]["status"] != "close" and stuck[-1]["n_windows"] > 190
+
+
+def test_a_normal_instrument_stays_well_inside_the_budget():
+    """Sparse real episodes (a 2-window spike every 45 windows) never trigger a re-learn."""
+    rng = random.Random(21)
+    hot = {j for i in range(70, 2000, 45) for j in (i, i + 1)}
+    state, events = run(InstrumentState(), [win(i, 3.0 if i in hot else rng.gauss(0.5, 0.05)) for i in range(2000)])
+    assert state.baseline.phase == "steady" and state.baseline.flag_rate < CFG.max_flag_rate / 2
+    assert "recalibrated" not in {e["threshold_source"] for e in events}
+
+
+def surprising(i: int, score: float, panes: tuple[float, ...]) -> ScoredWindow:
+    return replace(win(i, score), pane_surprise=panes)
+
+
+def test_evidence_points_at_the_surprising_panes_not_the_window_start():
+    """(d) Abuse in one 5 s pane: the window is 60 s (12 panes), so episode_start points a
+    minute early; the evidence is that pane. As the window slides the pane moves one
+    position older per window; the evidence stays on the same 5 s of event time."""
+    warm = [win(i, s) for i, s in enumerate(normal_scores(60))]
+    abuse_end = T0 + 60 * SLIDE  # the abusive pane is [abuse_end - 5 s, abuse_end)
+    flagged = []
+    for k in range(4):  # windows ending at abuse_end + k slides: the pane is k from the end
+        panes = [0.1] * 12
+        panes[11 - k] = 6.0
+        panes[10 - k] = 3.5  # half of the peak or more: part of the evidence
+        panes[9 - k] = 2.0  # less than half: not evidence
+        flagged.append(surprising(60 + k, 2.5, tuple(panes)))
+    quiet = [win(64 + i, 0.5) for i in range(3)]
+    _, events = run(InstrumentState(), warm + flagged + quiet)
+    (alert,) = alert_spans(events).values()
+    assert alert["episode_start"] == abuse_end - 60_000
+    assert (alert["evidence_start"], alert["evidence_end"]) == (abuse_end - 2 * SLIDE, abuse_end)
+    # no pane surprise (older producer): each flagged window's last pane
+    _, events = run(InstrumentState(), warm + [replace(w, pane_surprise=()) for w in flagged] + quiet)
+    (alert,) = alert_spans(events).values()
+    assert (alert["evidence_start"], alert["evidence_end"]) == (abuse_end - SLIDE, abuse_end + 3 * SLIDE)
+
+
+def test_unknown_scenario_when_no_scenario_is_likely():
+    """(e) Flagged windows whose probabilities are spread over the scenarios: "unknown",
+    with the best scenario's probability kept; a likely scenario is still named."""
+    warm = [win(i, s) for i, s in enumerate(normal_scores(60))]
+    flat = tuple([0.2] + [0.1] * (len(SCENARIOS) - 1))
+    vague = [replace(win(60 + i, 2.5), scenario_probs=flat) for i in range(3)]
+    _, events = run(InstrumentState(), warm + vague + [win(63 + i, 0.5) for i in range(3)])
+    assert {e["scenario"] for e in events} == {"unknown"}
+    assert events[-1]["scenario_probability"] == 0.1
+    assert "unknown" not in SCENARIOS and "unknown" in alerts.ALERT_SCENARIOS
+    _, events = run(InstrumentState(), warm + vague, replace(CFG, min_scenario_probability=0.05))
+    assert events[-1]["scenario"] == SCENARIOS[1]
+    bad = dict(events[-1], scenario="normal")
+    import pytest
+
+    with pytest.raises(ValueError, match="scenario"):
+        alerts.validate(bad)
+
+
+# Two decision states as the job wrote them before schema 2 (no warm-up sample, alert
+# budget, evidence or continuation), made by that code: an instrument deadlocked on the
+# global threshold (100 windows at 3x it, one endless alert), and a warm one.
+OLD_DEADLOCKED = (
+    '{"baseline":{"seen":100,"overall":[0,0.0,0.0],"by_regime":[[0,0.0,0.0],[0,0.0,0.0],[0,0.0,0.0]],'
+    '"vol":[0,0.0,0.0],"volume":[0,0.0,0.0]},"channels":{"n":"","mean":"","mad":""},'
+    '"episode":{"alert_id":"48533dc0b1ea1828b61f","instrument":"AAA","model_version":"v1",'
+    '"start":1699999940000,"last_above_end":1700000495000,"peak_score":3.0,"peak_end":1700000000000,'
+    '"n_above":100,"below":0,"seq":17,"prob_sum":[2.0000000000000013,2.0000000000000013,84.0000000000002,'
+    '2.0000000000000013,2.0000000000000013,2.0000000000000013,2.0000000000000013,2.0000000000000013,'
+    '2.0000000000000013],"participants":{"P1":100.0},"peak_features":[{"channel":"channel_1","z":-4.0,'
+    '"value":2.0,"normal":null},{"channel":"channel_0","z":0.1,"value":1.0,"normal":null}],'
+    '"degraded":false},"last_end":1700000495000,"pending":[],"stale":0,"last_thr":[1.0,"global","normal",1.0]}'
+)
+OLD_WARM_BASELINE = {
+    "seen": 80, "overall": [80, 0.52, 0.012509233104070266],
+    "by_regime": [[0, 0.0, 0.0], [80, 0.52, 0.012509233104070266], [0, 0.0, 0.0]],
+    "vol": [80, 1.3862943611198906, 0.0], "volume": [80, 6.90875477931522, 0.0],
+}  # fmt: skip
+
+
+def test_state_written_before_schema_2_restores_with_defaults():
+    """(f) Savepoint compatibility: today's layout reads; the deadlocked instrument starts
+    the new warm-up (and gets out of it), its open alert keeps going with its whole span
+    as evidence and no continuation; a warm instrument stays warm with an empty budget."""
+    cfg = replace(CFG, max_episode_ms=3_600_000)
+    state = InstrumentState.from_json(OLD_DEADLOCKED, cfg)
+    b, ep = state.baseline, state.episode
+    assert (b.phase, b.sample, b.flag_rate, b.recal_left) == ("warmup", [], 0.0, 0)
+    assert (ep.evidence_start, ep.evidence_end, ep.continues) == (1699999940000, 1700000495000, None)
+    i0 = (state.last_end - T0) // SLIDE + 1
+    rng = random.Random(2)
+    state, events = run(state, [win(i0 + i, rng.gauss(3.0, 0.15)) for i in range(cfg.warmup_windows + 5)], cfg)
+    assert state.baseline.phase == "steady" and state.last_thr[1] in ("instrument", "regime")
+    assert events[-1]["alert_id"] == "48533dc0b1ea1828b61f" and events[-1]["close_reason"] == "below_threshold"
+    assert events[-1]["evidence_start"] == 1699999940000 and events[-1]["continues"] is None
+    # round trip of the new layout is exact
+    assert InstrumentState.from_json(state.to_json()).to_json() == state.to_json()
+
+    old = json.loads(OLD_DEADLOCKED)
+    old["baseline"], old["episode"] = OLD_WARM_BASELINE, None
+    warm = InstrumentState.from_json(json.dumps(old), cfg)
+    assert (warm.baseline.phase, warm.baseline.flag_rate) == ("steady", 0.0)
+    assert warm.baseline.overall.to_list() == OLD_WARM_BASELINE["overall"]
+    assert warm.baseline.threshold(3.0, 1000.0, 1.0, replace(cfg, floor_ratio=0.1)).source in ("instrument", "regime")
+    # judged by the config it is restored with: a longer warm-up than it saw restarts it
+    assert InstrumentState.from_json(json.dumps(old), replace(cfg, warmup_windows=100)).baseline.phase == "warmup"
+
+
+def test_bad_threshold_config_is_refused_with_what_to_fix():
+    import pytest
+
+    with pytest.raises(ValueError, match="max_flag_rate"):
+        ThresholdConfig(max_flag_rate=0.0)
+    with pytest.raises(ValueError, match="max_episode_ms"):
+        ThresholdConfig(max_episode_ms=0)
