@@ -34,9 +34,12 @@ from model.config import PRESETS, TrainConfig
               help="torch CPU threads (0 = torch default)")
 @click.option("--target-fpr", type=float, default=TrainConfig.target_fpr, show_default=True,
               help="false-positive rate of the global threshold on normal validation windows")
+@click.option("--from-artifact", "init_from", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="fine-tune this trained artifact on --data (e.g. a venue's history with `darkpool inject`ed "
+                   "episodes) instead of training a fresh network; use a lower --lr, e.g. 0.0003")
 def train(data: Path | None, out: Path | None, preset: str, seed: int, device: str, dtype: str,
           epochs: int, batch_size: int, max_minutes: float, lr: float, patience: int, ignore_channels: str,
-          threads: int, target_fpr: float) -> None:
+          threads: int, target_fpr: float, init_from: Path | None) -> None:
     """Train the transformer on labeled events and write an artifact folder."""
     from model.train import train as run  # torch import only when the command runs
 
@@ -45,7 +48,7 @@ def train(data: Path | None, out: Path | None, preset: str, seed: int, device: s
     tcfg = TrainConfig(preset=preset, seed=seed, device=device, dtype=dtype, max_epochs=epochs,
                        batch_size=batch_size, max_minutes=max_minutes, num_threads=threads, lr=lr, patience=patience,
                        ignored_channels=tuple(c for c in ignore_channels.split(",") if c),
-                       target_fpr=target_fpr)
+                       target_fpr=target_fpr, init_from=str(init_from or ""))
     try:
         metrics = run(data, out, tcfg, from_env(WindowConfig))
     except (FileNotFoundError, ValueError) as exc:

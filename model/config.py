@@ -111,4 +111,7 @@ class TrainConfig:
     # small to split well, and on a shared 2-core box two spinning OpenMP threads were
     # measured ~6x slower per step than one.
     num_threads: int = 1
+    # fine-tune: start from this artifact folder (its network, weights and normalization;
+    # preset and ignored_channels are then the artifact's) instead of a fresh network
+    init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run

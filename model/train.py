@@ -23,7 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
 from darkpool.config import WindowConfig
-from model.artifact import save_artifact
+from model.artifact import load_artifact, save_artifact
 from model.config import TrainConfig, preset
 from model.rules import Rules
 from model.transformer import ScoringModel, count_params, resolve_device, resolve_dtype
@@ -136,11 +136,19 @@ def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | No
     if tr.y.sum() == 0 or va.y.sum() == 0:
         raise ValueError("training or validation windows contain no anomaly: generate data with episodes")
 
-    cfg = preset(tcfg.preset, n_buckets=wcfg.n_buckets, ignored_channels=tuple(tcfg.ignored_channels))
-    model = ScoringModel(cfg)
-    mean, std = fit_normalization(tr.x)  # training windows only
-    model.mean.copy_(torch.from_numpy(mean))
-    model.std.copy_(torch.from_numpy(std))
+    if tcfg.init_from:  # fine-tuning: the artifact's network, weights and input scaling
+        start = load_artifact(tcfg.init_from)
+        if start.cfg.n_buckets != wcfg.n_buckets:
+            raise ValueError(f"{tcfg.init_from} has {start.cfg.n_buckets} buckets per window, this run "
+                             f"{wcfg.n_buckets}: fine-tune with the artifact's window geometry")  # fmt: skip
+        model = start.model.float()
+        log(f"fine-tuning {tcfg.init_from} (version {start.version}); its normalization is kept")
+    else:
+        cfg = preset(tcfg.preset, n_buckets=wcfg.n_buckets, ignored_channels=tuple(tcfg.ignored_channels))
+        model = ScoringModel(cfg)
+        mean, std = fit_normalization(tr.x)  # training windows only
+        model.mean.copy_(torch.from_numpy(mean))
+        model.std.copy_(torch.from_numpy(std))
     model.to(device)
     model.net.to(dtype)
     log(f"model {tcfg.preset}: {count_params(model) / 1e6:.2f}M parameters on {device} {dtype}")

@@ -62,3 +62,17 @@ def test_tiny_training_reaches_the_bar_and_round_trips(tiny_data, tmp_path):
 def test_training_refuses_data_without_anomalies(tmp_path):
     with pytest.raises(FileNotFoundError, match="darkpool generate"):
         train(tmp_path / "nothing", tmp_path / "art", TrainConfig(), WindowConfig(), log=lambda *_: None)
+
+
+def test_fine_tuning_starts_from_the_artifact_and_keeps_its_scaling(tiny_data, tmp_path):
+    """`train --from-artifact`: the new artifact has the old one's network and input
+    normalization, and its weights moved (it trained); a short run, not a quality bar."""
+    quick = TrainConfig(seed=0, max_epochs=1, patience=1, max_minutes=1)
+    train(tiny_data, tmp_path / "base", quick, WindowConfig(), log=lambda *_: None)
+    train(tiny_data, tmp_path / "tuned", replace(quick, init_from=str(tmp_path / "base"), lr=3e-4, preset="baseline"),
+          WindowConfig(), log=lambda *_: None)
+    base, tuned = load_artifact(tmp_path / "base"), load_artifact(tmp_path / "tuned")
+    assert tuned.cfg == base.cfg  # the artifact's network, not the preset's
+    assert torch.equal(tuned.model.mean, base.model.mean) and torch.equal(tuned.model.std, base.model.std)
+    moved = [not torch.equal(a, b) for a, b in zip(base.model.net.parameters(), tuned.model.net.parameters(), strict=True)]
+    assert any(moved)
