@@ -84,6 +84,10 @@ class Episode:
     evidence_start: int | None = None
     evidence_end: int | None = None
     continues: str | None = None  # alert_id this episode continues (max_duration split)
+    # the largest pane surprise of its flagged windows: evidence panes are those within
+    # evidence_fraction of it (a later, weaker window cannot widen the span with its
+    # ordinary panes; a stronger one replaces it)
+    peak_surprise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.evidence_start is None or self.evidence_end is None:
@@ -216,8 +220,13 @@ def _event(
 def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig) -> None:
     """Fold one flagged window into the episode (bounded participant map)."""
     ep.last_above_end, ep.below = w.window_end, 0
-    lo, hi = evidence(w, cfg, not_before=ep.start)
-    ep.evidence_start, ep.evidence_end = min(ep.evidence_start, lo), max(ep.evidence_end, hi)
+    top = max(w.pane_surprise, default=0.0)
+    if top > ep.peak_surprise:  # a stronger signal: the evidence is its panes
+        ep.peak_surprise = top
+        ep.evidence_start, ep.evidence_end = evidence(w, cfg, not_before=ep.start)
+    elif top <= 0.0 or top >= cfg.evidence_fraction * ep.peak_surprise:
+        lo, hi = evidence(w, cfg, not_before=ep.start, cut=cfg.evidence_fraction * ep.peak_surprise)
+        ep.evidence_start, ep.evidence_end = min(ep.evidence_start, lo), max(ep.evidence_end, hi)
     for i, p in enumerate(w.scenario_probs[: len(SCENARIOS)]):
         ep.prob_sum[i] += p
     for name, weight in w.participants:
@@ -233,11 +242,11 @@ def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: Threshold
         ep.peak_features = top_features(w.channel_z, w.features, normals, cfg.top_features)
 
 
-def evidence(w: ScoredWindow, cfg: ThresholdConfig, not_before: int) -> tuple[int, int]:
+def evidence(w: ScoredWindow, cfg: ThresholdConfig, not_before: int, cut: float | None = None) -> tuple[int, int]:
     """[start, end) of the panes that made window `w` fire, not before `not_before`.
 
-    The panes whose surprise is >= evidence_fraction x the window's most surprising one,
-    from the first to the last of them; the window's last pane when it has no per-pane
+    The panes whose surprise is >= `cut` (default: evidence_fraction x the window's most
+    surprising one), from the first to the last of them; the window's last pane when it has no per-pane
     surprise (older producers; all zero), or when all of those panes lie before
     `not_before` (a continuation's first window reaching back into the alert it
     continues).
@@ -256,7 +265,7 @@ def evidence(w: ScoredWindow, cfg: ThresholdConfig, not_before: int) -> tuple[in
     n = len(ps)
     top = max(ps) if n else 0.0
     if top > 0:
-        cut = cfg.evidence_fraction * top
+        cut = min(cfg.evidence_fraction * top if cut is None else cut, top)
         first = next(i for i in range(n) if ps[i] >= cut)
         last = next(i for i in range(n - 1, -1, -1) if ps[i] >= cut)
         lo, hi = start + first * (end - start) // n, start + (last + 1) * (end - start) // n

@@ -23,7 +23,7 @@ from udfs.shard_thresholds import ShardThresholds, encode_scored_batch
 from udfs.thresholds import ThresholdConfig
 
 SLIDE, T0 = 5_000, 1_700_000_000_000
-CFG = ThresholdConfig(quiet_gap_ms=30_000, idle_ttl_ms=120_000)
+CFG = ThresholdConfig(quiet_gap_ms=30_000, idle_ttl_ms=120_000, score_scale="raw")  # unbounded test scores
 SHARD = {"A": 0, "B": 0, "C": 1}
 
 

@@ -17,8 +17,10 @@ from udfs.thresholds import Baseline, ThresholdConfig
 
 SLIDE = 5_000
 T0 = 1_700_000_000_000
+# The raw scale: these tests drive the baseline's arithmetic with unbounded scores; the
+# model's probability scores take the logit scale (tests at the end of this file).
 CFG = ThresholdConfig(
-    warmup_windows=40, min_learned=30, regime_min=15, close_after=3, update_every=4
+    warmup_windows=40, min_learned=30, regime_min=15, close_after=3, update_every=4, score_scale="raw"
 )
 
 
@@ -516,3 +518,44 @@ def test_bad_threshold_config_is_refused_with_what_to_fix():
         ThresholdConfig(max_flag_rate=0.0)
     with pytest.raises(ValueError, match="max_episode_ms"):
         ThresholdConfig(max_episode_ms=0)
+
+
+# ---- the model's probability scores: the logit scale (the job's default) ---------------
+LOGIT = ThresholdConfig(warmup_windows=40)
+
+
+def prob_win(i: int, score: float, gthr: float = 0.9) -> ScoredWindow:
+    return win(i, score, gthr=gthr)
+
+
+def test_logit_scale_an_ordinary_instrument_keeps_the_global_threshold():
+    rng = random.Random(3)
+    state, events = run(InstrumentState(), [prob_win(i, rng.betavariate(1, 12)) for i in range(600)], LOGIT)
+    value, source, _, gthr = state.last_thr
+    assert source == "instrument" and value == gthr == 0.9
+    assert not events  # its ordinary flow never reaches the global threshold
+
+
+def test_logit_scale_a_hot_instrument_is_held_to_its_budget_and_still_alerts_a_spike():
+    """Every window above the global threshold from the first one (the real-flow failure
+    mode): the threshold rises to the instrument's budget quantile, most windows stop
+    flagging, no alert outlives max_episode_ms, and a clear spike still alerts."""
+    rng = random.Random(4)
+    scores = [min(0.995, max(0.91, rng.gauss(0.96, 0.01))) for _ in range(1500)]
+    scores[1200:1206] = [0.99999] * 6  # a spike far above its ordinary level
+    state, events = run(InstrumentState(), [prob_win(i, s) for i, s in enumerate(scores)], LOGIT)
+    assert state.last_thr[1] == "recalibrated" and state.last_thr[0] > 0.95
+    late = [e for e in events if e["window_end"] >= T0 + 600 * SLIDE]
+    flagged_late = sum(s > state.last_thr[0] for s in scores[600:1200])
+    assert flagged_late / 600 < LOGIT.max_flag_rate + 0.1
+    assert all(e["episode_end"] - e["episode_start"] <= LOGIT.max_episode_ms for e in events)
+    assert any(e["status"] in ("open", "update") and e["score"] > 0.9999 for e in late)  # the spike
+
+
+def test_logit_scale_state_without_the_budget_learns_it_again():
+    state, _ = run(InstrumentState(), [prob_win(i, 0.05) for i in range(100)], LOGIT)
+    d = json.loads(state.to_json())
+    d["baseline"].pop("budget")
+    back = InstrumentState.from_json(json.dumps(d))
+    back, _ = run(back, [prob_win(100 + i, 0.05) for i in range(LOGIT.warmup_windows + 1)], LOGIT)
+    assert back.baseline.phase == "steady" and back.last_thr[1] == "instrument"
