@@ -56,7 +56,7 @@ def test_taskmanager_killed_mid_stream_commits_the_same_alerts(stack, own_flink,
         windows += [win(inst, i, 3.0 if i in hot else rng.gauss(0.5, 0.05)) for i in range(300)]
     windows.sort(key=lambda w: w.window_end)
     chunks = [windows[:330], windows[330:600], windows[600:]]
-    want = comparable(expected(windows, ThresholdConfig()))
+    want = comparable(expected(windows, ThresholdConfig(score_scale="raw")))  # as threshold_job.py
     assert len(want) >= 3 * 2 * 5  # the scenario really produces open/close pairs
 
     src = kafka_topic("windows", partitions=1)

@@ -16,6 +16,7 @@ import pytest
 
 from tests.integration.job_support import JobProcess, produce, read_until
 from tests.unit.test_scorer import Scorer, make_artifact
+from udfs.features import N_CHANNELS
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +114,7 @@ def test_bad_and_late_events_are_dead_lettered_and_good_ones_scored(stack, kafka
         )  # fmt: skip
         got = {w["window_end"] for w in windows if w["instrument"] == "GOOD"}
         assert want <= got, f"missing scored windows {sorted(want - got)}\n{job.tail()}"
-        assert all(math.isfinite(w["score"]) and len(w["channel_z"]) == 31 for w in windows)
+        assert all(math.isfinite(w["score"]) and len(w["channel_z"]) == N_CHANNELS for w in windows)
     finally:
         job.stop()
         scorer.stop()

@@ -54,8 +54,10 @@ def main(argv: list[str]) -> None:
     p.add_argument("--idle-ttl-ms", type=int, default=3_600_000)
     p.add_argument("--warmup-windows", type=int, default=60)
     args, _ = p.parse_known_args(argv)
+    # raw scale: the tests send synthetic, unbounded scores (0.5 normal, 3.0 abuse), not
+    # the model's probabilities (the job's logit scale)
     cfg = replace(ThresholdConfig(), quiet_gap_ms=args.quiet_gap_ms, idle_ttl_ms=args.idle_ttl_ms,
-                  warmup_windows=args.warmup_windows)  # fmt: skip
+                  warmup_windows=args.warmup_windows, score_scale="raw")  # fmt: skip
 
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(args.checkpoint_ms, CheckpointingMode.EXACTLY_ONCE)
