@@ -33,7 +33,7 @@ ALIASES = {
     "transactional_id_prefix": "--tx-prefix",
 }
 # fields with a fixed set of values
-CHOICES = {"start_from": ("committed", "earliest", "latest")}
+CHOICES = {"start_from": ("committed", "earliest", "latest"), "thresholds.score_scale": ("logit", "raw")}
 # a topic-creation setting of the stack, not of the job; the reorder buffer of the
 # per-window operator the job does not run; the pane length, which is the job's slide
 SKIP = {"kafka.partitions", "thresholds.max_pending", "thresholds.fallback_pane_ms"}

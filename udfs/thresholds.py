@@ -128,9 +128,8 @@ class ThresholdConfig:
     # model's: a bounded, two-humped score, on which mean + k sigma lands above 1 and
     # never flags; measured on real NASDAQ flow), "raw" for unbounded scores
     score_scale: str = "logit"
-    floor_logit: float = -1.0  # logit scale: threshold >= global logit + this
     ceil_logit: float = 4.0  # logit scale: threshold <= global logit + this
-    min_sigma_logit: float = 0.25  # logit scale: the smallest sigma the threshold uses
+    min_sigma_logit: float = 0.25  # logit scale: the smallest spread the budget's step is sized from
     floor_ratio: float = 0.8  # raw scale: adaptive threshold >= floor_ratio * global threshold
     # raw scale: adaptive threshold <= ceil_ratio * global threshold. Generous: on a real
     # venue an instrument's ordinary flow can score several times the global threshold
@@ -175,7 +174,7 @@ class ThresholdConfig:
             "fallback_pane_ms > 0": self.fallback_pane_ms > 0,
             "0 <= min_scenario_probability <= 1": 0 <= self.min_scenario_probability <= 1,
             "score_scale logit|raw": self.score_scale in ("logit", "raw"),
-            "floor_logit <= 0 <= ceil_logit": self.floor_logit <= 0 <= self.ceil_logit,
+            "ceil_logit >= 0": self.ceil_logit >= 0,
         }
         bad = [rule for rule, ok in checks.items() if not ok]
         if bad:
@@ -402,32 +401,25 @@ class Baseline:
         r = self.regime(volatility, volume, cfg)
         if self.phase == "warmup":
             return Threshold(global_threshold, "global", REGIMES[r])
-        est, source = self.overall, "instrument"
-        if self.by_regime[r].n >= cfg.regime_min:
-            est, source = self.by_regime[r], "regime"
-        if cfg.score_scale == "raw":
-            sigma = max(est.sigma, cfg.min_sigma_frac * abs(global_threshold))
-            lo, hi = cfg.floor_ratio * global_threshold, cfg.ceil_ratio * global_threshold
-            clamp = global_threshold > 0
-        else:
-            sigma = max(est.sigma, cfg.min_sigma_logit)
-            g = cfg.scaled(global_threshold)
-            lo, hi, clamp = g + cfg.floor_logit, g + cfg.ceil_logit, True
         if cfg.score_scale == "logit":
             # the global threshold, raised to the instrument's budget quantile when its own
             # flow would flag more than max_flag_rate of its windows (see the module docstring)
+            g = cfg.scaled(global_threshold)
             level = self.budget_level if math.isfinite(self.budget_level) else g
             if level <= g:
                 return Threshold(global_threshold, "instrument", REGIMES[r])
-            value = min(level, hi)
-            return Threshold(cfg.unscaled(value), "recalibrated" if value < hi else "ceil", REGIMES[r])
+            value = min(level, g + cfg.ceil_logit)
+            return Threshold(cfg.unscaled(value), "recalibrated" if value < g + cfg.ceil_logit else "ceil", REGIMES[r])
+        est, source = self.overall, "instrument"
+        if self.by_regime[r].n >= cfg.regime_min:
+            est, source = self.by_regime[r], "regime"
+        sigma = max(est.sigma, cfg.min_sigma_frac * abs(global_threshold))
         value = est.mean + cfg.k_sigma * sigma
-        if clamp:
-            if value < lo:
-                value, source = lo, "floor"
-            elif value > hi:
-                value, source = hi, "ceil"
-        value = cfg.unscaled(value)
+        if global_threshold > 0:
+            if value < cfg.floor_ratio * global_threshold:
+                value, source = cfg.floor_ratio * global_threshold, "floor"
+            elif value > cfg.ceil_ratio * global_threshold:
+                value, source = cfg.ceil_ratio * global_threshold, "ceil"
         if self.phase == "relearn" or self.recal_left:
             source = "recalibrated"  # the value and global_threshold still show any clamp
         return Threshold(value, source, REGIMES[r])
