@@ -117,6 +117,9 @@ class Fitted:
     train_used: int  # training windows sampled (see _sample_train)
 
 
+MIN_NORMAL_VAL = 20  # normal validation windows the calibration needs at least
+
+
 def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | None = None,
         log=print, desc: str = "train") -> Fitted:
     """Train on the windows `tr`, early-stop and calibrate on `va`.
@@ -135,6 +138,11 @@ def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | No
     dtype = resolve_dtype(tcfg.dtype, device)
     if tr.y.sum() == 0 or va.y.sum() == 0:
         raise ValueError("training or validation windows contain no anomaly: generate data with episodes")
+    if int((va.y == 0).sum()) < MIN_NORMAL_VAL:  # the threshold and score calibration need them
+        raise ValueError(
+            f"the validation part has {int((va.y == 0).sum())} normal windows (fewer than {MIN_NORMAL_VAL}) to "
+            "calibrate the threshold on: use a longer history or fewer injected episodes (--rate)"
+        )
 
     if tcfg.init_from:  # fine-tuning: the artifact's network, weights and input scaling
         start = load_artifact(tcfg.init_from)
