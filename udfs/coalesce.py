@@ -256,8 +256,10 @@ def evidence(w: ScoredWindow, cfg: ThresholdConfig, not_before: int, cut: float 
     ...                  scenario_probs=(), recon_error=0.0, channel_z=(), volatility=0.0,
     ...                  volume=0.0, model_version="v", global_threshold=1.0, max_event_ts=0,
     ...                  pane_surprise=(0, 0, 0.2, 3.0, 1.6, 0.1, 0, 0, 0, 0, 0, 0))
-    >>> evidence(w, ThresholdConfig(), not_before=0)
+    >>> evidence(w, ThresholdConfig(evidence_fraction=0.5), not_before=0)
     (15000, 25000)
+    >>> evidence(w, ThresholdConfig(), not_before=0)  # the default: the most surprising pane
+    (15000, 20000)
     >>> evidence(w, ThresholdConfig(), not_before=40_000)  # all before: the last pane
     (55000, 60000)
     """

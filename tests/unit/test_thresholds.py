@@ -20,7 +20,8 @@ T0 = 1_700_000_000_000
 # The raw scale: these tests drive the baseline's arithmetic with unbounded scores; the
 # model's probability scores take the logit scale (tests at the end of this file).
 CFG = ThresholdConfig(
-    warmup_windows=40, min_learned=30, regime_min=15, close_after=3, update_every=4, score_scale="raw"
+    warmup_windows=40, min_learned=30, regime_min=15, close_after=3, update_every=4, score_scale="raw",
+    evidence_fraction=0.5,  # (the tests below check the fraction; the default is 1.0)
 )
 
 
