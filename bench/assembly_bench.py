@@ -1,0 +1,64 @@
+"""Per-window cost of the window assembler's pure parts: the keyed-state update of one
+instrument (`udfs.assembler.add_pane`: its pane buffer and its normal) and the window
+assembly of a shard's batch (`assemble_batch`: window tensors with the z-scores).
+
+    python bench/assembly_bench.py [--root CHECKOUT] [--instruments 20] [--panes 400]
+
+`--root` runs another checkout's code (e.g. a worktree of an older commit) for a
+before/after in one session; prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
+    p.add_argument("--instruments", type=int, default=20)
+    p.add_argument("--panes", type=int, default=400)
+    a = p.parse_args()
+    sys.path.insert(0, str(a.root))
+    from udfs import assembler
+    from udfs.features import N_PANE_CHANNELS
+
+    with_normals = hasattr(assembler, "settle")  # the layout with instrument normals
+    rng = np.random.default_rng(0)
+    t, warm = 12, 50
+    states: dict[str, object] = {f"I{i}": None if with_normals else {} for i in range(a.instruments)}
+    t_state = t_assemble = 0.0
+    for pane in range(a.panes):
+        buffers, normals, names = [], [], []
+        t0 = time.perf_counter()
+        for name in states:
+            entry = (rng.random(N_PANE_CHANNELS).astype(np.float32).tobytes(), pane * 5000, ["A-1"], [1])
+            if with_normals:
+                states[name], buffer, normal = assembler.add_pane(states[name], pane, entry, t)
+                normals.append(normal)
+            else:
+                states[name] = buffer = assembler.add_pane(states[name], pane, entry, t)
+            buffers.append(buffer)
+            names.append(name)
+        t1 = time.perf_counter()
+        extra = (normals,) if with_normals else ()
+        assembler.assemble_batch(0, buffers, pane, t, 5000, names, *extra)
+        t2 = time.perf_counter()
+        if pane >= warm:
+            t_state, t_assemble = t_state + t1 - t0, t_assemble + t2 - t1
+    n = a.instruments * (a.panes - warm)
+    print(json.dumps({"root": str(a.root), "instrument_normals": with_normals,
+                      "state_update_us_per_window": round(t_state / n * 1e6, 1),
+                      "assembly_us_per_window": round(t_assemble / n * 1e6, 1),
+                      "load": os.getloadavg()[0]}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
