@@ -40,6 +40,19 @@ def _range(text: str | None, name: str, integer: bool = False) -> tuple[float, f
 VARIED_ONLY = ("--rate-range", "--rate-scale", "--flow", "--price-range", "--spread-bps", "--participants")
 
 
+def echo_written(paths: dict, checked: object | None, broken: str) -> None:
+    """List the files written; with a result to check, verify its data invariants."""
+    for name, path in paths.items():
+        click.echo(f"  {name:8s} {path}")
+    if checked is not None:
+        from darkpool.market.invariants import check_all
+
+        problems = check_all(checked)
+        if problems:
+            raise click.ClickException(f"{broken}: " + "; ".join(problems))
+        click.echo("  check    all invariants hold")
+
+
 @click.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
               help="tiny: tests (20k events); default: demo (one session); seed-table5: 2,543,678 events, 5.7% "
@@ -102,15 +115,7 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
     click.echo(f"{ev.num_rows:,} events ({n_anom:,} anomalous, {n_anom / ev.num_rows:.2%}) on "
                f"{cfg.n_instruments} instruments{days}, {result.episodes.num_rows} episodes, seed {cfg.seed}: "
                f"{secs:.1f} s ({ev.num_rows / secs:,.0f} events/s)")
-    for name, path in paths.items():
-        click.echo(f"  {name:8s} {path}")
-    if check:
-        from darkpool.market.invariants import check_all
-
-        problems = check_all(result)
-        if problems:
-            raise click.ClickException("generated data breaks its invariants (a simulator bug): " + "; ".join(problems))
-        click.echo("  check    all invariants hold")
+    echo_written(paths, result if check else None, "generated data breaks its invariants (a simulator bug)")
     if plot:
         from darkpool.market import plot as market_plot
 

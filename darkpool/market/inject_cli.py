@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from darkpool.market.cli import echo_written
 from darkpool.market.inject import DEFAULT_RATE
 
 
@@ -61,12 +62,4 @@ def inject(background: Path, out: Path, rate: float, scenarios: str, seed: int, 
                f"({n_anom:,} anomalous, {n_anom / ev.num_rows:.2%} of {ev.num_rows:,}), "
                f"{result.episodes.num_rows} episodes, seed {seed}: {secs:.2f} s "
                f"({table.num_rows / secs:,.0f} background events/s)")
-    for name, path in paths.items():
-        click.echo(f"  {name:8s} {path}")
-    if check:
-        from darkpool.market.invariants import check_all
-
-        problems = check_all(result)
-        if problems:
-            raise click.ClickException("the output breaks invariants: " + "; ".join(problems))
-        click.echo("  check    all invariants hold")
+    echo_written(paths, result if check else None, "the output breaks invariants")

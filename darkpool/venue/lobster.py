@@ -213,6 +213,18 @@ def _lines(path: Path, progress: bool) -> Iterator[tuple[int, str]]:
             raise LobsterFormatError(path, lineno + 1, "is not ASCII text (a LOBSTER file is plain CSV)") from None
 
 
+def _data_lines(path: Path, progress: bool) -> Iterator[tuple[int, str]]:
+    """`_lines` without trailing blank lines; a blank line followed by data is an error."""
+    blank_at = None
+    for lineno, line in _lines(path, progress):
+        if not line.strip():
+            blank_at = blank_at or lineno
+            continue
+        if blank_at is not None:
+            raise LobsterFormatError(path, blank_at, "empty line inside the file")
+        yield lineno, line
+
+
 def _ints(fields: list[str], names: tuple[str, ...]) -> list[int]:
     out = []
     for text, name in zip(fields, names, strict=True):
@@ -226,14 +238,8 @@ def _ints(fields: list[str], names: tuple[str, ...]) -> list[int]:
 def read_messages(path: Path, progress: bool = False) -> Messages:
     """Parse and check a message file; `LobsterFormatError` names the first bad line."""
     cols: list[list[int]] = [[], [], [], [], [], []]
-    blank_at = None
     last_ns = -1
-    for lineno, line in _lines(path, progress):
-        if not line.strip():
-            blank_at = blank_at or lineno
-            continue
-        if blank_at is not None:
-            raise LobsterFormatError(path, blank_at, "empty line inside the file")
+    for lineno, line in _data_lines(path, progress):
         fields = line.rstrip("\r\n").split(",")
         if len(fields) == 7 and not fields[6].strip():
             fields.pop()  # a trailing comma
@@ -277,13 +283,8 @@ def _message_problem(ns: int, last_ns: int, kind: int, oid: int, size: int, pric
 def read_best_quotes(path: Path, n_messages: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(best bid, best ask) after each message, LOBSTER integers; 0 where a side is empty."""
     bids, asks = np.zeros(n_messages, np.int64), np.zeros(n_messages, np.int64)
-    n, blank_at = 0, None
-    for lineno, line in _lines(path, progress):
-        if not line.strip():
-            blank_at = blank_at or lineno
-            continue
-        if blank_at is not None:
-            raise LobsterFormatError(path, blank_at, "empty line inside the file")
+    n = 0
+    for lineno, line in _data_lines(path, progress):
         if n == n_messages:
             raise LobsterFormatError(path, lineno, f"more rows than the message file's {n_messages:,}; "
                                                    "the two files must be one LOBSTER pair")
