@@ -18,16 +18,20 @@ bootstrap:
 	scripts/bootstrap.sh
 
 # The demo market: `tiny` (20k events, 4 instruments) finishes in minutes on 2 cores.
-# The 800k-event `default` market takes over an hour through the job on 2 cores
-# (measured ~1.1k events/s, see jobs/README.md): `make demo DEMO_PRESET=default`.
+# The 800k-event `default` market: `make demo DEMO_PRESET=default` (tens of minutes on
+# 2 cores; the job's measured rates are in jobs/README.md).
 DEMO_PRESET ?= tiny
 demo: bootstrap
 	$(VENV)/darkpool demo --preset $(DEMO_PRESET)
 
+# The doctests of the packages (seeded examples with exact output) run first: seconds.
+DOCTEST_PACKAGES := udfs jobs model darkpool
 test: bootstrap
+	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)
 	$(VENV)/pytest -m "not slow"
 
 test-unit: bootstrap
+	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)
 	$(VENV)/pytest tests/unit
 
 lint: bootstrap
