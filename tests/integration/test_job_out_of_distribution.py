@@ -1,6 +1,7 @@
 """Instruments unlike anything the model trained on, through the real job (backtest on
 Flink's mini cluster, the scorer serving the test model trained on the default market):
-a lit, cancel-heavy market at several times the training rates.
+a lit, cancel-heavy market at several times the training rates, and a quiet, expensive,
+wide-spread one.
 
 What must hold (issue 13): each instrument gets its own threshold within the documented
 warm-up (no alert after it says `global`), no alert outlives the maximum episode length,
@@ -32,21 +33,37 @@ def _cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def lit_market(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ood") / "lit"
-    _cli("generate", "--preset", "varied", "--instruments", "3", "--duration", "40m", "--sessions", "1", "--seed", "5",
-         "--flow", "lit", "--rate-range", "8,30", "--anomaly-rate", "0.015", "--out", str(out))  # fmt: skip
+# (name, generate flags): markets unlike the `default` training market (classic dark
+# midpoint flow, $20-$200, ~0.5-15 events/s per instrument). MIN_RECALL: measured
+# 2026-12-05 with the test model, 0.79 (lit-fast, 28 episodes) and 0.33 (quiet-wide: a
+# quiet market is this model's weak spot, jobs/README.md); the bars catch a decision
+# stage that stops alerting, not a weaker model
+MARKETS = {
+    # lit, cancel-heavy (>= 10 cancels per fill), up to ~10x the training rates
+    "lit-fast": ("--flow", "lit", "--rate-range", "8,30", "--duration", "40m"),
+    # a quiet, expensive, wide market: 0.1x the rates, $1,500-$2,000, 40-100 bps spreads
+    "quiet-wide": ("--flow", "dark", "--rate-range", "0.3,1", "--price-range", "1500,2000",
+                   "--spread-bps", "40,100", "--duration", "90m"),
+}  # fmt: skip
+MIN_RECALL = {"lit-fast": 0.5, "quiet-wide": 0.25}
+
+
+@pytest.fixture(scope="module", params=sorted(MARKETS))
+def ood_market(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ood") / request.param
+    _cli("generate", "--preset", "varied", "--instruments", "3", "--sessions", "1", "--seed", "5",
+         "--anomaly-rate", "0.015", *MARKETS[request.param], "--out", str(out))  # fmt: skip
     return out
 
 
 def test_an_out_of_distribution_market_gets_its_own_thresholds_and_bounded_alerts(
-    trained_model: Path, lit_market: Path, tmp_path: Path
+    trained_model: Path, ood_market: Path, tmp_path: Path
 ) -> None:
+    market = ood_market  # (one of MARKETS)
     scorer = ScorerProcess(trained_model, free_port(), tmp_path / "scorer.log")
     try:
         r = subprocess.run(
-            [sys.executable, "jobs/detect_anomalies.py", "--backtest", str(lit_market / "events.parquet"),
+            [sys.executable, "jobs/detect_anomalies.py", "--backtest", str(market / "events.parquet"),
              "--scorer-url", scorer.url],
             cwd=ROOT, capture_output=True, text=True, timeout=900,
         )  # fmt: skip
@@ -54,14 +71,14 @@ def test_an_out_of_distribution_market_gets_its_own_thresholds_and_bounded_alert
         scorer.kill()
     assert r.returncode == 0, r.stderr[-3000:]
     events = [json.loads(line.split("> ", 1)[-1]) for line in r.stdout.splitlines() if '"alert_id"' in line]
-    first_ts = pq.read_table(lit_market / "events.parquet", columns=["instrument", "ts"]).to_pandas()
+    first_ts = pq.read_table(market / "events.parquet", columns=["instrument", "ts"]).to_pandas()
     first_ms = (first_ts.groupby("instrument")["ts"].min() // 1_000_000).to_dict()
 
     for e in events:
         assert e["episode_end"] - e["episode_start"] <= CFG.max_episode_ms, e
         if e["window_end"] > first_ms[e["instrument"]] + WARMUP_MS + 60_000:
             assert e["threshold_source"] != "global", e
-    res = grade_alerts(events, lit_market)
+    res = grade_alerts(events, market)
     print(json.dumps({k: res[k] for k in ("recall", "false_alerts_per_instrument_hour", "clean_bin_alerted_share")}))
     assert res["clean_bin_alerted_share"] < 0.5  # not flagged wholesale
-    assert res["recall"] >= 0.5, res["by_scenario"]
+    assert res["recall"] >= MIN_RECALL[market.name], res["by_scenario"]
