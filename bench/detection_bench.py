@@ -73,21 +73,9 @@ def main() -> None:
     print(f"backtest: {len(alerts)} alert events in {seconds:.1f} s (load {os.getloadavg()[0]:.2f})")
     res = grade_alerts(alerts, a.data)
     res["backtest_seconds"] = round(seconds, 1)
-    res["threshold_sources"] = _threshold_sources(alerts)
     print(summary_table(res))
     print("threshold sources of the alerts' last events:", res["threshold_sources"])
     print(f"report: {write_alert_report(res, str(a.data), out)}")
-
-
-def _threshold_sources(alerts: list[dict]) -> dict[str, int]:
-    latest: dict[str, dict] = {}
-    for e in alerts:
-        if e["alert_id"] not in latest or e["seq"] > latest[e["alert_id"]]["seq"]:
-            latest[e["alert_id"]] = e
-    out: dict[str, int] = {}
-    for e in latest.values():
-        out[e["threshold_source"]] = out.get(e["threshold_source"], 0) + 1
-    return dict(sorted(out.items()))
 
 
 if __name__ == "__main__":

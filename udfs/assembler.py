@@ -95,18 +95,25 @@ def _vector(stored: bytes | np.ndarray) -> np.ndarray:
     return np.asarray(stored, dtype=np.float32)
 
 
-def _unpack(stored: dict[Any, Any] | None) -> tuple[dict[int, PaneEntry], PaneNormal, int | None]:
-    """An instrument's state value -> (pane buffer, normal, last active pane).
+def _layout(stored: dict[Any, Any]) -> tuple[dict[int, PaneEntry], bytes | None, int | None]:
+    """An instrument's state value -> (pane buffer, normal bytes or None, last active pane),
+    without decoding the normal.
 
     Layout: {"panes": {pane: PaneEntry}, "normal": PaneNormal bytes, "last": int}. State
     written before the instrument normals (2026-12) is the bare pane buffer; it restores
     with a fresh normal (the instrument warms up again, udfs/pane_normals.WARMUP_PANES).
     """
+    if "panes" not in stored:
+        return stored, None, max(stored, default=None)
+    return stored["panes"], stored["normal"], stored["last"]
+
+
+def _unpack(stored: dict[Any, Any] | None) -> tuple[dict[int, PaneEntry], PaneNormal, int | None]:
+    """An instrument's state value -> (a copy of its pane buffer, its normal, last active pane)."""
     if not stored:
         return {}, PaneNormal.fresh(), None
-    if "panes" not in stored:
-        return dict(stored), PaneNormal.fresh(), max(stored)
-    return dict(stored["panes"]), PaneNormal.from_state(stored["normal"]), stored["last"]
+    buffer, normal, last = _layout(stored)
+    return dict(buffer), PaneNormal.from_state(normal) if normal else PaneNormal.fresh(), last
 
 
 def _pack(buffer: dict[int, PaneEntry], normal: PaneNormal, last: int | None) -> dict[str, Any]:
@@ -263,9 +270,7 @@ class WindowAssembler(KeyedProcessFunction):
         oldest_needed = (timestamp + 1) // self._slide_ms - self._t + 1
         due = []
         for name, stored in self._panes.items():
-            new_layout = "panes" in stored  # (else the bare pane map of older state)
-            buffer = stored["panes"] if new_layout else stored
-            last = stored["last"] if new_layout else max(stored, default=None)
+            buffer, _, last = _layout(stored)
             if (buffer and max(buffer) < oldest_needed) or (not buffer and is_stale(last, oldest_needed)):
                 due.append((name, stored))
         cleared = 0

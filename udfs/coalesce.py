@@ -20,11 +20,12 @@ Episode state machine (one alert id per episode):
                                               `continues` is the closed one's id and
                                               whose episode starts where it ended
 
-Evidence: each flagged window contributes the span of its panes whose surprise
-(`ScoredWindow.pane_surprise`) is >= `evidence_fraction` x its most surprising pane, or
-its last pane when it carries no per-pane surprise; the alert's `evidence_start` /
-`evidence_end` are the union (min start, max end) of those spans, clipped to the
-episode (two ints in the episode state).
+Evidence: the panes whose surprise (`ScoredWindow.pane_surprise`) is >=
+`evidence_fraction` x the episode's most surprising pane so far (1.0: that pane). A
+flagged window with a new peak replaces the span with its own such panes; a weaker one
+widens it only with panes that reach the cut; a window without per-pane surprise
+contributes its last pane. `evidence_start` / `evidence_end` are clipped to the episode
+(two ints and the peak in the episode state).
 
 Scenario: the mean probability of each non-normal scenario over the flagged windows;
 the best one, or "unknown" when that mean is below `min_scenario_probability`.

@@ -432,12 +432,14 @@ class Baseline:
         self.seen = min(self.seen + 1, MAX_COUNT)
 
     def learn(self, score: float, volatility: float, volume: float, cfg: ThresholdConfig) -> None:
-        """Learn one *unflagged* window. The regime is taken before the update."""
-        r = self.regime(volatility, volume, cfg)
+        """Learn one *unflagged* window. The regime is taken before the update. On the
+        logit scale only the regime inputs are learned: the score estimates are the raw
+        scale's threshold (the logit scale's is the budget quantile, `calibrate`)."""
         a, c = cfg.alpha, cfg.winsor_c
-        x = cfg.scaled(score)
-        self.overall.update(x, a, c)
-        self.by_regime[r].update(x, a, c)
+        if cfg.score_scale == "raw":
+            r = self.regime(volatility, volume, cfg)
+            self.overall.update(score, a, c)
+            self.by_regime[r].update(score, a, c)
         self.vol.update(_log_vol(volatility), a, c)
         self.volume.update(math.log1p(max(volume, 0.0)), a, c)
         if self.seen < self.overall.n:  # learn() without observe() (doctest, tests)
@@ -484,8 +486,7 @@ class Baseline:
                 return
             xs = sorted(self.sample)
             self.budget_level = xs[min(int(tau * len(xs)), len(xs) - 1)]
-            med = _median(xs)
-            spread = max(1.4826 * _median(sorted(abs(v - med) for v in xs)), cfg.min_sigma_logit)
+            spread = max(robust_seed(xs).sigma, cfg.min_sigma_logit)
             # ~8 spreads per budget period when every window sits above the level
             self.budget_step = 8.0 * spread / cfg.budget_windows
             self.phase, self.sample = "steady", []

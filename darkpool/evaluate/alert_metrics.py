@@ -90,6 +90,7 @@ class JobAlert:
     evidence_start_ms: int | None
     evidence_end_ms: int | None
     open_ms: int  # window_end of the earliest event: when the alert was first raised
+    threshold_source: str = "n/a"  # of the latest event (udfs.alerts.THRESHOLD_SOURCES)
 
     @property
     def has_evidence(self) -> bool:
@@ -129,7 +130,8 @@ def latest_alerts(events: Iterable[Mapping[str, Any]]) -> list[JobAlert]:
             raise ValueError(f"alert {k}: evidence_end {ev_hi} is before evidence_start {ev_lo}")
         out.append(JobAlert(k, str(e["instrument"]), str(e.get("scenario") or UNKNOWN), int(e["episode_start"]),
                             int(e["episode_end"]), ev_lo, ev_hi,
-                            int(first[k].get("window_end") or e["episode_start"])))
+                            int(first[k].get("window_end") or e["episode_start"]),
+                            str(e.get("threshold_source") or "n/a")))
     return out
 
 
@@ -292,6 +294,9 @@ def grade_job_alerts(alert_events: Iterable[Mapping[str, Any]], events: pd.DataF
         "rules": asdict(rules),
         "alert_events": len(alert_events), "alerts": len(alerts),
         "alerts_with_evidence": sum(a.has_evidence for a in alerts),
+        # the threshold each alert was judged against when it last spoke (global in the warm-up)
+        "threshold_sources": {s: sum(a.threshold_source == s for a in alerts)
+                              for s in sorted({a.threshold_source for a in alerts})},
         **head, "share_detected": head["recall"],
         "type_wrong": head["detected"] - head["type_right"] - head["type_unknown"],
         "worst_scenario_recall": min(recalls) if recalls else None,
