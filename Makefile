@@ -25,7 +25,7 @@ demo: bootstrap
 	$(VENV)/darkpool demo --preset $(DEMO_PRESET)
 
 # The doctests of the packages (seeded examples with exact output) run first: seconds.
-DOCTEST_PACKAGES := udfs jobs model darkpool
+DOCTEST_PACKAGES := core model udfs darkpool jobs
 test: bootstrap
 	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)
 	$(VENV)/pytest -m "not slow"

@@ -27,8 +27,8 @@ def main() -> None:
     p.add_argument("--panes", type=int, default=400)
     a = p.parse_args()
     sys.path.insert(0, str(a.root))
+    from core.features import N_PANE_CHANNELS
     from udfs import assembler
-    from udfs.features import N_PANE_CHANNELS
 
     with_normals = hasattr(assembler, "settle")  # the layout with instrument normals
     rng = np.random.default_rng(0)

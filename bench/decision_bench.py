@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from udfs.coalesce import InstrumentState, step  # noqa: E402
-from udfs.features import CHANNELS  # noqa: E402
+from core.coalesce import InstrumentState, step  # noqa: E402
+from core.features import CHANNELS  # noqa: E402
+from core.records import ScoredWindow  # noqa: E402
 from udfs.process import checked  # noqa: E402
-from udfs.records import ScoredWindow  # noqa: E402
 from udfs.shard_thresholds import encode_scored_batch, scored_windows  # noqa: E402
 
 WARM_UP = 500  # windows the state has seen before timing (past every warm-up branch)

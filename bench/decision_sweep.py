@@ -3,7 +3,7 @@
     python bench/decision_sweep.py --artifact DIR --data DIR [--set max_flag_rate=0.2,0.35,0.5 ...]
 
 Scores every window of DATA once with the artifact (the job's own window functions,
-model.windows), then runs the job's pure decision stage (udfs/coalesce.step, the code
+model.windows), then runs the job's pure decision stage (core/coalesce.step, the code
 ShardThresholds runs per window) over them in event-time order, once per setting, and
 grades the alerts as `darkpool evaluate --alerts` does. Minutes instead of a backtest per
 setting; the one difference from the job: each window's regime inputs (volatility,
@@ -25,15 +25,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from darkpool.config import WindowConfig  # noqa: E402
+from core.coalesce import InstrumentState, step  # noqa: E402
+from core.config import WindowConfig  # noqa: E402
+from core.features import window_pane_surprise  # noqa: E402
+from core.records import ScoredWindow  # noqa: E402
+from core.thresholds import ThresholdConfig  # noqa: E402
 from darkpool.evaluate.alerts_grading import grade_alerts  # noqa: E402
 from model.artifact import load_artifact  # noqa: E402
 from model.train import predict  # noqa: E402
 from model.windows import load_windows  # noqa: E402
-from udfs.coalesce import InstrumentState, step  # noqa: E402
-from udfs.features import window_pane_surprise  # noqa: E402
-from udfs.records import ScoredWindow  # noqa: E402
-from udfs.thresholds import ThresholdConfig  # noqa: E402
 
 
 def scored_windows(artifact: Path, data: Path, window: WindowConfig) -> list[ScoredWindow]:

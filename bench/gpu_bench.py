@@ -25,10 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scorer_load import drive, start_scorer, stop_scorer  # noqa: E402  (puts the repo on sys.path)
 
+from core.features import N_CHANNELS  # noqa: E402
 from model.artifact import save_artifact  # noqa: E402
 from model.config import preset  # noqa: E402
 from model.transformer import ScoringModel, count_params  # noqa: E402
-from udfs.features import N_CHANNELS  # noqa: E402
 
 
 @torch.inference_mode()

@@ -111,8 +111,8 @@ def read_only_job(bootstrap: str, topic: str, parallelism: int, parse: bool = Fa
     `parse`: also the JVM parsing / validation / late split (udfs.sources views), to
     separate the SQL cost from the Python stages.
     """
+    from core.job_config import JobConfig
     from jobs import detect_anomalies as job
-    from jobs.job_config import JobConfig
     from udfs.sources import kafka_raw_ddl, register_functions
 
     cfg = JobConfig(kafka=job.from_env(job.KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic),
@@ -180,7 +180,7 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] in ("--read-only-job", "--parse-only-job"):
         read_only_job(sys.argv[2], sys.argv[3], int(sys.argv[4]), parse=sys.argv[1] == "--parse-only-job")
         return
-    from darkpool.paths import artifacts_dir
+    from core.paths import artifacts_dir
 
     p = argparse.ArgumentParser()
     p.add_argument("--instruments", type=int, default=20)

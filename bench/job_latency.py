@@ -74,7 +74,7 @@ def _stats(samples: list) -> dict:
 
 
 def main() -> None:
-    from darkpool.paths import artifacts_dir
+    from core.paths import artifacts_dir
 
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=120)

@@ -67,8 +67,8 @@ def _discard(stream) -> None:
 
 def run_stage(stage: str, path: str, scorer_url: str, overrides: str = "{}") -> None:
     """Child process: build the graph up to `stage` over `path` and run it to the end."""
+    from core.job_config import JobConfig
     from jobs import detect_anomalies as job
-    from jobs.job_config import JobConfig
 
     cfg = JobConfig(scorer=job.from_env(job.ScorerEndpoint, scorer_url=scorer_url),
                     parallelism=1, job_name=f"stages-{stage}", **json.loads(overrides))  # fmt: skip
@@ -108,7 +108,7 @@ def main() -> None:
         start_scorer,
     )
 
-    from darkpool.paths import artifacts_dir
+    from core.paths import artifacts_dir
     from udfs.sources import parquet_to_ndjson
 
     p = argparse.ArgumentParser()

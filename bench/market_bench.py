@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from darkpool.config import KafkaConfig, from_env
+from core.config import KafkaConfig, from_env
+from core.schemas import FIELD_NAMES, encode_message
 from darkpool.market.config import PRESETS
 from darkpool.market.simulate import SimResult, simulate, write
-from udfs.schemas import FIELD_NAMES, encode_message
 
 
 def bench_generate(preset: str, repeat: int, out: Path) -> tuple[dict, SimResult]:

@@ -26,8 +26,8 @@ from typing import Any
 
 import click
 
-from darkpool import paths
-from darkpool.config import KafkaConfig, ScorerEndpoint, from_env
+from core import paths
+from core.config import KafkaConfig, ScorerEndpoint, from_env
 
 SCORER = "scorer"  # pid-file name
 STATE_FILE = "demo.json"  # in the run dir: the job id the demo submitted
@@ -176,15 +176,14 @@ def ensure_scorer(stack, artifact: Path, timeout_s: float = 180) -> dict[str, An
 
 
 def submit(stack, job_args: list[str]) -> str:  # noqa: ANN001
-    from jobs.cli import SubmitError, submit_job
+    from darkpool.stack import jobs
 
     _stop_previous(stack)
     try:
-        job_id = submit_job(job_args)
-    except SubmitError as exc:
+        job_id = jobs.submit(stack, jobs.DETECTION_JOB, job_args)
+    except jobs.SubmitError as exc:
         raise click.ClickException(str(exc)) from exc
     (stack.run_dir / STATE_FILE).write_text(json.dumps({"job_id": job_id}))
-    from darkpool.stack import jobs
 
     jobs.wait_for_state(stack, job_id, {"RUNNING"}, timeout_s=120)
     click.echo(f"  job {job_id} RUNNING; web UI {stack.rest_url}/#/job/running/{job_id}/overview")
@@ -219,8 +218,8 @@ def replay_and_watch(
     stay open until event time moves on, exactly as they would on a live feed.
     """
     market_replay = _need("darkpool.market.replay", "market replay")
+    from core.alerts import format_line
     from darkpool.market.simulate import read_events
-    from udfs.alerts import format_line
 
     kafka = from_env(KafkaConfig)
     got: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -301,7 +300,7 @@ def _wait_next_checkpoint(stack, job_id: str, timeout_s: float = 90) -> None:  #
 
 
 def _watch(kafka: KafkaConfig, got: queue.Queue, stop: threading.Event, since_ms: int) -> None:
-    from jobs.cli import read_alerts
+    from darkpool.stack.alerts_topic import read_alerts
 
     for a in read_alerts(
         kafka.bootstrap_servers, kafka.alerts_topic, from_beginning=True, idle_timeout_s=None
@@ -383,7 +382,7 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, train_minute
     step(6, "replaying the market into Kafka; committed alerts follow")
     alerts = replay_and_watch(stack, job_id, data, speed, settle, max_wait)
     step(7, "summary")
-    from darkpool.config import WindowConfig
+    from core.config import WindowConfig
 
     summary(data, alerts, slack_ms=from_env(WindowConfig).size_s * 1000)
     click.echo(f"  {len(alerts)} alert events in {time.monotonic() - t0:.0f}s")

@@ -7,7 +7,7 @@ first flagged window, which reaches `window size` back before the abuse that tri
 An alert that matches no episode is a false alert.
 
 Units: episodes in the simulator's epoch **nanoseconds** (`start_ts`, `end_ts` of
-udfs.schemas.EPISODE_SCHEMA), alerts in epoch **milliseconds** (udfs/alerts.py).
+core.schemas.EPISODE_SCHEMA), alerts in epoch **milliseconds** (core/alerts.py).
 
 >>> eps = [{"instrument": "AAA", "scenario": "wash_trade", "start_ts": 10_000_000_000, "end_ts": 20_000_000_000}]
 >>> al = [{"alert_id": "x", "seq": 0, "instrument": "AAA", "episode_start": 15_000, "episode_end": 30_000},

@@ -11,7 +11,7 @@ Graph (operator names as in the web UI; every operator has a stable uid):
       -> "score-windows": ordered async I/O to the scorer, one request per batch(es);
          one scored batch out (udfs/scoring.py)
       -> "adaptive-threshold": keyed by shard, per-instrument thresholds + coalescing in
-         MapState (udfs/shard_thresholds.py; the pure logic is udfs/coalesce.py)
+         MapState (udfs/shard_thresholds.py; the pure logic is core/coalesce.py)
       -> "alerts-sink" EXACTLY_ONCE Kafka (+ "alerts-fast-sink" AT_LEAST_ONCE)
     dead letters -> "dead-letter-sink" AT_LEAST_ONCE Kafka (ids make repeats visible)
 
@@ -54,7 +54,7 @@ from pyflink.datastream.async_data_stream import AsyncDataStream
 from pyflink.datastream.connectors import Sink
 from pyflink.table import StreamTableEnvironment
 
-from jobs.job_config import GeometryMismatch, JobConfig, window_from_model
+from core.job_config import GeometryMismatch, JobConfig, window_from_model
 from jobs.job_flags import build_parser, config_from_args
 from model.scorer.client import ScorerClient
 from udfs import sources
@@ -330,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Names
 def local_jars() -> list[str]:
     """Jars for a local (mini cluster) run: the Kafka connector and the job's JVM
     functions (udfs/jvm). A cluster has them in its lib/ (`darkpool stack up`, the image)."""
-    from darkpool import paths
+    from core import paths
 
     folder = paths.jars_dir("flink-jars")
     jars = sorted(folder.glob("flink-sql-connector-kafka-*.jar")) if folder.exists() else []
@@ -339,7 +339,7 @@ def local_jars() -> list[str]:
 
 
 def with_model_geometry(cfg: JobConfig, a: argparse.Namespace) -> JobConfig:
-    """`cfg` with the window geometry of the model the scorer serves (jobs/job_config.py
+    """`cfg` with the window geometry of the model the scorer serves (core/job_config.py
     `window_from_model`); exits with one line when an explicit geometry disagrees.
 
     A scorer that cannot be reached at submission leaves the configured geometry (the

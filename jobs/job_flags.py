@@ -21,8 +21,8 @@ import os
 import re
 from typing import Any
 
-from darkpool.config import from_env
-from jobs.job_config import JobConfig
+from core.config import from_env
+from core.job_config import JobConfig
 
 NESTED = ("kafka", "scorer", "window", "thresholds")  # JobConfig fields that are configs of their own
 # field path -> the flag it has always had (kept as the primary spelling)
@@ -110,7 +110,7 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
 def config_from_args(a: argparse.Namespace) -> tuple[JobConfig, bool]:
     """(JobConfig, whether the window geometry was set explicitly) from parsed flags.
 
-    Nested configs: defaults, then DARKPOOL_<FIELD>, then flags (darkpool.config.from_env);
+    Nested configs: defaults, then DARKPOOL_<FIELD>, then flags (core.config.from_env);
     the job's own fields: defaults, then flags.
     """
     given = {k: v for k, v in vars(a).items() if v is not None}

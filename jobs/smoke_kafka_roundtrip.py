@@ -38,7 +38,7 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
-from darkpool.config import KafkaConfig, from_env
+from core.config import KafkaConfig, from_env
 
 SAMPLE = ["ORD-1 new AAPL", "ORD-1 fill AAPL", "ORD-2 cancel MSFT"]
 # below the broker's transaction.max.timeout.ms (1 h, darkpool/stack/kafka.py)

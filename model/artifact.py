@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from core.features import CHANNELS
+from core.schemas import SCENARIOS
 from model.config import ModelConfig
 from model.transformer import ScoringModel
-from udfs.features import CHANNELS
-from udfs.schemas import SCENARIOS
 
 HASHED_FILES = ("model.safetensors", "config.json", "normalization.json", "threshold.json")
 
@@ -101,7 +101,7 @@ def load_artifact(folder: Path | str, device: torch.device | str = "cpu",
     config = json.loads((folder / "config.json").read_text())
     if config.get("channels") != list(CHANNELS):
         raise ValueError(
-            f"artifact {folder} was trained on other feature channels than udfs.features.CHANNELS; "
+            f"artifact {folder} was trained on other feature channels than core.features.CHANNELS; "
             "retrain it with this code (`darkpool train`)"
         )
     cfg = ModelConfig.from_dict(config["model"])

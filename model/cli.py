@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from darkpool.config import WindowConfig, from_env
-from darkpool.paths import artifacts_dir, data_dir
+from core.config import WindowConfig, from_env
+from core.paths import artifacts_dir, data_dir
 from model.config import PRESETS, TrainConfig
 
 

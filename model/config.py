@@ -11,14 +11,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from udfs.features import N_CHANNELS
-from udfs.schemas import SCENARIOS
+from core.features import N_CHANNELS
+from core.schemas import SCENARIOS
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     n_buckets: int = 12  # T: time buckets (panes) per window, WindowConfig.n_buckets
-    n_channels: int = N_CHANNELS  # F: channels per bucket, len(udfs.features.CHANNELS)
+    n_channels: int = N_CHANNELS  # F: channels per bucket, len(core.features.CHANNELS)
     n_scenarios: int = len(SCENARIOS)  # scenario classes, index 0 = normal
     n_layer: int = 2  # transformer encoder blocks
     n_head: int = 4  # attention heads per block

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from udfs.features import CHANNELS
-from udfs.schemas import SCENARIOS
+from core.features import CHANNELS
+from core.schemas import SCENARIOS
 
 if TYPE_CHECKING:
     from model.windows import WindowSet
@@ -131,7 +131,7 @@ class Rules:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Rules:
         if d.get("channels") != list(CHANNELS):
-            raise ValueError("rules were calibrated on other channels than udfs.features.CHANNELS; retrain the model")
+            raise ValueError("rules were calibrated on other channels than core.features.CHANNELS; retrain the model")
         missing = set(RULES) - set(d["median"]) | set(RULES) - set(d["scale"])
         if missing:
             raise ValueError(f"rules calibration lacks {sorted(missing)}; retrain the model")

@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
+from core.schemas import SCENARIOS
 from model.artifact import load_artifact, save_artifact
 from model.config import TrainConfig, preset
 from model.rules import Rules
 from model.transformer import ScoringModel, count_params, resolve_device, resolve_dtype
 from model.windows import WindowSet, fit_normalization, load_windows, time_split
-from udfs.schemas import SCENARIOS
 
 
 @torch.no_grad()

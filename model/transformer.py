@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.features import CHANNELS
 from model.config import ModelConfig
-from udfs.features import CHANNELS
 
 
 class SelfAttention(nn.Module):
@@ -149,7 +149,7 @@ class ScoringModel(nn.Module):
         self.register_buffer("chan_sd", torch.ones(F_))  # its std
         unknown = set(cfg.ignored_channels) - set(CHANNELS)
         if unknown:
-            raise ValueError(f"ignored_channels {sorted(unknown)} are not in udfs.features.CHANNELS")
+            raise ValueError(f"ignored_channels {sorted(unknown)} are not in core.features.CHANNELS")
         keep = torch.tensor([0.0 if c in cfg.ignored_channels else 1.0 for c in CHANNELS])
         self.register_buffer("keep", keep, persistent=False)  # derived from cfg, not saved
 

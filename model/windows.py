@@ -1,6 +1,6 @@
 """Labeled Parquet -> model windows + labels, and the time split used for training.
 
-Uses exactly the serving path's feature functions (`udfs.features`): pane rows by
+Uses exactly the serving path's feature functions (`core.features`): pane rows by
 (instrument, pane), then every window that ends at a pane with events, as the
 streaming job emits them.
 
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-import udfs.features
-from darkpool.paths import cache_dir
-from udfs.features import pane_features_by_key, windows_from_panes
-from udfs.schemas import LABELED_SCHEMA, SCENARIOS
+import core.features
+from core.features import pane_features_by_key, windows_from_panes
+from core.paths import cache_dir
+from core.schemas import LABELED_SCHEMA, SCENARIOS
 
 N_SCENARIOS = len(SCENARIOS)
 
@@ -60,7 +60,7 @@ def read_events(data: Path) -> pd.DataFrame:
     table = pq.read_table(path)
     missing = [n for n in LABELED_SCHEMA.names if n not in table.column_names]
     if missing:
-        raise ValueError(f"{path} lacks the labeled-contract columns {missing} (udfs/schemas.py LABELED_SCHEMA)")
+        raise ValueError(f"{path} lacks the labeled-contract columns {missing} (core/schemas.py LABELED_SCHEMA)")
     return table.to_pandas()
 
 
@@ -69,7 +69,7 @@ def _pane_scenario_counts(df: pd.DataFrame, slide_ns: int) -> pd.DataFrame:
     idx = pd.Series(range(N_SCENARIOS), index=SCENARIOS)
     unknown = set(df.loc[df["label"] == 1, "scenario"].unique()) - set(SCENARIOS)
     if unknown:
-        raise ValueError(f"events have scenarios {sorted(unknown)} not in udfs.schemas.SCENARIOS")
+        raise ValueError(f"events have scenarios {sorted(unknown)} not in core.schemas.SCENARIOS")
     anom = df.loc[df["label"] == 1, ["instrument", "ts", "scenario"]]
     counts = (
         pd.DataFrame({"instrument": anom["instrument"], "pane": anom["ts"] // slide_ns,
@@ -150,7 +150,7 @@ def _cache_key(path: Path, n_buckets: int, slide_ns: int) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    h.update(Path(udfs.features.__file__).read_bytes())
+    h.update(Path(core.features.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     h.update(f"{n_buckets}/{slide_ns}".encode())
     return h.hexdigest()[:16]

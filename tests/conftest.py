@@ -111,14 +111,14 @@ def own_flink(stack: StackConfig, tmp_path_factory: pytest.TempPathFactory) -> I
 
 # What a trained model depends on: if none of these change, a model trained by an earlier
 # run (or CI run on this machine) is reused from the cache instead of trained again.
-_MODEL_INPUTS = ("model", "udfs/features.py", "udfs/channels.py", "udfs/pane_normals.py", "udfs/schemas.py",
+_MODEL_INPUTS = ("model", "core/features.py", "core/channels.py", "core/pane_normals.py", "core/schemas.py",
                  "darkpool/market")
 
 
 def _model_inputs_hash() -> str:
     import hashlib
 
-    from darkpool.paths import REPO_ROOT
+    from core.paths import REPO_ROOT
 
     h = hashlib.sha256()
     for top in _MODEL_INPUTS:
@@ -143,8 +143,8 @@ def trained_model() -> Path:
     import subprocess
     import sys
 
-    from darkpool.paths import REPO_ROOT, artifacts_dir, cache_dir
-    from udfs.features import CHANNELS
+    from core.features import CHANNELS
+    from core.paths import REPO_ROOT, artifacts_dir, cache_dir
 
     local = artifacts_dir() / "small"
     if (local / "rules.json").exists() and json.loads((local / "config.json").read_text()).get("channels") == list(CHANNELS):

@@ -1,4 +1,4 @@
-"""One valid trade event of the contract (udfs/schemas.py), and payloads derived from it."""
+"""One valid trade event of the contract (core/schemas.py), and payloads derived from it."""
 
 from __future__ import annotations
 

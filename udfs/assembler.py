@@ -5,8 +5,8 @@ udfs/deadletter.py), keyed by shard. The tumbling window operator fires panes in
 watermark order and key_by keeps per-key order, so each instrument's panes arrive in
 order. For every instrument in the batch the assembler emits the window that ends at
 this pane and covers panes `p-T+1 .. p` (missing panes = empty panes), built by
-`udfs.features.window_tensors`: exactly the sliding window of size T * slide evaluated
-every slide, restricted, as in training (`udfs.features.windows_from_panes`), to windows
+`core.features.window_tensors`: exactly the sliding window of size T * slide evaluated
+every slide, restricted, as in training (`core.features.windows_from_panes`), to windows
 that end at a pane with events.
 
 Why per shard and not per instrument: each record that crosses between the JVM and
@@ -17,13 +17,13 @@ tensors of the whole shard are computed in one vectorized call.
 
 State, per shard: MapState instrument -> a pickled {"panes": its panes still inside a
 window (<= T, {pane: (float32 bytes, max_ts_ms, participants, counts)}), "normal": its
-normal of the level channels (udfs/pane_normals.PaneNormal bytes, 20 x 24 bytes),
+normal of the level channels (core/pane_normals.PaneNormal bytes, 20 x 24 bytes),
 "last": its last active pane}, so only the instruments of a batch are read and written.
 A pane that leaves every window is learned by the normal (the window tensors carry the
 level channels as deviations from it). An event-time sweep timer every T panes learns
 the buffered panes of instruments without a pane in the last T (a quiet instrument then
 holds only its normal, ~0.6 kB) and removes instruments silent for
-udfs/pane_normals.IDLE_PANES (one hour): a quiet shard's map ends empty. Only a stopped
+core/pane_normals.IDLE_PANES (one hour): a quiet shard's map ends empty. Only a stopped
 stream, whose watermark never advances again, leaves state behind; the next watermark
 clears it. State of the layout before the normals (a bare pane map) restores with a
 fresh normal.
@@ -50,7 +50,7 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
-from udfs.features import (
+from core.features import (
     CHANNELS,
     N_CHANNELS,
     N_PANE_CHANNELS,
@@ -58,7 +58,7 @@ from udfs.features import (
     assemble_raw,
     empty_pane,
 )
-from udfs.pane_normals import PaneNormal, due_to_fold, is_stale
+from core.pane_normals import PaneNormal, due_to_fold, is_stale
 
 TOP_PARTICIPANTS = 5  # participants named per window
 
@@ -101,7 +101,7 @@ def _layout(stored: dict[Any, Any]) -> tuple[dict[int, PaneEntry], bytes | None,
 
     Layout: {"panes": {pane: PaneEntry}, "normal": PaneNormal bytes, "last": int}. State
     written before the instrument normals (2026-12) is the bare pane buffer; it restores
-    with a fresh normal (the instrument warms up again, udfs/pane_normals.WARMUP_PANES).
+    with a fresh normal (the instrument warms up again, core/pane_normals.WARMUP_PANES).
     """
     if "panes" not in stored:
         return stored, None, max(stored, default=None)
@@ -124,7 +124,7 @@ def add_pane(stored: dict[Any, Any] | None, pane: int, entry: PaneEntry, n_bucke
              ) -> tuple[dict[str, Any], dict[int, PaneEntry], PaneNormal]:  # fmt: skip
     """Pane `pane` of an instrument arrives: returns (new state value, pane buffer, normal).
 
-    In this order, the order `udfs.pane_normals.normals_for_windows` replays in training:
+    In this order, the order `core.pane_normals.normals_for_windows` replays in training:
     after `IDLE_PANES` of silence the normal starts afresh (buffered panes dropped
     unlearned); panes that no window ending at or after `pane` contains are learned by
     the normal, oldest first, and leave the buffer; the pane is added.
@@ -218,7 +218,7 @@ def pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k) -> list[t
         # A feature/UDAF version mismatch is a deployment bug, not bad input: fail loudly.
         raise ValueError(
             f"pane batch of {len(instruments)} instruments has {vecs.size} floats, expected "
-            f"{len(instruments)} x {N_PANE_CHANNELS} (udfs.features.PANE_CHANNELS)"
+            f"{len(instruments)} x {N_PANE_CHANNELS} (core.features.PANE_CHANNELS)"
         )
     vecs = vecs.reshape(len(instruments), N_PANE_CHANNELS)
     out, j = [], 0

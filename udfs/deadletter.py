@@ -5,8 +5,8 @@ Two kinds reach here from the SQL side path (`udfs/sources.py`), never the main 
 
 - `malformed`: the SQL checks flagged the row (not JSON, a missing / mistyped field, a
   broken rule). The exact reason is then re-derived with the Python validator
-  `udfs.schemas.parse_message` (strict, no coercion), so a dead letter names the same
-  field and rule a producer would get from `udfs.schemas`. If the Python validator
+  `core.schemas.parse_message` (strict, no coercion), so a dead letter names the same
+  field and rule a producer would get from `core.schemas`. If the Python validator
   accepts a row that SQL flagged, the row is still dead-lettered (it already left the
   main path) under the SQL reason, marked `validator_disagreement`, and counted: it is a
   bug to fix in the SQL checks, never a silent drop.
@@ -26,7 +26,7 @@ from typing import Any
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
-from udfs.schemas import ContractError, parse_message
+from core.schemas import ContractError, parse_message
 
 KINDS = ("malformed", "late")
 

@@ -1,7 +1,7 @@
 """The pane aggregation: TUMBLE(rowtime, slide) per instrument shard, one pandas UDAF.
 
 Each event crosses into Python exactly once, in the Arrow batch of its (shard, pane)
-group, where `udfs.features.pane_features_by_key` computes the raw pane vector of every
+group, where `core.features.pane_features_by_key` computes the raw pane vector of every
 instrument in the group in one vectorized pass (the same kernel training uses). The
 sliding window of size T * slide is assembled afterwards, keyed by instrument, from the
 last T panes (`udfs.assembler`), instead of a HOP window that would ship every event T
@@ -19,7 +19,7 @@ The UDAF returns `PANE_BATCH`, one entry per instrument of the group, as paralle
   instruments  ARRAY<STRING>   sorted
   panes        ARRAY<BIGINT>   pane index = ts // slide_ns (same definition as training)
   max_ts_ms    ARRAY<BIGINT>   latest event time in the pane (ms), for alert latency
-  feats        ARRAY<FLOAT>    len(instruments) x udfs.features.PANE_CHANNELS, row-major
+  feats        ARRAY<FLOAT>    len(instruments) x core.features.PANE_CHANNELS, row-major
   parts        ARRAY<STRING>   each instrument's most involved participants, concatenated
   part_n       ARRAY<BIGINT>   their event counts (order owner or fill contra)
   part_k       ARRAY<INT>      how many of `parts` belong to each instrument
@@ -34,7 +34,7 @@ from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.udf import udaf
 
-from udfs.features import REQUIRED_COLUMNS, pane_features_by_key
+from core.features import REQUIRED_COLUMNS, pane_features_by_key
 
 TOP_PARTICIPANTS = 5  # per pane; the window keeps the top of their sums
 

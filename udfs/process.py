@@ -1,7 +1,7 @@
 """AdaptiveThreshold: the decision stage as a Flink KeyedProcessFunction (keyed by instrument).
 
 A thin wrapper: all decisions are made by the pure, unit-tested functions of
-udfs/coalesce.py over an `InstrumentState`; this module only moves that state in and
+core/coalesce.py over an `InstrumentState`; this module only moves that state in and
 out of Flink managed state, drives it with event-time timers, and counts.
 
 State (per instrument), no pickling:
@@ -27,7 +27,7 @@ partition that stops without idleness configured holds the watermark back, so qu
 instruments keep their state; a processing-time TTL (`state_ttl_s`, OnCreateAndWrite)
 is the backstop that drops such state eventually.
 
-Output: alert events (udfs/alerts.py schema) as JSON strings. Side output
+Output: alert events (core/alerts.py schema) as JSON strings. Side output
 `HOUSEKEEPING` carries "cleared <instrument> <timer ts>" lines for observability/tests.
 
 Metrics (operator scope, web UI): alertsOpened, alertsUpdated, alertsClosed,
@@ -44,10 +44,10 @@ from pyflink.common import Time, Types
 from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
-from udfs import alerts
-from udfs.coalesce import InstrumentState, close_if_quiet, enqueue, is_idle, release, step
-from udfs.records import ScoredWindow
-from udfs.thresholds import ThresholdConfig
+from core import alerts
+from core.coalesce import InstrumentState, close_if_quiet, enqueue, is_idle, release, step
+from core.records import ScoredWindow
+from core.thresholds import ThresholdConfig
 
 HOUSEKEEPING = OutputTag("threshold-housekeeping", Types.STRING())
 
@@ -92,7 +92,7 @@ def backstop_ttl(seconds: int) -> StateTtlConfig:
     state caches (reads *and* writes, for every state of the worker) for a state with
     NeverReturnExpired, and each get / put then became a round trip to the JVM (measured:
     a fifth of the whole job's Python time). A value past a 7-day processing-time TTL that
-    is still readable changes nothing here: event-time idleness (udfs.coalesce.is_idle)
+    is still readable changes nothing here: event-time idleness (core.coalesce.is_idle)
     already restarts an instrument that was silent for idle_ttl_ms.
     """
     return (

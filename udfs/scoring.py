@@ -1,4 +1,4 @@
-"""Scoring through Flink async I/O: window batches -> ScoredWindows (udfs/records.py).
+"""Scoring through Flink async I/O: window batches -> ScoredWindows (core/records.py).
 
 `ScoreWindows` is used with `AsyncDataStream.ordered_wait(..., timeout=0, capacity)`.
 Its input is one window batch per (instrument shard, pane) (udfs/assembler.py); its
@@ -49,9 +49,9 @@ from pyflink.common import Row
 from pyflink.datastream import RuntimeContext
 from pyflink.datastream.functions import AsyncFunction
 
+from core.features import window_pane_surprise
+from core.records import ScoredWindow
 from udfs.assembler import window_batch_arrays
-from udfs.features import window_pane_surprise
-from udfs.records import ScoredWindow
 from udfs.shard_thresholds import encode_scored_batch
 
 LATENCY_SAMPLES = 1024  # requests kept for the latency percentiles

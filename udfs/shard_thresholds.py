@@ -1,7 +1,7 @@
 """ShardThresholds: the job's decision stage, one record per (instrument shard, pane).
 
 The same decisions as `AdaptiveThreshold` (udfs/process.py), made by the same pure
-functions (udfs/coalesce.py), but for a batch of scored windows at a time, decided on
+functions (core/coalesce.py), but for a batch of scored windows at a time, decided on
 arrival (ordered input needs no reorder buffer): the job's ordered async scoring stage emits one record per window batch
 (`SCORED_BATCH_TYPE`: shard, the batch's ScoredWindows), keyed here by shard. Each
 record crossing between the JVM and Python has a fixed cost (serialization, keyed-state
@@ -26,10 +26,10 @@ Timers (event time, per shard):
                      watermark timing.
 A processing-time TTL on the map entries is the backstop for a stream whose watermark
 stops. Entries written by an older version (without the warm-up sample, alert budget or
-evidence span) are read with this operator's ThresholdConfig; udfs/thresholds.py and
+evidence span) are read with this operator's ThresholdConfig; core/thresholds.py and
 docs/ALERTS.md say what they restore to.
 
-Output: alert events (udfs/alerts.py) as JSON strings; side output HOUSEKEEPING
+Output: alert events (core/alerts.py) as JSON strings; side output HOUSEKEEPING
 ("cleared <instrument> <sweep ts>"). Metrics as AdaptiveThreshold's.
 """
 
@@ -42,11 +42,11 @@ from pyflink.common import Types
 from pyflink.datastream import DataStream, KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
-from udfs import alerts
-from udfs.coalesce import InstrumentState, close_if_quiet, is_idle, step
+from core import alerts
+from core.coalesce import InstrumentState, close_if_quiet, is_idle, step
+from core.records import ScoredWindow
+from core.thresholds import ThresholdConfig
 from udfs.process import HOUSEKEEPING, backstop_ttl, checked
-from udfs.records import ScoredWindow
-from udfs.thresholds import ThresholdConfig
 
 DECODED_CACHE = 100_000  # instruments whose decoded state a worker keeps (see _store)
 END_OF_TIME = 2**63 - 1  # Flink's final watermark (Long.MAX_VALUE) at the end of input

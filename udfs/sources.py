@@ -10,14 +10,14 @@ Everything here runs in the JVM (no per-event Python on the main path):
    `scan.watermark.idle-timeout` for silent partitions).
 2. A *typed* view: `parse_event(payload)` gives the typed contract fields plus `reason`:
    NULL when valid, else the JSON type error or the first broken rule of
-   `udfs.schemas.RULES`, in its words. Both are the job's JVM functions (udfs/jvm
+   `core.schemas.RULES`, in its words. Both are the job's JVM functions (udfs/jvm
    EventParser): one streaming parse and the rules in Java, shared by the two calls on a
    record (the parse is kept for the next call on the same thread).
 3. `main` = valid and on time; `side` = malformed (reason) or late
    (`rowtime <= CURRENT_WATERMARK(rowtime)`, i.e. beyond the allowed out-of-orderness:
    its pane may already be closed).
 
-Strict JSON types, as Python's `json.loads` + `udfs.schemas.validate_record` read them:
+Strict JSON types, as Python's `json.loads` + `core.schemas.validate_record` read them:
 no "5" for 5, no 5.0 for an integer, no number for a string, `contra` a string or
 null, `hidden` true/false; unknown keys are ignored, a repeated key keeps its last
 value. The dead-letter formatter re-derives the exact reason with the Python validator
@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from jobs.job_config import JobConfig
-from udfs.schemas import EVENT_SCHEMA, FIELD_NAMES, encode_batch
+from core.job_config import JobConfig
+from core.schemas import EVENT_SCHEMA, FIELD_NAMES, encode_batch
 
 _SQL_TYPES = {
     pa.int64(): "BIGINT",
@@ -66,7 +66,7 @@ def _watermark_ddl(cfg: JobConfig) -> str:
 
 def register_functions(t_env) -> None:
     """Register the job's JVM functions; call before any DDL or view of this module."""
-    from darkpool import paths
+    from core import paths
 
     try:
         for name, cls in JVM_FUNCTIONS.items():
@@ -149,7 +149,7 @@ CREATE TEMPORARY TABLE {table} (
 def parquet_to_ndjson(parquet_path: str, out_path: str, batch_rows: int = 200_000) -> int:
     """Write a contract Parquet file as one JSON event per line (the Kafka wire format).
 
-    Values are written exactly as `udfs.schemas.encode_message` would (repr floats, no
+    Values are written exactly as `core.schemas.encode_message` would (repr floats, no
     rounding); rows are not validated here: bad rows must reach the job's dead-letter
     path like bad Kafka messages do. Returns the number of lines.
     """

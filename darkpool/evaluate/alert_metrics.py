@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from udfs.schemas import SCENARIOS
+from core.schemas import SCENARIOS
 
 NS_PER_MS = 1_000_000
 NS_PER_HOUR = 3_600 * 10**9
@@ -90,7 +90,7 @@ class JobAlert:
     evidence_start_ms: int | None
     evidence_end_ms: int | None
     open_ms: int  # window_end of the earliest event: when the alert was first raised
-    threshold_source: str = "n/a"  # of the latest event (udfs.alerts.THRESHOLD_SOURCES)
+    threshold_source: str = "n/a"  # of the latest event (core.alerts.THRESHOLD_SOURCES)
 
     @property
     def has_evidence(self) -> bool:
@@ -200,7 +200,7 @@ def grade_job_alerts(alert_events: Iterable[Mapping[str, Any]], events: pd.DataF
 
     Parameters
     ----------
-    alert_events : alert events as the job writes them (udfs/alerts.py), any number per alert_id.
+    alert_events : alert events as the job writes them (core/alerts.py), any number per alert_id.
     events : columns instrument, ts (epoch ns), label (1 = abusive) of the graded data.
     episodes : columns instrument, scenario, start_ts, end_ts (epoch ns) [, episode_id].
 

@@ -11,8 +11,8 @@ matplotlib.use("Agg")  # no display: CI, servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from core.schemas import SCENARIOS  # noqa: E402
 from darkpool.evaluate.alert_metrics import TARGETS  # noqa: E402
-from udfs.schemas import SCENARIOS  # noqa: E402
 
 # Episode colours by scenario index; red and black are kept for the alert spans.
 EPISODE_COLORS = ("tab:gray", "tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive",

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from core.alerts import validate
 from darkpool.evaluate.alert_metrics import UNKNOWN, GradingRules, grade_job_alerts
-from udfs.alerts import validate
 
 # Suffixes that mark --alerts as a file; anything else that is not a file is a Kafka topic.
 FILE_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt", ".log")
@@ -52,7 +52,7 @@ def read_alert_file(path: Path) -> list[dict[str, Any]]:
 
 def read_alert_topic(topic: str, bootstrap_servers: str, idle_timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """All committed alert events on the topic (read_committed, from the beginning)."""
-    from jobs.cli import read_alerts
+    from darkpool.stack.alerts_topic import read_alerts
 
     return list(read_alerts(bootstrap_servers, topic, from_beginning=True, idle_timeout_s=idle_timeout_s))
 

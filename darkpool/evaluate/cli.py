@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from darkpool.config import KafkaConfig, WindowConfig, from_env
+from core.config import KafkaConfig, WindowConfig, from_env
 
 DIR = click.Path(path_type=Path, exists=True, file_okay=False)
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
 from darkpool.evaluate import metrics as M
 from darkpool.evaluate.alert_metrics import NS_PER_HOUR, GradingRules, active_sessions
 from darkpool.evaluate.harness import (

@@ -1,7 +1,7 @@
 """Episode-level grading (pure): alerts against the injected episodes.
 
 Used for both the offline models (window decisions coalesced into alerts here, with the
-decision stage's `close_after` / `quiet_gap_ms` from udfs.thresholds.ThresholdConfig)
+decision stage's `close_after` / `quiet_gap_ms` from core.thresholds.ThresholdConfig)
 and the deployed job (its alert events, `alerts_grading.py`). One rule for both:
 
 - an alert covers [episode_start, episode_end] (ms): the start of its first flagged
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from udfs.thresholds import ThresholdConfig
+from core.thresholds import ThresholdConfig
 
 NS_PER_MS = 1_000_000
 

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
+from core.schemas import SCENARIOS
 from darkpool.evaluate import metrics as M
 from darkpool.evaluate.episodes import coalesce, grade
 from darkpool.evaluate.sequence import SeqConfig, SequenceDetector
@@ -31,7 +32,6 @@ from darkpool.evaluate.tabular import GradientBoosting, IsolationForest, Rules
 from darkpool.evaluate.transformer import TransformerDetector
 from model.config import TrainConfig
 from model.windows import Split, WindowSet, load_windows, time_split
-from udfs.schemas import SCENARIOS
 
 ALL_MODELS = ("transformer", "lstm", "cnn", "gbt", "iforest", "rules")
 

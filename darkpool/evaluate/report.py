@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from udfs.schemas import SCENARIOS  # noqa: E402
+from core.schemas import SCENARIOS  # noqa: E402
 
 TARGET_F1, TARGET_FPR = 0.95, 0.005  # issue 6 targets for the transformer
 
@@ -147,7 +147,7 @@ def markdown(results: dict[str, Any], pngs: dict[str, str]) -> str:
     L = ["# Evaluation report", "",
          f"Data `{results['data']}`: {w['all']['windows']} windows ({w['all']['anomalous']} anomalous) of "
          f"{results['window']['size_s']} s sliding every {results['window']['slide_s']} s, built with "
-         "udfs.features via model.windows (the job's functions).",
+         "core.features via model.windows (the job's functions).",
          *_split_lines(results),
          f"Test scenarios: {w['test']['by_scenario']}. Validation scenarios: {w['val']['by_scenario']}.",
          "Every model's decision threshold maximizes validation F1 with validation FPR <= "

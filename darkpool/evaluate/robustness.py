@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
+from core.schemas import SCENARIOS
 from darkpool.evaluate import metrics as M
 from model.windows import WindowSet
-from udfs.schemas import SCENARIOS
 
 
 def window_regimes(ws: WindowSet, regimes: pd.DataFrame, wcfg: WindowConfig) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
 from model.windows import WindowSet
 
 

@@ -80,8 +80,8 @@ def echo_written(paths: dict, checked: object | None, broken: str) -> None:
 def generate(preset, instruments, events, duration, sessions, skip_weekends, seed, anomaly_rate, rate_range,
              rate_scale, flow, price_range, spread_bps, participants, out, plot, plot_instrument, check) -> None:
     """Simulate a dark pool with labeled manipulation; write events/episodes/regimes Parquet."""
+    from core.paths import data_dir
     from darkpool.market.simulate import simulate, write
-    from darkpool.paths import data_dir
 
     base = PRESETS[preset]
     varied = dict(rate_range=_range(rate_range, "--rate-range"), rate_scale=rate_scale, flow=flow,
@@ -141,11 +141,11 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
                    "(JVM, ~10x faster, neither); auto = kafka when neither is asked for")
 def replay(input_path, bootstrap, topic, speed, limit, inject_bad, seed, compression, create_topic, engine) -> None:
     """Send a generated events file into Kafka (key = instrument), printing the achieved rate."""
-    from darkpool.config import KafkaConfig, from_env
+    from core.config import KafkaConfig, from_env
+    from core.paths import data_dir
     from darkpool.market.replay import ReplayError, bulk_replay
     from darkpool.market.replay import replay as run_replay
     from darkpool.market.simulate import read_events
-    from darkpool.paths import data_dir
 
     plain = speed == 0 and inject_bad == 0 and compression == "none"
     if engine == "kafka" and not plain:

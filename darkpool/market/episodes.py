@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.schemas import SCENARIOS
 from darkpool.market.batch import Batch, Impacts
 from darkpool.market.config import NS, SimConfig
 from darkpool.market.events import NEW, Block, block, concat, take
@@ -25,7 +26,6 @@ from darkpool.market.flow import pick_venues
 from darkpool.market.injectors import INJECTORS
 from darkpool.market.nbbo import Impact
 from darkpool.market.universe import Universe
-from udfs.schemas import SCENARIOS
 
 MIN_BUDGET = 6  # rows; below this an episode is not worth drawing
 PLACEMENT_TRIES = 12

@@ -15,8 +15,8 @@ import numpy as np
 
 Block = dict[str, np.ndarray]
 
-NEW, CANCEL, FILL = 0, 1, 2  # order of udfs.schemas.EVENT_KINDS
-BUY, SELL = 0, 1  # order of udfs.schemas.SIDES
+NEW, CANCEL, FILL = 0, 1, 2  # order of core.schemas.EVENT_KINDS
+BUY, SELL = 0, 1  # order of core.schemas.SIDES
 
 # Price kinds: how `pv` turns into a price once the NBBO at the event time is known.
 PK_LIMIT = 0  # limit price: mid + pv ticks, rounded to the tick grid
@@ -38,7 +38,7 @@ COLUMNS: dict[str, type] = {
     "contra": np.int32,  # participant index of the contra side of a fill, -1 = null
     "hidden": np.bool_,
     "label": np.int8,  # 0 normal, 1 manipulator event
-    "scen": np.int8,  # index into udfs.schemas.SCENARIOS
+    "scen": np.int8,  # index into core.schemas.SCENARIOS
     "episode": np.int32,  # episode id of a manipulator event, -1 otherwise
 }
 _DEFAULTS = {"contra": -1, "episode": -1}

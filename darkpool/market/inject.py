@@ -41,13 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from darkpool.market.batch import Batch
-from darkpool.market.config import NS
-from darkpool.market.events import NEW, PK_COPY, Block, concat, resolve_prices, take, time_order
-from darkpool.market.injectors import INJECTORS
-from darkpool.market.simulate import REGIME_SCHEMA, SimResult
-from darkpool.market.universe import TYPES, other_account
-from udfs.schemas import (
+from core.schemas import (
     EPISODE_SCHEMA,
     EVENT_KINDS,
     EVENT_SCHEMA,
@@ -57,6 +51,12 @@ from udfs.schemas import (
     ContractError,
     validate_table,
 )
+from darkpool.market.batch import Batch
+from darkpool.market.config import NS
+from darkpool.market.events import NEW, PK_COPY, Block, concat, resolve_prices, take, time_order
+from darkpool.market.injectors import INJECTORS
+from darkpool.market.simulate import REGIME_SCHEMA, SimResult
+from darkpool.market.universe import TYPES, other_account
 
 DEFAULT_RATE = 0.015  # target share of anomalous rows in the output
 MAX_RATE = 0.5

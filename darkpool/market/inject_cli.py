@@ -24,7 +24,7 @@ def _writable(out: Path) -> None:
 
 @click.command()
 @click.option("--background", required=True, type=click.Path(path_type=Path),
-              help="events Parquet in the contract (udfs/schemas.py EVENT_SCHEMA), or a folder holding events.parquet")
+              help="events Parquet in the contract (core/schemas.py EVENT_SCHEMA), or a folder holding events.parquet")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="output folder: events/episodes/regimes Parquet, as `darkpool generate` writes them")
 @click.option("--rate", type=float, default=DEFAULT_RATE, show_default=True,

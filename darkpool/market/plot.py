@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.schemas import SCENARIOS
+from core.schemas import SCENARIOS
 
 
 def busiest_instrument(episodes: pa.Table, events: pa.Table) -> str:

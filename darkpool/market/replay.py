@@ -1,7 +1,7 @@
 """Replay a Parquet event file into the trades topic with kafka-python.
 
 Message key = instrument (so the default murmur2 partitioner keeps one instrument on one
-partition, in order), value = `udfs.schemas.encode_message` (contract fields only: labels
+partition, in order), value = `core.schemas.encode_message` (contract fields only: labels
 never reach Kafka). `speed=0` sends as fast as the producer can; `speed=X` paces the
 events at X times their event-time rate. `inject_bad=N` mixes N malformed messages
 (one of each kind in BAD_KINDS, cycling) in at random positions, to exercise the job's
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from darkpool.config import KafkaConfig
-from udfs.schemas import FIELD_NAMES, encode_batch, encode_message
+from core.config import KafkaConfig
+from core.schemas import FIELD_NAMES, encode_batch, encode_message
 
 BATCH_ROWS = 20_000
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from core.schemas import EPISODE_SCHEMA, validate_table
 from darkpool.market.config import MAX_EVENTS, SimConfig
 from darkpool.market.episodes import make_episodes
 from darkpool.market.events import CANCEL, COLUMNS, Block, size, time_order
@@ -37,7 +38,6 @@ from darkpool.market.table import (
     prices,
 )
 from darkpool.market.universe import Universe, make_regimes, make_universe, regime_spells
-from udfs.schemas import EPISODE_SCHEMA, validate_table
 
 REGIME_SCHEMA = pa.schema(
     [

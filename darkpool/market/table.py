@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.schemas import EVENT_KINDS, LABELED_SCHEMA, SCENARIOS, SIDES
 from darkpool.market.config import SimConfig
 from darkpool.market.events import NEW, PK_COPY, Block, resolve_prices
 from darkpool.market.nbbo import Nbbo
 from darkpool.market.universe import Universe
-from udfs.schemas import EVENT_KINDS, LABELED_SCHEMA, SCENARIOS, SIDES
 
 DICT_COLUMNS = ["instrument", "venue", "event", "participant", "side", "contra", "scenario"]
 CODED_SCHEMA = pa.schema([

@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from darkpool import paths
+from core import paths
 from darkpool.stack.procs import PidFiles, Proc, StackError, is_alive, launch, port_in_use
 from darkpool.stack.settings import StackConfig
 

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from darkpool import paths
+from core import paths
 from darkpool.stack.procs import PidFiles, Proc, StackError, launch
 from darkpool.stack.settings import StackConfig
 

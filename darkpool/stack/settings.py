@@ -1,7 +1,7 @@
 """Where and how the local stack runs: ports, run dir, heap sizes, timeouts.
 
 Defaults are the shared stack on the standard ports. Every field can be overridden by
-`DARKPOOL_<FIELD>` (see `darkpool.config.from_env`), so a test or a benchmark can start
+`DARKPOOL_<FIELD>` (see `core.config.from_env`), so a test or a benchmark can start
 a second, isolated stack with its own run dir and ports next to the shared one:
 
     DARKPOOL_RUN_DIR=/tmp/s2 DARKPOOL_KAFKA_PORT=19092 DARKPOOL_CONTROLLER_PORT=19093 \
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from darkpool import paths
-from darkpool.config import FlinkConfig, KafkaConfig, from_env
+from core import paths
+from core.config import FlinkConfig, KafkaConfig, from_env
 
 
 @dataclass(frozen=True)

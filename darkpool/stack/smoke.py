@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from darkpool import paths
+from core import paths
 from darkpool.stack import jobs
 from darkpool.stack.settings import StackConfig
 

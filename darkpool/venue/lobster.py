@@ -1,4 +1,4 @@
-"""LOBSTER message files -> the event contract (`udfs.schemas.EVENT_SCHEMA`).
+"""LOBSTER message files -> the event contract (`core.schemas.EVENT_SCHEMA`).
 
 A LOBSTER message file (CSV, no header) has one NASDAQ order message per line:
 ``time, type, order id, size, price, direction`` with time in seconds after midnight,
@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.schemas import EVENT_SCHEMA, validate_table
 from darkpool.venue.book import (
     ASK,
     BID,
@@ -56,7 +57,6 @@ from darkpool.venue.book import (
     PARTIAL_CANCEL,
     VisibleBook,
 )
-from udfs.schemas import EVENT_SCHEMA, validate_table
 
 VENUE = "NASDAQ-LOBSTER"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -81,7 +81,7 @@ class Population:
     """The pseudo participants that LOBSTER's anonymous orders are hashed into.
 
     `accounts` accounts spread over `firms` firms, named ``R<firm>-d<desk>`` (the form
-    `udfs.features.firm_of` splits); `seed` salts the hash (same seed -> same names).
+    `core.features.firm_of` splits); `seed` salts the hash (same seed -> same names).
     """
 
     accounts: int = 240

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from darkpool.config import ScorerEndpoint, from_env
+from core.config import ScorerEndpoint, from_env
 
 
 @click.group()

@@ -47,7 +47,7 @@ class ScorerTimeout(ScorerError):
 @dataclass(frozen=True)
 class ScoreResult:
     score: np.ndarray  # float32 [B], high = anomalous (compare with the threshold)
-    scenario_probs: np.ndarray  # float32 [B, 9], order of udfs.schemas.SCENARIOS
+    scenario_probs: np.ndarray  # float32 [B, 9], order of core.schemas.SCENARIOS
     recon_error: np.ndarray  # float32 [B], reconstruction error (normalized units)
     channel_z: np.ndarray  # float32 [B, F], per-channel error z vs normal windows (top features)
     model_version: str  # version of the artifact that scored this request
@@ -57,7 +57,7 @@ class ScoreResult:
 class ModelMetadata:
     version: str  # artifact content hash
     threshold: float  # global score threshold (calibrated on validation for a target FPR)
-    channels: tuple[str, ...]  # channel order the model expects (udfs.features.CHANNELS)
+    channels: tuple[str, ...]  # channel order the model expects (core.features.CHANNELS)
     scenarios: tuple[str, ...]  # scenario order of scenario_probs
     n_buckets: int  # T
     raw: dict[str, Any]  # the whole metadata document

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from aiohttp import web
 
+from core.schemas import SCENARIOS
 from model.artifact import Artifact, load_artifact
 from model.scorer import protocol
 from model.scorer.batching import DynamicBatcher, Overloaded
 from model.scorer.metrics import Metrics
 from model.transformer import resolve_device, resolve_dtype
-from udfs.schemas import SCENARIOS
 
 log = logging.getLogger("darkpool.scorer")
 MODEL_NAME = "darkpool"
@@ -159,7 +159,7 @@ class ScorerApp:
         if x.ndim != 3 or tuple(x.shape[1:]) != want or x.shape[0] < 1:
             raise protocol.ProtocolError(
                 f"input 'windows' must have shape [B>=1, {want[0]}, {want[1]}] (T buckets x F channels of "
-                f"udfs.features.CHANNELS), got {list(x.shape)}")
+                f"core.features.CHANNELS), got {list(x.shape)}")
         if x.shape[0] > self.cfg.max_queue:
             raise protocol.ProtocolError(f"{x.shape[0]} windows in one request exceed the queue size "
                                          f"{self.cfg.max_queue}; split the request")

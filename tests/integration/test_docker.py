@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from darkpool import paths
+from core import paths
 
 pytestmark = pytest.mark.integration
 CHECK = paths.REPO_ROOT / "docker" / "check.sh"

@@ -24,11 +24,11 @@ import time
 
 import pytest
 
+from core.coalesce import InstrumentState, close_if_quiet, step
+from core.thresholds import ThresholdConfig
 from darkpool.stack import flink, jobs
 from darkpool.stack.procs import PidFiles
 from tests.integration.threshold_support import committed_alerts, comparable, produce, submit, win
-from udfs.coalesce import InstrumentState, close_if_quiet, step
-from udfs.thresholds import ThresholdConfig
 
 pytestmark = pytest.mark.integration
 

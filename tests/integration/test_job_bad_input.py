@@ -14,9 +14,9 @@ import time
 
 import pytest
 
+from core.features import N_CHANNELS
 from tests.integration.job_support import JobProcess, produce, read_until
 from tests.unit.test_scorer import Scorer, make_artifact
-from udfs.features import N_CHANNELS
 
 pytestmark = pytest.mark.integration
 

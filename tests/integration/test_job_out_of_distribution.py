@@ -19,9 +19,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from core.thresholds import ThresholdConfig
 from darkpool.evaluate.alerts_grading import grade_alerts
 from tests.integration.job_support import ROOT, ScorerProcess, free_port
-from udfs.thresholds import ThresholdConfig
 
 pytestmark = pytest.mark.integration
 

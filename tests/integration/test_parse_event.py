@@ -2,8 +2,8 @@
 
 One small batch job on the local mini cluster runs the job's own typed view
 (udfs/sources.py) over a corpus of good and bad payloads; for every payload, "the job
-dead-letters it" must equal "udfs.schemas.parse_message rejects it", a broken rule must
-be named with the words of udfs.schemas.RULES, and the event time the watermark sees
+dead-letters it" must equal "core.schemas.parse_message rejects it", a broken rule must
+be named with the words of core.schemas.RULES, and the event time the watermark sees
 must be the event's (0 for a rejected one).
 """
 
@@ -14,8 +14,8 @@ import math
 
 import pytest
 
+from core.schemas import RULES, ContractError, encode_message, parse_message
 from tests.samples import GOOD, payload
-from udfs.schemas import RULES, ContractError, encode_message, parse_message
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ import time
 
 import pytest
 
+from core.coalesce import InstrumentState, close_if_quiet, step
+from core.records import ScoredWindow
+from core.thresholds import ThresholdConfig
 from tests.integration import threshold_support
-from udfs.coalesce import InstrumentState, close_if_quiet, step
-from udfs.records import ScoredWindow
-from udfs.thresholds import ThresholdConfig
 
 pytestmark = pytest.mark.integration
 

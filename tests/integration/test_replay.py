@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from core.schemas import FIELD_NAMES, ContractError, parse_message
 from darkpool.market.config import PRESETS
 from darkpool.market.replay import BAD_KINDS, bulk_replay, replay
 from darkpool.market.simulate import read_events, simulate, write
-from udfs.schemas import FIELD_NAMES, ContractError, parse_message
 
 pytestmark = pytest.mark.integration
 

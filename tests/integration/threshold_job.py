@@ -1,6 +1,6 @@
 """Test job: the decision stage alone on the cluster, Kafka in and out.
 
-Kafka topic of ScoredWindow JSON (udfs/records.py) -> event time from window_end ->
+Kafka topic of ScoredWindow JSON (core/records.py) -> event time from window_end ->
 AdaptiveThreshold (uid "adaptive-threshold") -> exactly-once KafkaSink of alert JSON.
 Used by the savepoint and failure-recovery tests, which need windows with *chosen*
 scores (the full job's scores come from a trained model and cannot be dictated).
@@ -33,9 +33,9 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
-from darkpool.config import KafkaConfig, from_env
+from core.config import KafkaConfig, from_env
+from core.thresholds import ThresholdConfig
 from udfs.process import decide
-from udfs.thresholds import ThresholdConfig
 
 
 class WindowEnd(TimestampAssigner):

@@ -13,11 +13,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from darkpool import paths
+from core import paths
+from core.records import ScoredWindow
+from core.schemas import SCENARIOS
 from darkpool.stack import flink, jobs, smoke
 from darkpool.stack.settings import StackConfig
-from udfs.records import ScoredWindow
-from udfs.schemas import SCENARIOS
 
 JOB = Path(__file__).with_name("threshold_job.py")
 SLIDE, T0 = 5_000, 1_700_000_000_000

@@ -1,12 +1,12 @@
 """Plain per-pane loop implementation of the pane channels: the reference that the
-vectorized kernel in udfs/features.py is checked against (same definitions, written
+vectorized kernel in core/features.py is checked against (same definitions, written
 the obvious way, one pane at a time)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from udfs.features import (
+from core.features import (
     BLOCK_NOTIONAL,
     BURST_SLOT_NS,
     LARGE_FILL_RATIO,

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from udfs.schemas import (
+from core.schemas import (
     EVENT_SCHEMA,
     RULES,
     ContractError,

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
+from core.alerts import FIELDS
 from darkpool.evaluate import alerts_grading
 from darkpool.evaluate.cli import evaluate
 from darkpool.market.config import PRESETS
 from darkpool.market.simulate import simulate, write
-from udfs.alerts import FIELDS
 
 ALERT_PNGS = ("alerts_recall_by_scenario.png", "alerts_durations.png", "alerts_timeline.png")
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
+from core.features import CHANNELS, N_CHANNELS
 from darkpool.evaluate import metrics as M
 from darkpool.evaluate.sequence import SeqConfig, SequenceDetector
 from darkpool.evaluate.tabular import GradientBoosting, IsolationForest, Rules
 from darkpool.evaluate.transformer import TransformerDetector
 from model.windows import WindowSet
-from udfs.features import CHANNELS, N_CHANNELS
 
 T = 12
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import model.train
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
+from core.features import CHANNELS, N_CHANNELS
+from core.schemas import SCENARIOS
 from darkpool.evaluate.harness import EvalConfig
 from darkpool.evaluate.robustness import leave_one_scenario_out, loso_skipped
 from model.windows import WindowSet
-from udfs.features import CHANNELS, N_CHANNELS
-from udfs.schemas import SCENARIOS
 
 T = 12
 WASH, QUOTE, CLOSE = (SCENARIOS.index(s) for s in ("wash_trade", "quote_stuffing", "marking_the_close"))

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from core.alerts import FIELDS
 from darkpool.evaluate.cli import evaluate
 from darkpool.market.config import PRESETS
 from darkpool.market.simulate import simulate, write
-from udfs.alerts import FIELDS
 
 PNGS = ("curves.png", "confusion_by_scenario.png", "scores_by_scenario.png", "detection_delay.png")
 

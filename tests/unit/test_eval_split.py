@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
+from core.features import N_CHANNELS
 from darkpool.evaluate import metrics as M
 from darkpool.evaluate.harness import fit_and_threshold, graded_period
 from darkpool.evaluate.sequence import SeqConfig, SequenceDetector
 from darkpool.evaluate.tabular import Rules
 from model.windows import WindowSet, fit_normalization, time_split
-from udfs.features import N_CHANNELS
 
 T = WindowConfig().n_buckets
 

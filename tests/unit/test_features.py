@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from udfs import features as ft
-from udfs.features import CHANNELS, PANE_CHANNELS
-from udfs.pane_normals import RELATIVE_CHANNELS, WARMUP_PANES, PaneNormal
+from core import features as ft
+from core.features import CHANNELS, PANE_CHANNELS
+from core.pane_normals import RELATIVE_CHANNELS, WARMUP_PANES, PaneNormal
 
 S = 1_000_000_000
 COLS = ["ts", "event", "participant", "side", "price", "qty", "contra", "bid", "ask", "hidden"]

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from core.schemas import EPISODE_SCHEMA, EVENT_SCHEMA, LABELED_SCHEMA
 from darkpool.cli import cli
 from darkpool.market.config import PRESETS
 from darkpool.market.inject import InjectConfig, InjectError, _tick, inject, read_background
 from darkpool.market.injectors import INJECTORS
 from darkpool.market.invariants import check_all
 from darkpool.market.simulate import FILES, simulate
-from udfs.schemas import EPISODE_SCHEMA, EVENT_SCHEMA, LABELED_SCHEMA
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.job_config import JobConfig
-from tests.samples import GOOD, payload
-from udfs import sources
-from udfs.assembler import add_pane, assemble_batch, pane_entries, settle, window_batch_arrays
-from udfs.deadletter import format_dead_letter
-from udfs.features import (
+from core.features import (
     CHANNELS,
     REQUIRED_COLUMNS,
     pane_features,
     windows_from_panes,
 )
-from udfs.pane_normals import IDLE_PANES, RELATIVE_CHANNELS
+from core.job_config import JobConfig
+from core.pane_normals import IDLE_PANES, RELATIVE_CHANNELS
+from tests.samples import GOOD, payload
+from udfs import sources
+from udfs.assembler import add_pane, assemble_batch, pane_entries, settle, window_batch_arrays
+from udfs.deadletter import format_dead_letter
 from udfs.pane_udaf import pane_batch, top_participants_by_key
 
 SLIDE_NS = 5_000_000_000
@@ -162,8 +162,8 @@ def test_generated_sql_mentions_every_contract_field() -> None:
 
 
 def test_key_selector_reads_the_instrument_of_any_scored_window_json() -> None:
+    from core.records import ScoredWindow
     from udfs.process import instrument_of
-    from udfs.records import ScoredWindow
 
     w = ScoredWindow('A"B\\é', 0, 5, 0.1, (0.1,) * 9, 0.0, (), 1.0, 1.0, "v", 0.5, 4,
                      participants=(("F1-a", 0.5),))  # fmt: skip

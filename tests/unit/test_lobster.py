@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from core.features import firm_of
+from core.schemas import validate_table
 from darkpool.cli import cli
 from darkpool.venue.book import ASK, BID, DELETE, EXEC_VISIBLE, NEW, VisibleBook
 from darkpool.venue.lobster import epoch_ns_utc, import_lobster, read_messages
-from udfs.features import firm_of
-from udfs.schemas import validate_table
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data-samples" / "lobster"
 NAME = "TEST_2012-06-21_34200000_57600000_{}_10.csv"

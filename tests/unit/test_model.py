@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.features import CHANNELS, N_CHANNELS
+from core.schemas import SCENARIOS
 from model.artifact import load_artifact, save_artifact
 from model.config import PRESETS, ModelConfig, preset
 from model.transformer import ScoringModel, count_params
-from udfs.features import CHANNELS, N_CHANNELS
-from udfs.schemas import SCENARIOS
 
 
 def make_model(seed: int = 0, **overrides) -> ScoringModel:
@@ -138,16 +138,16 @@ def test_ignored_channels_do_not_reach_the_model(tmp_path):
         torch.testing.assert_close(m(x)["score"], m(y)["score"])
     save_artifact(tmp_path / "a", m, 0.5, 0.01, {})
     assert load_artifact(tmp_path / "a").cfg.ignored_channels == ("tod_sin", "tod_cos", "to_close_h")
-    with pytest.raises(ValueError, match="not in udfs.features.CHANNELS"):
+    with pytest.raises(ValueError, match="not in core.features.CHANNELS"):
         ScoringModel(preset("small", ignored_channels=("nope",)))
 
 
 def test_ignored_channels_are_never_top_features() -> None:
     import torch
 
+    from core.features import CHANNELS, N_CHANNELS
     from model.config import preset
     from model.transformer import ScoringModel
-    from udfs.features import CHANNELS, N_CHANNELS
 
     ignored = ("tod_sin", "tod_cos", "to_close_h")
     model = ScoringModel(preset("small", n_buckets=12, ignored_channels=ignored)).eval()

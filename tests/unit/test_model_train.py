@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from darkpool.config import WindowConfig
+from core.config import WindowConfig
 from model.artifact import load_artifact
 from model.config import TrainConfig
 from model.train import predict, train

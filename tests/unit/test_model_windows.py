@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import features as ft
+from core.schemas import SCENARIOS
 from model.windows import build_windows, fit_normalization, time_split
-from udfs import features as ft
-from udfs.schemas import SCENARIOS
 
 S = 1_000_000_000
 SLIDE = 5 * S

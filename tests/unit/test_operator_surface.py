@@ -9,7 +9,8 @@ import zipfile
 from click.testing import CliRunner
 
 from darkpool.episodes import latest_per_alert, match
-from jobs.cli import alerts, project_zip
+from darkpool.stack.jobs import project_zip
+from darkpool.submit_cli import alerts
 
 S = 1_000_000_000  # ns
 
@@ -65,6 +66,7 @@ def test_alerts_cli_reports_a_dead_broker_and_exits_nonzero():
 def test_project_zip_ships_the_packages_and_nothing_else(tmp_path):
     z = project_zip(tmp_path)
     names = zipfile.ZipFile(z).namelist()
-    assert "udfs/process.py" in names and "jobs/cli.py" in names and "darkpool/config.py" in names
+    assert "udfs/shard_thresholds.py" in names and "jobs/detect_anomalies.py" in names and "core/config.py" in names
+    assert not any(n.startswith("darkpool/") for n in names)  # operations stay home
     assert all(n.endswith(".py") for n in names)
     assert not any(n.startswith((".run", "data", ".venv")) for n in names)

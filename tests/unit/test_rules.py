@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from core.features import CHANNELS, N_CHANNELS
+from core.schemas import SCENARIOS
 from model.rules import RULE_CHANNELS, RULES, THRESHOLD, Rules
-from udfs.features import CHANNELS, N_CHANNELS
-from udfs.schemas import SCENARIOS
 
 T = 12
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.features import N_CHANNELS
 from model.artifact import save_artifact
 from model.config import preset
 from model.scorer import protocol
@@ -26,7 +27,6 @@ from model.scorer.client import (
     ScorerUnavailable,
 )
 from model.transformer import ScoringModel
-from udfs.features import N_CHANNELS
 
 ROOT = Path(__file__).resolve().parents[2]
 T = 12

@@ -7,10 +7,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from core.schemas import EPISODE_SCHEMA, LABELED_SCHEMA, SCENARIOS, validate_table
 from darkpool.market.config import PRESETS, SimConfig
 from darkpool.market.invariants import check_all
 from darkpool.market.simulate import FILES, REGIME_SCHEMA, simulate, write
-from udfs.schemas import EPISODE_SCHEMA, LABELED_SCHEMA, SCENARIOS, validate_table
 
 TINY = PRESETS["tiny"]
 

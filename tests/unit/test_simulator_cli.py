@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from kafka.partitioner.default import murmur2
 
+from core.config import KafkaConfig
+from core.schemas import FIELD_NAMES, ContractError, encode_message, parse_message
 from darkpool.cli import cli
-from darkpool.config import KafkaConfig
 from darkpool.market.config import PRESETS
 from darkpool.market.replay import BAD_KINDS, _keyed_lines, replay
 from darkpool.market.simulate import simulate
-from udfs.schemas import FIELD_NAMES, ContractError, encode_message, parse_message
 
 
 class RecordingProducer:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.schemas import SCENARIOS
 from darkpool.market.batch import first_of, last_of, ragged
 from darkpool.market.config import PRESETS, SimConfig
 from darkpool.market.episodes import MIN_BUDGET, make_episodes
 from darkpool.market.events import NEW
 from darkpool.market.universe import make_universe
-from udfs.schemas import SCENARIOS
 
 
 def test_ragged_groups() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.schemas import validate_table
 from darkpool.market.config import SimConfig
 from darkpool.market.invariants import check_all
 from darkpool.market.simulate import simulate
-from udfs.schemas import validate_table
 
 configs = st.builds(
     SimConfig,

@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from core.schemas import SCENARIOS
 from darkpool.cli import cli
 from darkpool.market.config import NS, PRESETS, SimConfig
 from darkpool.market.invariants import check_all
 from darkpool.market.simulate import simulate
 from darkpool.market.universe import make_universe
 from model.windows import time_split
-from udfs.schemas import SCENARIOS
 
 # The varied preset, smaller: 10-minute sessions (~170k events, well under a second).
 SMALL = PRESETS["varied"].replace(duration_s=600, n_instruments=10)

@@ -1,4 +1,4 @@
-"""Adaptive threshold + alert coalescing (pure logic of udfs/thresholds.py, udfs/coalesce.py)."""
+"""Adaptive threshold + alert coalescing (pure logic of core/thresholds.py, core/coalesce.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs import alerts
-from udfs.coalesce import InstrumentState, close_if_quiet, enqueue, is_idle, release, step
-from udfs.records import ScoredWindow
-from udfs.schemas import SCENARIOS
-from udfs.thresholds import Baseline, ThresholdConfig
+from core import alerts
+from core.coalesce import InstrumentState, close_if_quiet, enqueue, is_idle, release, step
+from core.records import ScoredWindow
+from core.schemas import SCENARIOS
+from core.thresholds import Baseline, ThresholdConfig
 
 SLIDE = 5_000
 T0 = 1_700_000_000_000
@@ -266,7 +266,7 @@ def test_channel_normals_equal_one_robust_ewma_per_channel() -> None:
     import math
     import random
 
-    from udfs.thresholds import ChannelNormals, RobustEwma
+    from core.thresholds import ChannelNormals, RobustEwma
 
     rng = random.Random(5)
     scalar = [RobustEwma() for _ in range(5)]
@@ -311,7 +311,7 @@ def test_degraded_windows_are_judged_by_the_rules_threshold_and_teach_nothing():
 def test_channel_normals_packed_form_round_trips_exactly_and_old_state_still_reads() -> None:
     import numpy as np
 
-    from udfs.thresholds import ChannelNormals
+    from core.thresholds import ChannelNormals
 
     rng = np.random.default_rng(3)
     vec = ChannelNormals.empty(7)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from udfs.schemas import LABELED_SCHEMA
+from core.schemas import LABELED_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW = ROOT / "data-samples" / "lobster" / "raw"

@@ -52,7 +52,7 @@ in epoch milliseconds unless named otherwise:
                                  probabilities over the episode's flagged windows,
                                  "normal" excluded), or "unknown" when that mean is below
                                  min_scenario_probability (alert-only value, not in
-                                 udfs.schemas.SCENARIOS)
+                                 core.schemas.SCENARIOS)
     scenario_probability  float  the best scenario's mean probability (also for unknown)
     top_features          list   [{"channel", "z", "value", "normal"}] at the peak window:
                                  the channels with the largest |channel_z|; value = the
@@ -74,12 +74,12 @@ import hashlib
 import json
 from typing import Any
 
-from udfs.schemas import SCENARIOS
+from core.schemas import SCENARIOS
 
 SCHEMA_VERSION = 2
 STATUSES = ("open", "update", "close")
 CLOSE_REASONS = ("below_threshold", "quiet_gap", "max_duration")
-# every value of threshold_source, in one place (udfs/thresholds.py makes them)
+# every value of threshold_source, in one place (core/thresholds.py makes them)
 THRESHOLD_SOURCES = ("global", "instrument", "regime", "floor", "ceil", "recalibrated", "rules")
 UNKNOWN_SCENARIO = "unknown"  # no scenario likely enough (alerts only)
 ALERT_SCENARIOS = (*SCENARIOS[1:], UNKNOWN_SCENARIO)  # "normal" is never an alert's scenario
@@ -101,9 +101,9 @@ def alert_id(instrument: str, open_window_end: int, model_version: str) -> str:
 
 
 def channel_names(n: int) -> tuple[str, ...]:
-    """Names of the n model channels (udfs.features.CHANNELS when it matches)."""
+    """Names of the n model channels (core.features.CHANNELS when it matches)."""
     try:
-        from udfs.features import CHANNELS  # the feature owner's list: one source of truth
+        from core.features import CHANNELS  # the feature owner's list: one source of truth
     except ImportError:
         CHANNELS = ()  # noqa: N806
     if len(CHANNELS) == n:

@@ -11,9 +11,9 @@ Fields (times are event time, epoch **milliseconds**):
     window_start      int    first ms covered by the window
     window_end        int    exclusive end of the window (= end of its last pane)
     score             float  combined anomaly score from the scorer, high = anomalous
-    scenario_probs    [9]    probabilities in the order of udfs.schemas.SCENARIOS
+    scenario_probs    [9]    probabilities in the order of core.schemas.SCENARIOS
     recon_error       float  reconstruction error part of the score
-    channel_z         [F]    per-channel deviation (order of udfs.features.CHANNELS)
+    channel_z         [F]    per-channel deviation (order of core.features.CHANNELS)
     volatility        float  this window's realized mid volatility in bps (regime input), >= 0
     volume            float  this window's traded volume (regime input), >= 0
     features          [F]    optional raw per-channel window summary (e.g. mean over

@@ -1,9 +1,9 @@
 """The model's channel list, defined once: names, groups, and which are computed per pane.
 
 The model input of one window is `float32 [T, N_CHANNELS]` in the order of `CHANNELS`.
-Pane channels are computed from a pane's events (udfs/features.py); the others when a
+Pane channels are computed from a pane's events (core/features.py); the others when a
 window is assembled (window-relative levels, time of day, `pane_active`). The level
-channels named in udfs/pane_normals.RELATIVE_CHANNELS enter the model as deviations from
+channels named in core/pane_normals.RELATIVE_CHANNELS enter the model as deviations from
 the instrument's own normal (robust z), not as the raw values described below.
 """
 

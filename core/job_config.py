@@ -1,6 +1,6 @@
 """Typed configuration of the detection job (one frozen dataclass, a comment per field).
 
-Built from `darkpool.config` (shared Kafka / window / scorer settings, which read
+Built from `core.config` (shared Kafka / window / scorer settings, which read
 `DARKPOOL_<FIELD>` env overrides) plus the job's own knobs below. The job's flags are
 generated from these fields and their comments (jobs/job_flags.py).
 """
@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from darkpool.config import KafkaConfig, ScorerEndpoint, WindowConfig
-from udfs.features import CHANNELS
-from udfs.thresholds import ThresholdConfig
+from core.config import KafkaConfig, ScorerEndpoint, WindowConfig
+from core.features import CHANNELS
+from core.thresholds import ThresholdConfig
 
 
 class GeometryMismatch(ValueError):
@@ -37,12 +37,12 @@ def window_from_model(configured: WindowConfig, explicit: bool, model_window: di
     >>> window_from_model(WindowConfig(60, 10), True, model, CHANNELS)
     Traceback (most recent call last):
     ...
-    jobs.job_config.GeometryMismatch: the job's window is 60 s sliding every 10 s (6 panes) but the model was trained on 60 s sliding every 5 s (12 panes): drop --window-size/--window-slide to use the model's, or score with a model trained on this geometry
+    core.job_config.GeometryMismatch: the job's window is 60 s sliding every 10 s (6 panes) but the model was trained on 60 s sliding every 5 s (12 panes): drop --window-size/--window-slide to use the model's, or score with a model trained on this geometry
     """
     if list(model_channels) != list(CHANNELS):
         raise GeometryMismatch(
             f"the model expects {len(model_channels)} channels ({', '.join(model_channels[:3])}, ...) but this job "
-            f"computes {len(CHANNELS)} (udfs.features.CHANNELS): serve a model trained with this code (`darkpool train`)"
+            f"computes {len(CHANNELS)} (core.features.CHANNELS): serve a model trained with this code (`darkpool train`)"
         )
     if not model_window.get("slide_s"):
         n = model_window.get("n_buckets")

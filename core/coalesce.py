@@ -38,7 +38,7 @@ episode (river's protect_anomaly_detector): overlapping sliding windows right af
 episode still contain its events, and must not teach the baseline that abuse is normal.
 
 Older state (written before schema 2 of the alerts) restores with defaults: see
-udfs/thresholds.py for the threshold (warm or warming up again, empty alert budget);
+core/thresholds.py for the threshold (warm or warming up again, empty alert budget);
 an open episode gets its whole span as evidence (`episode_start`..`episode_end`) and no
 `continues`.
 
@@ -55,10 +55,10 @@ from typing import Any
 
 import numpy as np
 
-from udfs.alerts import SCHEMA_VERSION, UNKNOWN_SCENARIO, alert_id, top_features
-from udfs.records import ScoredWindow
-from udfs.schemas import COMPACT_JSON, SCENARIOS  # one encoder for every state write
-from udfs.thresholds import Baseline, ChannelNormals, Threshold, ThresholdConfig
+from core.alerts import SCHEMA_VERSION, UNKNOWN_SCENARIO, alert_id, top_features
+from core.records import ScoredWindow
+from core.schemas import COMPACT_JSON, SCENARIOS  # one encoder for every state write
+from core.thresholds import Baseline, ChannelNormals, Threshold, ThresholdConfig
 
 MAX_CHANNELS = 64  # channel normals kept per instrument (the model has far fewer)
 
@@ -134,7 +134,7 @@ class InstrumentState:
     @classmethod
     def from_json(cls, text: str, cfg: ThresholdConfig | None = None) -> InstrumentState:
         """Read `to_json`; `cfg` (the decision stage's config) judges how state written
-        before the warm-up sample restores (udfs/thresholds.py)."""
+        before the warm-up sample restores (core/thresholds.py)."""
         d = json.loads(text)
         ep = Episode(**d["episode"]) if d["episode"] else None
         return cls(
@@ -252,7 +252,7 @@ def evidence(w: ScoredWindow, cfg: ThresholdConfig, not_before: int, cut: float 
     `not_before` (a continuation's first window reaching back into the alert it
     continues).
 
-    >>> from udfs.records import ScoredWindow
+    >>> from core.records import ScoredWindow
     >>> w = ScoredWindow(instrument="A", window_start=0, window_end=60_000, score=2.0,
     ...                  scenario_probs=(), recon_error=0.0, channel_z=(), volatility=0.0,
     ...                  volume=0.0, model_version="v", global_threshold=1.0, max_event_ts=0,

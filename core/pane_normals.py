@@ -13,7 +13,7 @@ The normal, per instrument (`PaneNormal`, pure; the job keeps it in keyed state,
 recomputes it in the same pass over time with the same code: `normals_for_windows`):
 
 * a winsorized EWMA of mean and mean absolute deviation per channel (the arithmetic of
-  `udfs.thresholds.ChannelNormals`), with a half-life of `HALF_LIFE_PANES` panes;
+  `core.thresholds.ChannelNormals`), with a half-life of `HALF_LIFE_PANES` panes;
 * learned from the panes *with events* only, and only once a pane has left every
   window (the window ending at pane e is judged against the panes <= e - T): a window
   is never compared with itself;
@@ -32,7 +32,7 @@ own warm-up covers that time. An empty pane's relative channels are 0 as well (t
 z = (x - mean) / max(1.2533 * mad, SIGMA_FLOOR[channel]), clipped to +-Z_CLIP.
 
 >>> import numpy as np
->>> from udfs.channels import N_PANE_CHANNELS
+>>> from core.channels import N_PANE_CHANNELS
 >>> n = PaneNormal.fresh()
 >>> for v in np.linspace(1.0, 2.0, WARMUP_PANES):
 ...     n.fold(np.full(N_PANE_CHANNELS, v))
@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from udfs.channels import PANE_CHANNELS
-from udfs.thresholds import ChannelNormals
+from core.channels import PANE_CHANNELS
+from core.thresholds import ChannelNormals
 
 # (pane channel, the smallest sigma a z is divided by, in the channel's unit)
 _RELATIVE_SPEC: tuple[tuple[str, float], ...] = (

@@ -12,7 +12,7 @@ real NASDAQ flow (GOOG 2012-06-21 with injected episodes) and on a simulated val
 set, either sat above 1 and never flagged (it learned the abuse below a too-high
 threshold as normal) or, anchored at the global threshold, cut recall from 87 % to
 10-35 %. Because the inputs are already relative to each instrument's own normal
-(udfs/pane_normals.py), the model's calibrated global threshold is the instrument's
+(core/pane_normals.py), the model's calibrated global threshold is the instrument's
 threshold, raised only by the instrument's **alert budget**:
 
 * Warm-up (cannot deadlock): the first `warmup_windows` windows (60 x 5 s slide = 5
@@ -54,7 +54,7 @@ The raw scale (`score_scale="raw"`: unbounded scores of another scorer)
   including flagged ones ("recalibrated").
 * The result is clamped to [floor_ratio, ceil_ratio] x global threshold.
 * protect_anomaly_detector: `learn` is only called for windows that were *not* flagged
-  and are outside an open episode (udfs/coalesce.py).
+  and are outside an open episode (core/coalesce.py).
 
 State written before the warm-up sample existed (no "phase" key) restores as follows:
 an instrument that had finished the old warm-up (`warmup_windows` seen *and*
@@ -323,7 +323,7 @@ class ChannelNormals:
 @dataclass(frozen=True)
 class Threshold:
     value: float
-    source: str  # one of udfs.alerts.THRESHOLD_SOURCES
+    source: str  # one of core.alerts.THRESHOLD_SOURCES
     regime: str  # calm | normal | active
 
 

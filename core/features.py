@@ -38,14 +38,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from udfs.channels import (  # noqa: F401  (re-exported: the feature module's public names)
+from core.channels import (  # noqa: F401  (re-exported: the feature module's public names)
     CHANNEL_GROUPS,
     CHANNELS,
     N_CHANNELS,
     N_PANE_CHANNELS,
     PANE_CHANNELS,
 )
-from udfs.pane_normals import (
+from core.pane_normals import (
     RELATIVE_CHANNELS,
     PaneNormal,
     normals_for_windows,
@@ -53,7 +53,7 @@ from udfs.pane_normals import (
     relative_z,
 )
 
-# A window's normal: mean [N, R], scale [N, R], ready [N] (udfs/pane_normals.py)
+# A window's normal: mean [N, R], scale [N, R], ready [N] (core/pane_normals.py)
 Normals = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 # Where each pane channel lands in the model input.
@@ -266,7 +266,7 @@ def _check_columns(df: pd.DataFrame, extra: Sequence[str]) -> None:
     missing = [c for c in (*REQUIRED_COLUMNS, *extra) if c not in df.columns]
     if missing:
         raise ValueError(
-            f"pane features need the event-contract columns {missing} (see udfs/schemas.py "
+            f"pane features need the event-contract columns {missing} (see core/schemas.py "
             f"EVENT_SCHEMA); got columns {list(df.columns)}"
         )
 
@@ -375,7 +375,7 @@ def assemble_raw(raw: np.ndarray, end_panes: np.ndarray, slide_ns: int, normals:
     r = raw.astype(np.float64)
     out = np.zeros((n, t, N_CHANNELS), dtype=np.float64)
     out[:, :, _PANE_TO_CHANNEL] = r
-    # levels as deviations from the instrument's own normal (udfs/pane_normals.py)
+    # levels as deviations from the instrument's own normal (core/pane_normals.py)
     out[:, :, _REL_TO_CHANNEL] = relative_z(r, *(normals if normals is not None else no_normals(n)))
     out[:, :, _C["pane_active"]] = r[:, :, _P["log_events"]] > 0
 
@@ -399,7 +399,7 @@ def assemble_raw(raw: np.ndarray, end_panes: np.ndarray, slide_ns: int, normals:
 
 def window_pane_surprise(windows: np.ndarray) -> np.ndarray:
     """Model inputs [N, T, F] -> each pane's instrument-relative surprise [N, T]
-    (udfs/pane_normals.pane_surprise of its relative channels; 0 for empty panes)."""
+    (core/pane_normals.pane_surprise of its relative channels; 0 for empty panes)."""
     return pane_surprise(np.asarray(windows, dtype=np.float64)[:, :, _REL_TO_CHANNEL])
 
 
@@ -425,7 +425,7 @@ def window_tensor(
             if v.shape != (N_PANE_CHANNELS,):
                 raise ValueError(
                     f"pane {p}: expected a vector of {N_PANE_CHANNELS} pane channels "
-                    f"(udfs.features.PANE_CHANNELS), got shape {v.shape}"
+                    f"(core.features.PANE_CHANNELS), got shape {v.shape}"
                 )
             raw[0, i] = v
     normals = None

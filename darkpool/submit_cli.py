@@ -1,0 +1,78 @@
+"""`darkpool submit` (the detection job onto a Flink cluster) and `darkpool alerts` (read them).
+
+    darkpool submit [--jobmanager HOST:PORT] [-- JOB FLAGS...]
+        Runs `flink run -d -py jobs/detect_anomalies.py` (darkpool.stack.jobs.submit) against
+        the local stack (default; its FLINK_CONF_DIR names the cluster) or the given
+        JobManager. Everything after `--` goes to the job (`python jobs/detect_anomalies.py
+        --help`). Prints the job id and the web UI URL.
+
+    darkpool alerts [--from-beginning] [--max N] [--timeout S] [--json] [--topic T]
+        Reads the alerts topic with isolation_level=read_committed, so only alerts of
+        committed checkpoints are shown (the exactly-once contract), one line each.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from core.config import FlinkConfig, KafkaConfig, from_env
+from darkpool.stack.alerts_topic import BrokerUnavailable, read_alerts
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--jobmanager",
+    "-m",
+    default=None,
+    help="HOST:PORT of another cluster's JobManager REST (default: the local stack)",
+)
+@click.option(
+    "--python", default=None, help="interpreter of the Python workers (default: this clone's .venv)"
+)
+@click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
+def submit(jobmanager: str | None, python: str | None, job_args: tuple[str, ...]) -> None:
+    """Submit the detection job (jobs/detect_anomalies.py) to a Flink cluster, detached."""
+    from darkpool.stack import jobs  # needs pyflink: imported only when submitting
+    from darkpool.stack.settings import StackConfig
+
+    try:
+        job_id = jobs.submit(StackConfig.load(), jobs.DETECTION_JOB, list(job_args), jobmanager, python)
+    except jobs.SubmitError as exc:
+        raise click.ClickException(str(exc)) from exc
+    ui = f"http://{jobmanager}" if jobmanager else from_env(FlinkConfig).rest_url
+    click.echo(f"job id: {job_id}")
+    click.echo(f"web UI: {ui}/#/job/running/{job_id}/overview")
+
+
+@click.command()
+@click.option(
+    "--bootstrap-servers",
+    default=None,
+    help="Kafka brokers (default: KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS)",
+)
+@click.option("--topic", default=None, help="alerts topic (default: KafkaConfig.alerts_topic)")
+@click.option(
+    "--from-beginning", is_flag=True, help="start at the earliest committed alert, not at the end"
+)
+@click.option("--max", "max_alerts", type=int, default=None, help="stop after N alert events")
+@click.option(
+    "--timeout", type=float, default=None, help="stop after S seconds without a new alert"
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="print raw JSON lines instead of readable lines"
+)
+def alerts(bootstrap_servers: str | None, topic: str | None, from_beginning: bool,
+           max_alerts: int | None, timeout: float | None, as_json: bool) -> None:  # fmt: skip
+    """Print committed alerts (read_committed) from the alerts topic."""
+    from core.alerts import format_line
+
+    kafka = from_env(KafkaConfig, bootstrap_servers=bootstrap_servers, alerts_topic=topic)
+    try:
+        for alert in read_alerts(
+            kafka.bootstrap_servers, kafka.alerts_topic, from_beginning, timeout, max_alerts
+        ):
+            click.echo(json.dumps(alert, separators=(",", ":")) if as_json else format_line(alert))
+    except BrokerUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
