@@ -48,6 +48,22 @@ else
   say "Python environment: reusing $VENV"
 fi
 
+# ---- test and lint tools (cached, small) ---------------------------------------------
+# requirements-dev.lock on top of the environment: its own folder, so a new tool never
+# rebuilds the large environment. A .pth in .venv puts it on the path (below).
+TOOLS="$CACHE/devtools-$(hash12 "$ROOT/requirements-dev.lock")"
+if [[ ! -f "$TOOLS/.complete" ]]; then
+  say "installing the test tools (requirements-dev.lock) into $TOOLS"
+  TMP="$TOOLS.tmp.$$"
+  rm -rf "$TMP"
+  "$VENV/bin/python" -m pip install -q --no-deps --target "$TMP" -r "$ROOT/requirements-dev.lock" \
+    || die "pip install from requirements-dev.lock failed (see the output above); is PyPI reachable?"
+  touch "$TMP/.complete"
+  rm -rf "$TOOLS" && mv "$TMP" "$TOOLS"
+else
+  say "test tools: reusing $TOOLS"
+fi
+
 # ---- thin local venv ----------------------------------------------------------------
 SITE_CACHED="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 if [[ ! -x "$ROOT/.venv/bin/darkpool" ]] || ! grep -qx "$SITE_CACHED" "$ROOT/.venv/.cached-site" 2>/dev/null; then
@@ -69,6 +85,9 @@ PY
     || die ".venv cannot import the project or its packages (see above); delete .venv and $VENV and rerun"
   echo "$SITE_CACHED" > "$ROOT/.venv/.cached-site"   # written last: marks .venv complete
 fi
+
+SITE_LOCAL="$("$ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo "$TOOLS" > "$SITE_LOCAL/_darkpool_test_tools.pth"   # after the environment: its pins win
 
 # Tools of the cached env reachable from .venv/bin (re-done on every run: cheap, and it
 # repairs a .venv made by an older bootstrap). pytest is a Python module: run it with
