@@ -24,18 +24,22 @@ DEMO_PRESET ?= tiny
 demo: bootstrap
 	$(VENV)/darkpool demo --preset $(DEMO_PRESET)
 
-# The doctests of the packages (seeded examples with exact output) run first: seconds.
+# The layers contract (pyproject.toml [tool.importlinter]) and the doctests of the
+# packages (seeded examples with exact output) run first: seconds.
 DOCTEST_PACKAGES := core model udfs darkpool jobs
 test: bootstrap
+	$(VENV)/lint-imports
 	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)
 	$(VENV)/pytest -m "not slow"
 
 test-unit: bootstrap
+	$(VENV)/lint-imports
 	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)
 	$(VENV)/pytest tests/unit
 
 lint: bootstrap
 	$(VENV)/ruff check .
+	$(VENV)/lint-imports
 
 up: bootstrap
 	$(VENV)/darkpool stack up

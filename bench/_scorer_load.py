@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -16,34 +13,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from darkpool.stack.scorer import ScorerProcess  # noqa: E402
 from model.scorer.client import ScorerClient, ScorerOverloaded  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_scorer(artifact: Path, extra: list[str], timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    args = [sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
-            "--port", str(port), *extra]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"scorer exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/v2/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("scorer did not become ready")
+def start_scorer(artifact: Path, extra: list[str], timeout_s: float = 180) -> tuple[ScorerProcess, str]:
+    """A scorer on a free port with the given `scorer serve` flags; (process, url)."""
+    proc = ScorerProcess(artifact, options=extra, ready_timeout_s=timeout_s)
+    return proc, proc.url
 
 
 def cpu_seconds(pid: int) -> float:
@@ -52,13 +29,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stop_scorer(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop_scorer(proc: ScorerProcess) -> None:
+    proc.stop()
 
 
 async def _drive(url: str, batch: int, clients: int, seconds: float, shape: tuple[int, int]) -> dict:

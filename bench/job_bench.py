@@ -23,13 +23,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from darkpool.stack.scorer import ScorerProcess  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -148,27 +148,15 @@ def _topic(bootstrap: str, partitions: int) -> str:
 MIN_MARGIN_S = 2.0  # a rate needs the full run this much longer than the empty one
 
 
-def start_scorer(artifact: Path, port: int) -> subprocess.Popen:
+def start_scorer(artifact: Path, port: int) -> ScorerProcess:
     """A scorer process on `port` (CPU), once it answers ready; its log in a temp file."""
     from darkpool.stack.procs import port_in_use
 
     if port_in_use("127.0.0.1", port):
         raise RuntimeError(f"port {port} is taken (a scorer left over by a killed run?); free it or pass --scorer-port")
-    log = tempfile.NamedTemporaryFile(prefix="bench-scorer-", suffix=".log", delete=False)  # noqa: SIM115 - the scorer writes it for the whole run
-    print(f"scorer log: {log.name}", file=sys.stderr)
-    proc = subprocess.Popen([sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
-                             "--port", str(port), "--device", "cpu"], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    for _ in range(240):
-        if proc.poll() is not None:  # e.g. the port is taken (a scorer left over by a killed run)
-            raise RuntimeError(f"the scorer exited (rc {proc.returncode}); see {log.name}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("scorer not ready")
+    scorer = ScorerProcess(artifact, port, options=("--device", "cpu"))
+    print(f"scorer log: {scorer.log}", file=sys.stderr)
+    return scorer
 
 
 def _seconds(duration: str) -> float:
@@ -223,8 +211,8 @@ def main() -> None:
             )  # fmt: skip
             print(f"{label}: " + json.dumps({k: v["wall_s"] for k, v in runs.items()}), file=sys.stderr)
         print(json.dumps(runs), file=sys.stderr)
-        if scorer.poll() is not None:
-            raise RuntimeError(f"the scorer exited during the runs (rc {scorer.returncode}); see its log above")
+        if scorer.proc.poll() is not None:
+            raise RuntimeError(f"the scorer exited during the runs (rc {scorer.proc.returncode}); see {scorer.log}")
         status = Path(f"/proc/{scorer.pid}/status").read_text()
         scorer_rss = next(
             int(x.split()[1]) * 1024 for x in status.splitlines() if x.startswith("VmHWM")

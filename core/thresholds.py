@@ -151,7 +151,6 @@ class ThresholdConfig:
     max_episode_ms: int = 300_000
     update_every: int = 6  # UPDATE at least every N flagged windows (and on new peak)
     idle_ttl_ms: int = 3_600_000  # event-time silence after which all keyed state is cleared
-    max_pending: int = 64  # reorder buffer bound (windows awaiting the watermark)
     top_features: int = 3  # channels reported per alert
     top_participants: int = 5  # participants reported per alert (and kept per episode x2)
     # evidence span: the panes with surprise >= this x the episode's most surprising pane.

@@ -61,9 +61,8 @@ from udfs import sources
 from udfs.assembler import WINDOW_BATCH_TYPE, WindowAssembler
 from udfs.deadletter import DEAD_LETTERS, PANE_BATCH_TYPE, SplitDeadLetters
 from udfs.pane_udaf import make_pane_udaf, pane_query
-from udfs.process import HOUSEKEEPING
 from udfs.scoring import ScoreWindows
-from udfs.shard_thresholds import SCORED_BATCH_TYPE, decide_batches
+from udfs.shard_thresholds import HOUSEKEEPING, SCORED_BATCH_TYPE, decide_batches
 
 # A sink is a connector Sink (sink_to) or a function attaching one (print, tests).
 SinkLike = Sink | Callable[[DataStream], Any]

@@ -36,7 +36,7 @@ ALIASES = {
 CHOICES = {"start_from": ("committed", "earliest", "latest"), "thresholds.score_scale": ("logit", "raw")}
 # a topic-creation setting of the stack, not of the job; the reorder buffer of the
 # per-window operator the job does not run; the pane length, which is the job's slide
-SKIP = {"kafka.partitions", "thresholds.max_pending", "thresholds.fallback_pane_ms"}
+SKIP = {"kafka.partitions", "thresholds.fallback_pane_ms"}
 
 _FIELD_LINE = re.compile(r"^    (\w+): [^=]+= .*?(?:#\s*(.*))?$")
 _COMMENT_LINE = re.compile(r"^    #\s?(.*)$")

@@ -96,6 +96,9 @@ echo "$TOOLS" > "$SITE_LOCAL/_darkpool_test_tools.pth"   # after the environment
 # in .venv/bin and exec itself forever).
 printf '#!/usr/bin/env bash\nexec "%s" -m pytest "$@"\n' "$ROOT/.venv/bin/python" > "$ROOT/.venv/bin/pytest"
 chmod +x "$ROOT/.venv/bin/pytest"
+printf '#!/usr/bin/env bash\nexec "%s" -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())" "$@"\n' \
+  "$ROOT/.venv/bin/python" > "$ROOT/.venv/bin/lint-imports"   # the layers contract (pyproject.toml)
+chmod +x "$ROOT/.venv/bin/lint-imports"
 for tool in ruff hadolint; do
   [[ -x "$VENV/bin/$tool" ]] && ln -sfn "$VENV/bin/$tool" "$ROOT/.venv/bin/$tool"
 done

@@ -1,8 +1,10 @@
 """ShardThresholds: the job's decision stage, one record per (instrument shard, pane).
 
-The same decisions as `AdaptiveThreshold` (udfs/process.py), made by the same pure
-functions (core/coalesce.py), but for a batch of scored windows at a time, decided on
-arrival (ordered input needs no reorder buffer): the job's ordered async scoring stage emits one record per window batch
+The decisions are made by the pure, unit-tested functions of core/coalesce.py over an
+`InstrumentState` per instrument; this operator only moves that state in and out of
+Flink managed state, drives it with event-time timers, and counts. It takes a batch of
+scored windows at a time, decided on arrival (ordered input needs no reorder buffer):
+the job's ordered async scoring stage emits one record per window batch
 (`SCORED_BATCH_TYPE`: shard, the batch's ScoredWindows), keyed here by shard. Each
 record crossing between the JVM and Python has a fixed cost (serialization, keyed-state
 round trips, timers); per window it was the job's largest cost.
@@ -30,45 +32,59 @@ evidence span) are read with this operator's ThresholdConfig; core/thresholds.py
 docs/ALERTS.md say what they restore to.
 
 Output: alert events (core/alerts.py) as JSON strings; side output HOUSEKEEPING
-("cleared <instrument> <sweep ts>"). Metrics as AdaptiveThreshold's.
+("cleared <instrument> <sweep ts>") for observability and tests.
+
+Metrics (operator scope, web UI): alertsOpened, alertsUpdated, alertsClosed,
+staleWindows, stateCleared, windowsDecided, currentThresholdMilli (gauge, threshold x
+1000 of the last decided window: Python gauges report integers).
 """
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
-from pyflink.common import Types
-from pyflink.datastream import DataStream, KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+from pyflink.common import Time, Types
+from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from core import alerts
 from core.coalesce import InstrumentState, close_if_quiet, is_idle, step
-from core.records import ScoredWindow
+from core.records import scored_windows
 from core.thresholds import ThresholdConfig
-from udfs.process import HOUSEKEEPING, backstop_ttl, checked
 
+HOUSEKEEPING = OutputTag("threshold-housekeeping", Types.STRING())
 DECODED_CACHE = 100_000  # instruments whose decoded state a worker keeps (see _store)
 END_OF_TIME = 2**63 - 1  # Flink's final watermark (Long.MAX_VALUE) at the end of input
 
 # What the scoring stage emits per window batch: its shard and the scored windows, packed
-# by `encode_scored_batch`.
+# by core.records.encode_scored_batch.
 SCORED_BATCH_TYPE = Types.ROW_NAMED(["shard", "windows"], [Types.INT(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 
 
-def encode_scored_batch(windows: list[ScoredWindow]) -> bytes:
-    """Scored windows -> the `windows` field of SCORED_BATCH_TYPE.
+def checked(cfg: ThresholdConfig | None) -> ThresholdConfig:
+    """The decision stage's config, refused if an episode could outlive its state."""
+    cfg = cfg or ThresholdConfig()
+    if cfg.quiet_gap_ms >= cfg.idle_ttl_ms:
+        raise ValueError("quiet_gap_ms must be < idle_ttl_ms (an episode closes before its state is dropped)")
+    return cfg
 
-    Pickled, because this record only ever goes from the job's scoring stage to its
-    decision stage, in one job version, and is never kept in state: ~20 us per window
-    both ways against ~160 us for the JSON of ScoredWindow.to_json (measured).
+
+def backstop_ttl(seconds: int) -> StateTtlConfig:
+    """Processing-time TTL of the decision state: drops it when no watermark ever comes.
+
+    Visibility ReturnExpiredIfNotCleanedUp on purpose: PyFlink turns off its Python-side
+    state caches (reads *and* writes, for every state of the worker) for a state with
+    NeverReturnExpired, and each get / put then became a round trip to the JVM (measured:
+    a fifth of the whole job's Python time). A value past a 7-day processing-time TTL that
+    is still readable changes nothing here: event-time idleness (core.coalesce.is_idle)
+    already restarts an instrument that was silent for idle_ttl_ms.
     """
-    return pickle.dumps(windows, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def scored_windows(value: Any) -> list[ScoredWindow]:
-    """The scored windows of a SCORED_BATCH_TYPE row."""
-    return pickle.loads(bytes(value[1]))
+    return (
+        StateTtlConfig.new_builder(Time.seconds(seconds))
+        .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+        .set_state_visibility(StateTtlConfig.StateVisibility.ReturnExpiredIfNotCleanedUp)
+        .build()
+    )
 
 
 class ShardThresholds(KeyedProcessFunction):

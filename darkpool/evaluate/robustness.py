@@ -27,6 +27,7 @@ from tqdm import tqdm
 from core.config import WindowConfig
 from core.schemas import SCENARIOS
 from darkpool.evaluate import metrics as M
+from darkpool.evaluate.detectors import make_detector
 from model.windows import WindowSet
 
 
@@ -73,8 +74,6 @@ def loso_skipped(tr: WindowSet, te: WindowSet) -> dict[str, str]:
 
 def loso_detector(name: str, cfg: Any, data: Path, out: Path, wcfg: WindowConfig):  # noqa: ANN201
     """A fresh detector for one LOSO fit; the transformer trains on the given windows."""
-    from darkpool.evaluate.harness import make_detector
-
     det = make_detector(name, replace(cfg, transformer_artifact=None), data, out, wcfg)
     if name == "transformer":
         det = replace(det, from_windows=True, max_epochs=cfg.loso_transformer_epochs,

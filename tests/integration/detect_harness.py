@@ -18,8 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from pyflink.common import Types  # noqa: E402
 
+from core.records import scored_windows  # noqa: E402
 from jobs import detect_anomalies as job  # noqa: E402
-from udfs.shard_thresholds import scored_windows  # noqa: E402
 
 
 def main() -> None:

@@ -6,25 +6,18 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from darkpool.stack.scorer import ScorerProcess, free_port  # noqa: F401  (the tests' one launcher)
+
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "integration" / "detect_harness.py"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (for a scorer, or a scorer that is down)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def replay_market(bootstrap: str, topic: str, out: Path, seed: int = 7) -> Path:
@@ -101,36 +94,6 @@ def read_until(
     finally:
         consumer.close()
     return records
-
-
-class ScorerProcess:
-    """`darkpool scorer serve` on a fixed port, so it can be killed and started again."""
-
-    def __init__(self, artifact: Path, port: int, log: Path):
-        self.url = f"http://127.0.0.1:{port}"
-        args = [sys.executable, "-m", "darkpool.cli", "scorer", "serve", "--artifact", str(artifact),
-                "--port", str(port), "--device", "cpu", "--threads", "1"]  # fmt: skip
-        self._out = open(log, "a")  # noqa: SIM115 - closed in kill()
-        self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                     stdout=self._out, stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"scorer exited early, see {log}")
-            try:
-                with urllib.request.urlopen(self.url + "/v2/health/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.kill()
-        raise RuntimeError("scorer did not become ready in 120 s")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # SIGKILL: a crash, not a graceful stop
-            self.proc.wait()
-        self._out.close()
 
 
 def _close(x: object, y: object) -> bool:

@@ -36,14 +36,14 @@ OOO_MS = 20_000  # threshold_job's bounded out-of-orderness
 
 
 def expected(windows, cfg: ThresholdConfig) -> list[dict]:
-    """Pure decisions for the watermark the input ends at (last windows stay pending)."""
+    """Pure decisions: every window decided on arrival (in order per instrument), and the
+    quiet-gap closes that the watermark the input ends at has reached."""
     wm = max(w.window_end for w in windows) - 1 - OOO_MS - 1
     out: list[dict] = []
     for inst in sorted({w.instrument for w in windows}):
         st = InstrumentState()
         for w in sorted((w for w in windows if w.instrument == inst), key=lambda w: w.window_end):
-            if w.window_end - 1 <= wm:
-                out += step(st, w, cfg, 0)
+            out += step(st, w, cfg, 0)
         out += close_if_quiet(st, wm, cfg, 0)
     return out
 

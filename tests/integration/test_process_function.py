@@ -1,11 +1,10 @@
 """The decision stage's Flink wrappers on PyFlink's local mini cluster (parallelism 2).
 
-Each must decide exactly what the pure functions decide on the same windows in
-event-time order: AdaptiveThreshold from out-of-order single windows keyed by instrument
-(reordering by watermark, state restored per key), and ShardThresholds (the job's) from
-ordered batches of windows of several instruments keyed by shard. Each
-must drop an instrument's state once it has been quiet for idle_ttl_ms of event time:
-the instrument then warms up again on the global threshold.
+ShardThresholds (the job's decision operator), fed ordered batches of windows of several
+instruments keyed by shard, must decide exactly what the pure functions decide on the
+same windows in event-time order, and must drop an instrument's state once it has been
+quiet for idle_ttl_ms of event time: the instrument then warms up again on the global
+threshold.
 
 No broker needed (a collection source), but it starts a JVM and Python workers, so it
 lives with the integration tests.
@@ -36,15 +35,15 @@ def win(inst: str, i: int, score: float) -> ScoredWindow:
     return threshold_support.win(inst, i, score, scenario=3)
 
 
-def scenario(in_order: bool) -> tuple[list[list[ScoredWindow]], dict[str, list[ScoredWindow]]]:
-    """Phases of windows of A and B (per phase: shuffled within 20 s, or in order)."""
+def scenario() -> tuple[list[list[ScoredWindow]], dict[str, list[ScoredWindow]]]:
+    """Phases of windows of A and B, in event-time order."""
     rng = random.Random(4)
     a1 = [win("A", i, 3.0 if 45 <= i < 49 else rng.gauss(0.5, 0.05)) for i in range(80)]
     b = [win("B", i, 3.0 if i in (60, 61, 110) else rng.gauss(0.5, 0.05)) for i in range(160)]
     a3 = [win("A", i, 1.2 if i == 142 else rng.gauss(0.5, 0.05)) for i in range(140, 150)]
     phases = [a1 + b[:80], b[80:140], a3 + b[140:]]
-    for p in phases:  # out of order inside a phase, but never by more than 20 s
-        p.sort(key=lambda w: w.window_end + (0 if in_order else rng.randrange(0, 15_000)))
+    for p in phases:
+        p.sort(key=lambda w: w.window_end)
     return phases, {"A": a1 + a3, "B": b}
 
 
@@ -73,18 +72,17 @@ def batches(phase: list[ScoredWindow]) -> list[str]:
     return ["[" + ",".join(w.to_json() for w in phase if w.window_end == e) + "]" for e in ends]
 
 
-def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tuple[list[dict], list[str]]:
+def run_on_mini_cluster(phases: list[list[ScoredWindow]]) -> tuple[list[dict], list[str]]:
     from pyflink.common import Configuration, Duration, Row, Types, WatermarkStrategy
     from pyflink.common.watermark_strategy import TimestampAssigner
     from pyflink.datastream import StreamExecutionEnvironment
 
-    from udfs.process import HOUSEKEEPING, AdaptiveThreshold, instrument_of
-    from udfs.shard_thresholds import SCORED_BATCH_TYPE, ShardThresholds, encode_scored_batch
+    from core.records import encode_scored_batch
+    from udfs.shard_thresholds import HOUSEKEEPING, SCORED_BATCH_TYPE, ShardThresholds
 
     class WindowEnd(TimestampAssigner):
         def extract_timestamp(self, value, record_timestamp):
-            doc = json.loads(value)  # one window, or a batch of windows sharing their end
-            return (doc[0] if isinstance(doc, list) else doc)["window_end"] - 1
+            return json.loads(value)[0]["window_end"] - 1  # a batch of windows sharing their end
 
     def stall(value):
         if value == PAUSE:
@@ -101,9 +99,8 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tup
     # parallelism-1 source, it would round-robin records over two channels and undo the
     # order; ordered input (as in the job, where it runs at the async stage's
     # parallelism) needs it at the producer's parallelism.
-    env.set_parallelism(1 if by_shard else 2)
-    texts = (lambda p: batches(p)) if by_shard else (lambda p: [w.to_json() for w in p])
-    records = [r for p in phases for r in ([*texts(p), PAUSE])]
+    env.set_parallelism(1)
+    records = [r for p in phases for r in ([*batches(p), PAUSE])]
     src = env.from_collection(records, type_info=Types.STRING())
     timed = (
         src.flat_map(stall, output_type=Types.STRING()).set_parallelism(1)
@@ -115,16 +112,12 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tup
         # of the last one (measured: A's next window sometimes came before the sweep)
         .start_new_chain()
     )  # fmt: skip
-    if by_shard:  # A and B share shard 0: every batch holds both when both traded
-        rows = timed.map(lambda t: Row(0, encode_scored_batch([ScoredWindow.from_dict(d) for d in json.loads(t)])),
-                         output_type=SCORED_BATCH_TYPE)  # fmt: skip
-        decided = rows.key_by(lambda r: r[0], key_type=Types.INT()).process(
-            ShardThresholds(CFG), output_type=Types.STRING()
-        ).set_parallelism(2)
-    else:
-        decided = timed.key_by(instrument_of, key_type=Types.STRING()).process(
-            AdaptiveThreshold(CFG), output_type=Types.STRING()
-        )
+    # A and B share shard 0: every batch holds both when both traded
+    rows = timed.map(lambda t: Row(0, encode_scored_batch([ScoredWindow.from_dict(d) for d in json.loads(t)])),
+                     output_type=SCORED_BATCH_TYPE)  # fmt: skip
+    decided = rows.key_by(lambda r: r[0], key_type=Types.INT()).process(
+        ShardThresholds(CFG), output_type=Types.STRING()
+    ).set_parallelism(2)
     tagged = decided.map(lambda s: "A" + s, output_type=Types.STRING()).union(
         decided.get_side_output(HOUSEKEEPING).map(lambda s: "H" + s, output_type=Types.STRING())
     )
@@ -133,18 +126,17 @@ def run_on_mini_cluster(phases: list[list[ScoredWindow]], by_shard: bool) -> tup
     return [json.loads(r[1:]) for r in got if r[0] == "A"], [r[1:] for r in got if r[0] == "H"]
 
 
-@pytest.mark.parametrize("by_shard", [False, True], ids=["per-instrument-reordered", "by-shard-in-order"])
-def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments(by_shard: bool):
-    phases, by_inst = scenario(in_order=by_shard)
-    events, housekeeping = run_on_mini_cluster(phases, by_shard)
+def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments():
+    phases, by_inst = scenario()
+    events, housekeeping = run_on_mini_cluster(phases)
     want = expected_events(by_inst)
     assert sorted(map(strip, events)) == sorted(map(strip, want))
     # A: one episode in phase 1; after 300 s of silence its state was dropped at
     # last_end + idle_ttl (not at the end of input), so phase 3 starts on the global threshold
     a_quiet_at = T0 + 79 * SLIDE + CFG.idle_ttl_ms
     assert f"cleared A {a_quiet_at}" in housekeeping, housekeeping
-    if by_shard:  # B never comes back: only the idle sweep can drop it (at the end of input)
-        assert any(h.startswith("cleared B ") for h in housekeeping), housekeeping
+    # B never comes back: only the idle sweep can drop it (at the end of input)
+    assert any(h.startswith("cleared B ") for h in housekeeping), housekeeping
     a3 = [e for e in events if e["instrument"] == "A" and e["window_end"] >= T0 + 140 * SLIDE]
     assert a3 and a3[0]["status"] == "open" and a3[0]["threshold_source"] == "global"
     assert {e["status"] for e in events if e["instrument"] == "B"} >= {"open", "close"}

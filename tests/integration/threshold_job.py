@@ -1,7 +1,9 @@
 """Test job: the decision stage alone on the cluster, Kafka in and out.
 
-Kafka topic of ScoredWindow JSON (core/records.py) -> event time from window_end ->
-AdaptiveThreshold (uid "adaptive-threshold") -> exactly-once KafkaSink of alert JSON.
+Kafka topic of ScoredWindow JSON (core/records.py), in event-time order per instrument ->
+event time from window_end -> one-window batches keyed by shard -> the job's decision
+operator (udfs/shard_thresholds.decide_batches, uid "adaptive-threshold-by-shard") ->
+exactly-once KafkaSink of alert JSON.
 Used by the savepoint and failure-recovery tests, which need windows with *chosen*
 scores (the full job's scores come from a trained model and cannot be dictated).
 
@@ -19,9 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zlib
 from dataclasses import replace
 
-from pyflink.common import Duration, WatermarkStrategy
+from pyflink.common import Duration, Row, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
@@ -34,8 +37,17 @@ from pyflink.datastream.connectors.kafka import (
 )
 
 from core.config import KafkaConfig, from_env
+from core.records import ScoredWindow, encode_scored_batch
 from core.thresholds import ThresholdConfig
-from udfs.process import decide
+from udfs.shard_thresholds import SCORED_BATCH_TYPE, decide_batches
+
+SHARDS = 4  # instruments spread over shards (and the two decision subtasks) by name
+
+
+def one_window_batch(text: str) -> Row:
+    """ScoredWindow JSON -> the decision stage's input record (shard, [window])."""
+    w = ScoredWindow.from_json(text)
+    return Row(zlib.crc32(w.instrument.encode()) % SHARDS, encode_scored_batch([w]))
 
 
 class WindowEnd(TimestampAssigner):
@@ -61,9 +73,8 @@ def main(argv: list[str]) -> None:
 
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(args.checkpoint_ms, CheckpointingMode.EXACTLY_ONCE)
-    # One channel into the decision stage: at parallelism 2 the Python timestamp
-    # extractor would shuffle windows over two channels, and a restart backlog larger
-    # than the reorder buffer would then legitimately drop stragglers as stale.
+    # One channel into the decision stage, as in the job: at parallelism 2 the Python
+    # timestamp extractor would shuffle windows over two channels and undo their order.
     env.set_parallelism(1)
     source = (
         KafkaSource.builder()
@@ -95,7 +106,9 @@ def main(argv: list[str]) -> None:
         .set_property("transaction.timeout.ms", str(15 * 60 * 1000))
         .build()
     )
-    decide(windows, cfg, parallelism=2).sink_to(sink).name("alerts-sink").uid("alerts-sink")
+    batches = windows.map(one_window_batch, output_type=SCORED_BATCH_TYPE).uid("one-window-batches")
+    decided = decide_batches(batches, cfg).set_parallelism(2)
+    decided.sink_to(sink).name("alerts-sink").uid("alerts-sink")
     env.execute(f"threshold-test {args.input_topic}")
 
 

@@ -1,7 +1,7 @@
 """Helpers of the decision-stage cluster tests: windows with chosen scores, savepoints.
 
-The cluster tests drive tests/integration/threshold_job.py (AdaptiveThreshold between
-Kafka topics) on the real local stack.
+The cluster tests drive tests/integration/threshold_job.py (the job's decision operator,
+ShardThresholds, between Kafka topics) on the real local stack.
 """
 
 from __future__ import annotations

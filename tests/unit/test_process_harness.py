@@ -16,11 +16,10 @@ import random
 from dataclasses import replace
 
 from core.coalesce import InstrumentState, close_if_quiet, step
-from core.records import ScoredWindow
+from core.records import ScoredWindow, encode_scored_batch
 from core.schemas import SCENARIOS
 from core.thresholds import ThresholdConfig
-from udfs.process import HOUSEKEEPING
-from udfs.shard_thresholds import ShardThresholds, encode_scored_batch
+from udfs.shard_thresholds import HOUSEKEEPING, ShardThresholds
 
 SLIDE, T0 = 5_000, 1_700_000_000_000
 CFG = ThresholdConfig(quiet_gap_ms=30_000, idle_ttl_ms=120_000, score_scale="raw")  # unbounded test scores
