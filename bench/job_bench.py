@@ -189,7 +189,7 @@ def main() -> None:
                     str(a.events), "--duration", a.duration, "--out", str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     full_topic, empty_topic = _topic(a.bootstrap, a.partitions), _topic(a.bootstrap, a.partitions)
     t0 = time.time()
-    subprocess.run([*cli, "replay", "--input", str(tmp), "--bootstrap", a.bootstrap, "--topic", full_topic],
+    subprocess.run([*cli, "replay", "--input", str(tmp), "--bootstrap-servers", a.bootstrap, "--topic", full_topic],
                    cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     replay_s = time.time() - t0  # `darkpool replay` as a whole (the console producer engine), load included
     scorer = start_scorer(a.artifact, a.scorer_port)

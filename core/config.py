@@ -12,20 +12,73 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
 
+class ConfigError(ValueError):
+    """A DARKPOOL_* environment variable holds a value its field cannot take."""
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse(var: str, text: str, kind: type) -> Any:
+    """One environment value as the field's type; a bad value names its variable."""
+    if kind is bool:
+        if text.strip().lower() not in _TRUE + _FALSE:
+            raise ConfigError(f"{var}={text!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+        return text.strip().lower() in _TRUE
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"{var}={text!r} is not {what}; set it to one or unset it") from None
+    return kind(text)
+
+
+def _check_address(var: str, name: str, value: str) -> None:
+    """URLs and host:port lists are checked here, not at first use deep inside a client."""
+    if name.endswith("_url"):
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError as exc:
+            raise ConfigError(f"{var}={value!r} is not a URL ({exc}); use e.g. http://localhost:8500") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{var}={value!r} is not an http(s) URL; use e.g. http://localhost:8500")
+    elif name == "bootstrap_servers":
+        for hp in value.split(","):
+            host, _, port = hp.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"{var}={value!r}: {hp.strip()!r} is not HOST:PORT; use e.g. localhost:9092")
+
+
 def from_env(cls: type[T], **overrides: Any) -> T:
-    """Build `cls` from its defaults, then DARKPOOL_<FIELD> env vars, then `overrides`."""
+    """Build `cls` from its defaults, then DARKPOOL_<FIELD> env vars, then `overrides`.
+
+    A value that does not fit its field raises ConfigError naming the variable.
+    """
     values: dict[str, Any] = {}
+    used: list[str] = []
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        env = os.environ.get(f"DARKPOOL_{field.name.upper()}")
+        var = f"DARKPOOL_{field.name.upper()}"
+        env = os.environ.get(var)
         if env is not None:
             kind = type(field.default) if field.default is not dataclasses.MISSING else str
-            values[field.name] = kind(env) if kind is not bool else env.lower() in ("1", "true", "yes")
+            values[field.name] = _parse(var, env, kind)
+            if kind is str:
+                _check_address(var, field.name, env)
+            used.append(f"{var}={env!r}")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        if not used:
+            raise
+        raise ConfigError(f"{exc} (from the environment: {', '.join(used)})") from None
 
 
 @dataclass(frozen=True)

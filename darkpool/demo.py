@@ -28,6 +28,7 @@ import click
 
 from core import paths
 from core.config import KafkaConfig, ScorerEndpoint, from_env
+from darkpool.market.config import PRESETS as MARKET_PRESETS
 
 SCORER = "scorer"  # pid-file name
 STATE_FILE = "demo.json"  # in the run dir: the job id the demo submitted
@@ -62,7 +63,7 @@ def ensure_stack():  # noqa: ANN201
 
     cfg = StackConfig.load()
     try:
-        res = core.up(cfg)
+        res = core.up(cfg, progress=lambda line: click.echo(f"  {line}"))
     except StackError as exc:
         raise click.ClickException(f"stack up failed: {exc}") from exc
     click.echo(
@@ -324,7 +325,11 @@ def summary(data: Path, alerts: list[dict[str, Any]], slack_ms: int) -> None:
 
 @click.command()
 @click.option(
-    "--preset", default="default", show_default=True, help="market preset (tiny: a quick smoke run)"
+    "--preset",
+    type=click.Choice(sorted(MARKET_PRESETS)),
+    default="tiny",  # = `make demo` (the Makefile's DEMO_PRESET)
+    show_default=True,
+    help="market preset: tiny finishes in minutes on 2 cores; default is the 800k-event market",
 )
 @click.option(
     "--speed",
@@ -363,6 +368,7 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, train_minute
     """Run the whole product locally on a simulated market and summarize what it caught."""
     if stop_only:
         return _stop_all()
+    _check_settings()  # a bad DARKPOOL_* value fails here, not after the stack has started
     t0 = time.monotonic()
     step(1, "local stack (Kafka + Flink)")
     stack = ensure_stack()
@@ -371,9 +377,7 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, train_minute
     step(3, "model")
     # Trained on another draw of the same market (seed + 1), so the summary below is
     # out-of-sample: the replayed episodes were never seen in training.
-    from darkpool.market.config import PRESETS
-
-    train_data = ensure_market(preset, seed=PRESETS[preset].seed + 1)
+    train_data = ensure_market(preset, seed=MARKET_PRESETS[preset].seed + 1)
     artifact = ensure_model(train_data, preset, train_minutes)
     step(4, "scorer service")
     ensure_scorer(stack, artifact)
@@ -389,6 +393,19 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, train_minute
     click.echo(
         f"  web UI: {stack.rest_url}   (stop the demo's job and scorer: darkpool demo --stop)"
     )
+
+
+def _check_settings() -> None:
+    """Read every DARKPOOL_* setting the demo's steps use, so a bad one is one line now."""
+    from core.config import FlinkConfig, WindowConfig
+    from darkpool.stack.settings import StackConfig
+
+    for cls in (KafkaConfig, ScorerEndpoint, WindowConfig, FlinkConfig):
+        from_env(cls)
+    try:
+        StackConfig.load()
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(f"bad stack configuration (DARKPOOL_* environment): {exc}") from exc
 
 
 def _stop_all() -> None:

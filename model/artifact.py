@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from core.features import CHANNELS
@@ -106,7 +107,14 @@ def load_artifact(folder: Path | str, device: torch.device | str = "cpu",
         )
     cfg = ModelConfig.from_dict(config["model"])
     model = ScoringModel(cfg)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    try:
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    except (SafetensorError, RuntimeError, OSError) as exc:  # truncated / foreign weights file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"artifact {folder}: model.safetensors cannot be loaded ({first}); the file is damaged or "
+            f"does not match config.json: copy the artifact again or retrain it with `darkpool train`"
+        ) from exc
     norm = json.loads((folder / "normalization.json").read_text())
     if not (np.allclose(norm["mean"], model.mean.numpy()) and np.allclose(norm["std"], model.std.numpy())):
         raise ValueError(f"{folder}/normalization.json disagrees with the buffers in model.safetensors")

@@ -10,17 +10,20 @@ import click
 from core.config import WindowConfig, from_env
 from core.paths import artifacts_dir, data_dir
 from model.config import PRESETS, TrainConfig
+from model.scorer.cli import DEVICES, DTYPES, check_device
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="folder with events.parquet from `darkpool generate` (default: data dir /default)")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="artifact folder to write (default: artifacts dir /<preset>)")
+@click.option("--data", type=click.Path(path_type=Path), default=None, show_default="<data dir>/default",
+              help="folder with events.parquet from `darkpool generate`")
+@click.option("--out", type=click.Path(path_type=Path), default=None, show_default="<artifacts dir>/<preset>",
+              help="artifact folder to write")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="small", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or auto")
-@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16, or auto (bf16 on cuda)")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="auto = cuda if present, else cpu")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+              help="auto = bfloat16 on cuda, float32 on cpu")
 @click.option("--epochs", type=int, default=TrainConfig.max_epochs, show_default=True, help="max epochs")
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
 @click.option("--max-minutes", type=float, default=TrainConfig.max_minutes, show_default=True,
@@ -45,6 +48,11 @@ def train(data: Path | None, out: Path | None, preset: str, seed: int, device: s
 
     data = data or data_dir() / "default"
     out = out or artifacts_dir() / preset
+    if not data.exists():  # before torch loads: say where the data should come from
+        folder = data.parent if data.suffix == ".parquet" else data
+        raise click.ClickException(f"no labeled events at {data}: generate them with "
+                                   f"`darkpool generate --out {folder}` or pass --data DIR")
+    check_device(device)
     tcfg = TrainConfig(preset=preset, seed=seed, device=device, dtype=dtype, max_epochs=epochs,
                        batch_size=batch_size, max_minutes=max_minutes, num_threads=threads, lr=lr, patience=patience,
                        ignored_channels=tuple(c for c in ignore_channels.split(",") if c),

@@ -134,7 +134,10 @@ def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | No
     rng = np.random.default_rng(tcfg.seed)
     if tcfg.num_threads:
         torch.set_num_threads(tcfg.num_threads)
-    device = resolve_device(tcfg.device)
+    try:
+        device = resolve_device(tcfg.device)
+    except RuntimeError as exc:  # cuda asked for where there is none: a bad setting, said as one
+        raise ValueError(str(exc)) from None
     dtype = resolve_dtype(tcfg.dtype, device)
     if tr.y.sum() == 0 or va.y.sum() == 0:
         raise ValueError("training or validation windows contain no anomaly: generate data with episodes")

@@ -54,8 +54,9 @@ def read_events(data: Path) -> pd.DataFrame:
     """Read `events.parquet` (a file, or a folder holding it) in the labeled contract."""
     path = data / "events.parquet" if data.is_dir() else data
     if not path.exists():
+        folder = data if data.suffix != ".parquet" else data.parent  # the folder the user meant
         raise FileNotFoundError(
-            f"no labeled events at {path}: generate them with `darkpool generate --out {path.parent}`"
+            f"no labeled events at {path}: generate them with `darkpool generate --out {folder}`"
         )
     table = pq.read_table(path)
     missing = [n for n in LABELED_SCHEMA.names if n not in table.column_names]

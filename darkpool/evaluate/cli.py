@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from core.config import KafkaConfig, WindowConfig, from_env
+from model.config import PRESETS as MODEL_PRESETS
 
 DIR = click.Path(path_type=Path, exists=True, file_okay=False)
 
@@ -37,23 +38,26 @@ DIR = click.Path(path_type=Path, exists=True, file_okay=False)
 @click.option("--artifact", type=DIR, default=None,
               help="cross-domain: grade this `darkpool train` artifact on --test-data (no training)")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="report folder, e.g. reports/default")
-@click.option("--models", default=None,
-              help="comma-separated subset of transformer,lstm,cnn,gbt,iforest,rules [all; transformer with --artifact]")
-@click.option("--preset", default="small", show_default=True, help="transformer preset (model.config.PRESETS)")
+@click.option("--models", default=None, show_default="all; transformer with --artifact",
+              help="comma-separated subset of transformer,lstm,cnn,gbt,iforest,rules")
+@click.option("--preset", type=click.Choice(sorted(MODEL_PRESETS)), default="small", show_default=True,
+              help="transformer preset")
 @click.option("--quick", is_flag=True, help="short training budgets and fewer bootstrap resamples (tiny data, tests)")
 @click.option("--loso", is_flag=True, help="also leave-one-scenario-out (retrains --loso-models once per scenario)")
-@click.option("--loso-models", default=None, help="models retrained in LOSO [transformer,gbt,rules]")
-@click.option("--loso-epochs", type=int, default=None, help="max epochs of each transformer LOSO fit [2]")
+@click.option("--loso-models", default=None, show_default="transformer,gbt,rules", help="models retrained in LOSO")
+@click.option("--loso-epochs", type=int, default=None, show_default="2", help="max epochs of each transformer LOSO fit")
 @click.option("--transformer-artifact", type=DIR, default=None,
               help="with --data: reuse a `darkpool train` artifact trained on the same data (its split is checked)")
 @click.option("--transformer-minutes", type=float, default=None, help="transformer training budget, minutes")
 @click.option("--seq-seconds", type=float, default=None, help="LSTM / CNN training budget each, seconds")
-@click.option("--max-fpr", type=float, default=None, help="validation FPR bound of the decision threshold [0.005]")
+@click.option("--max-fpr", type=float, default=None, show_default="0.005",
+              help="validation FPR bound of the decision threshold")
 @click.option("--alerts", "alerts_src", default=None,
               help="grade the job's alerts: JSON-lines file, or Kafka topic name")
-@click.option("--bootstrap-servers", default=None, help="Kafka brokers for --alerts TOPIC (default: KafkaConfig)")
-@click.option("--match-tolerance-s", type=click.FloatRange(min=0), default=None,
-              help="alert grading: slack around an alert's evidence span when matching episodes [window length]")
+@click.option("--bootstrap-servers", default=None, show_default="KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS",
+              help="Kafka brokers for --alerts TOPIC")
+@click.option("--match-tolerance-s", type=click.FloatRange(min=0), default=None, show_default="the window length",
+              help="alert grading: slack around an alert's evidence span when matching episodes")
 @click.option("--bin-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="alert grading: bin length of the clean / abusive time shares")
 def evaluate(data: Path | None, train_data: Path | None, test_data: Path | None, artifact: Path | None, out: Path,

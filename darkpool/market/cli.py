@@ -40,6 +40,40 @@ def _range(text: str | None, name: str, integer: bool = False) -> tuple[float, f
 VARIED_ONLY = ("--rate-range", "--rate-scale", "--flow", "--price-range", "--spread-bps", "--participants")
 
 
+def check_writable(out: Path) -> None:
+    """Fail before the work, not after it, when the output folder cannot be written."""
+    probe = out / ".darkpool-write-test"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise click.ClickException(f"output folder {out} cannot be created or is not writable ({exc.strerror or exc}); "
+                                   "choose another --out") from None
+
+
+def read_events_or_fail(path: Path):  # noqa: ANN201 - a pyarrow Table (pyarrow imported lazily)
+    """The events table at `path`, or one line saying why it cannot be read."""
+    import pyarrow as pa
+
+    from darkpool.market.simulate import read_events
+
+    try:
+        return read_events(path)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (pa.ArrowException, OSError) as exc:  # truncated or not Parquet at all
+        raise click.ClickException(f"cannot read events from {path}: {exc} "
+                                   "(regenerate it with `darkpool generate --out DIR`)") from None
+
+
+def check_instrument(symbols: list[str], wanted: str) -> None:
+    if wanted not in symbols:
+        shown = ", ".join(symbols[:20]) + (f", ... ({len(symbols)} in all)" if len(symbols) > 20 else "")
+        raise click.BadParameter(f"{wanted!r} is not an instrument of this market; choose one of {shown}",
+                                 param_hint="--plot-instrument")
+
+
 def echo_written(paths: dict, checked: object | None, broken: str) -> None:
     """List the files written; with a result to check, verify its data invariants."""
     for name, path in paths.items():
@@ -61,7 +95,7 @@ def echo_written(paths: dict, checked: object | None, broken: str) -> None:
 @click.option("--events", type=int, help="exact number of event rows (overrides the preset; not with varied, "
                                           "whose size follows from its rates)")
 @click.option("--duration", help="length of each session, ending at the 21:00 UTC close: 1800, 30m, 6.5h")
-@click.option("--sessions", type=int, help="trading days, consecutive [default: 1; varied: 6]")
+@click.option("--sessions", type=int, show_default="1; varied: 6", help="trading days, consecutive")
 @click.option("--skip-weekends", is_flag=True, help="put the sessions on weekdays only")
 @click.option("--seed", type=int, help="random seed (same seed and options -> identical files)")
 @click.option("--anomaly-rate", type=float, help="target fraction of anomalous rows, e.g. 0.057")
@@ -73,9 +107,9 @@ def echo_written(paths: dict, checked: object | None, broken: str) -> None:
 @click.option("--spread-bps", help="varied: quoted spread in basis points, LOW,HIGH or one value "
                                    "[1 tick to 100 bps]")
 @click.option("--participants", help="varied: accounts trading each instrument, LOW,HIGH [20,3000]")
-@click.option("--out", type=click.Path(path_type=Path), help="output folder [default: <data dir>/<preset>]")
+@click.option("--out", type=click.Path(path_type=Path), show_default="<data dir>/<preset>", help="output folder")
 @click.option("--plot", is_flag=True, help="also write a PNG of one instrument (NBBO, fills, episodes)")
-@click.option("--plot-instrument", help="instrument for --plot [default: the one with most episodes]")
+@click.option("--plot-instrument", show_default="the one with most episodes", help="instrument for --plot")
 @click.option("--check", is_flag=True, help="also verify the data invariants (time order, NBBO, labels vs episodes, ...)")
 def generate(preset, instruments, events, duration, sessions, skip_weekends, seed, anomaly_rate, rate_range,
              rate_scale, flow, price_range, spread_bps, participants, out, plot, plot_instrument, check) -> None:
@@ -95,6 +129,8 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
         raise click.BadParameter("the varied preset's size follows from its instruments' event rates; set "
                                  "--instruments, --duration, --sessions, --rate-range or --rate-scale instead",
                                  param_hint="--events")
+    out = out or data_dir() / preset
+    check_writable(out)  # before minutes of simulation, not after
     try:
         cfg = base.replace(n_instruments=instruments, n_events=events, duration_s=_duration_s(duration),
                            sessions=sessions, skip_weekends=skip_weekends or None, seed=seed,
@@ -105,8 +141,14 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
         raise click.BadParameter(str(exc)) from None
     except RuntimeError as exc:  # e.g. no room for the episodes in very short sessions
         raise click.ClickException(str(exc)) from None
-    out = out or data_dir() / preset
-    paths = write(result, out)
+    if plot and plot_instrument is not None:  # before anything is written
+        import pyarrow.compute as pc
+
+        check_instrument(sorted(pc.unique(result.coded.column("instrument")).to_pylist()), plot_instrument)
+    try:
+        paths = write(result, out)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write to {out} ({exc.strerror or exc})") from None
     secs = time.perf_counter() - t0
     cfg = result.config
     ev = result.coded  # the counts do not need the decoded strings
@@ -124,10 +166,13 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
 
 
 @click.command()
-@click.option("--input", "-i", "input_path", type=click.Path(path_type=Path),
-              help="events Parquet file or a folder holding events.parquet [default: <data dir>/default]")
-@click.option("--bootstrap", help="Kafka bootstrap servers [default: KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS]")
-@click.option("--topic", help="topic [default: KafkaConfig.trades_topic]")
+@click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), show_default="<data dir>/default",
+              help="events Parquet file or a folder holding events.parquet")
+@click.option("--bootstrap-servers", show_default="KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS",
+              help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")
+@click.option("--bootstrap", hidden=True, deprecated="use --bootstrap-servers instead",
+              help="old spelling of --bootstrap-servers")
+@click.option("--topic", show_default="KafkaConfig.trades_topic", help="topic")
 @click.option("--speed", type=float, default=0.0, show_default=True,
               help="0 = as fast as possible; X = event-time pace times X (1 = real time)")
 @click.option("--limit", type=int, help="send only the first N events")
@@ -139,23 +184,20 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
 @click.option("--engine", type=click.Choice(["auto", "python", "kafka"]), default="auto", show_default=True,
               help="python = kafka-python (paces, injects bad messages); kafka = Kafka's own console producer "
                    "(JVM, ~10x faster, neither); auto = kafka when neither is asked for")
-def replay(input_path, bootstrap, topic, speed, limit, inject_bad, seed, compression, create_topic, engine) -> None:
+def replay(input_path, bootstrap_servers, bootstrap, topic, speed, limit, inject_bad, seed, compression,
+           create_topic, engine) -> None:
     """Send a generated events file into Kafka (key = instrument), printing the achieved rate."""
     from core.config import KafkaConfig, from_env
     from core.paths import data_dir
     from darkpool.market.replay import ReplayError, bulk_replay
     from darkpool.market.replay import replay as run_replay
-    from darkpool.market.simulate import read_events
 
     plain = speed == 0 and inject_bad == 0 and compression == "none"
     if engine == "kafka" and not plain:
         raise click.ClickException("--engine kafka cannot pace (--speed), inject bad messages or compress; "
                                    "use --engine python for those")
-    cfg = from_env(KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic)
-    try:
-        table = read_events(input_path or data_dir() / "default")
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
+    cfg = from_env(KafkaConfig, bootstrap_servers=bootstrap_servers or bootstrap, trades_topic=topic)
+    table = read_events_or_fail(input_path or data_dir() / "default")
     if limit is not None:
         table = table.slice(0, limit)
     try:

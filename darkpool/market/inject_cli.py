@@ -7,19 +7,8 @@ from pathlib import Path
 
 import click
 
-from darkpool.market.cli import echo_written
+from darkpool.market.cli import check_writable, echo_written
 from darkpool.market.inject import DEFAULT_RATE
-
-
-def _writable(out: Path) -> None:
-    """Fail before the work, not after it, when the output folder cannot be written."""
-    probe = out / ".inject-write-test"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise click.ClickException(f"output folder {out} is not writable ({exc.strerror or exc})") from None
 
 
 @click.command()
@@ -45,7 +34,7 @@ def inject(background: Path, out: Path, rate: float, scenarios: str, seed: int, 
     names = tuple(INJECTORS) if scenarios.strip() == "all" else tuple(s.strip() for s in scenarios.split(",") if s.strip())
     try:
         cfg = InjectConfig(rate=rate, scenarios=names, seed=seed)
-        _writable(out)
+        check_writable(out)
         t0 = time.perf_counter()
         table = read_background(background)
         result = run_inject(table, cfg)

@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 
 class BrokerUnavailable(Exception):
     """No Kafka broker answers at the given address."""
+
+
+class TopicMissing(BrokerUnavailable):
+    """The broker answers but has no such topic (it does not create topics on read).
+
+    A BrokerUnavailable, so every caller that reports one reports this too: either way
+    there is nothing to read.
+    """
+
+
+TOPIC_WAIT_S = 5.0  # how long a just-created topic may take to show in the broker's metadata
+
+
+def _wait_for_topic(consumer: Any, topic: str, bootstrap_servers: str, wait_s: float = TOPIC_WAIT_S) -> None:
+    deadline = time.monotonic() + wait_s
+    while topic not in consumer.topics():
+        if time.monotonic() > deadline:
+            known = sorted(t for t in consumer.topics() if not t.startswith("__"))
+            shown = ", ".join(known[:10]) + (f", ... ({len(known)} in all)" if len(known) > 10 else "")
+            raise TopicMissing(f"topic {topic!r} does not exist on {bootstrap_servers} (topics there: "
+                               f"{shown or 'none'}); check --topic / DARKPOOL_ALERTS_TOPIC")
+        time.sleep(0.5)
 
 
 def _reachable(host_port: str, timeout_s: float = 3.0) -> bool:
@@ -34,7 +57,6 @@ def read_alerts(bootstrap_servers: str, topic: str, from_beginning: bool = False
         )
     try:
         consumer = KafkaConsumer(
-            topic,
             bootstrap_servers=bootstrap_servers.split(","),
             group_id=None,  # a reader, not a member: no offsets committed, no rebalances
             enable_auto_commit=False,
@@ -47,6 +69,8 @@ def read_alerts(bootstrap_servers: str, topic: str, from_beginning: bool = False
         raise BrokerUnavailable(f"Kafka at {bootstrap_servers} is not usable: {exc!r}") from exc
     n = 0
     try:
+        _wait_for_topic(consumer, topic, bootstrap_servers)  # else a typo waits forever, silently
+        consumer.subscribe([topic])
         for msg in consumer:
             yield json.loads(msg.value)
             n += 1

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from dataclasses import asdict
 
 import click
 
 from darkpool.stack import core, flink, kafka
-from darkpool.stack.procs import StackError
+from darkpool.stack.procs import StackError, port_open
 from darkpool.stack.settings import StackConfig
 
 
@@ -27,6 +28,12 @@ def _run(fn, *args, **kwargs):
         raise click.ClickException(str(exc)) from exc
 
 
+def _progress() -> core.Progress:
+    """A start takes about a minute: one timed line per step meanwhile."""
+    t0 = time.monotonic()
+    return lambda line: click.echo(f"  [{time.monotonic() - t0:4.0f}s] {line}")
+
+
 @click.group()
 def stack() -> None:
     """The local stack: a Kafka KRaft broker and a Flink standalone cluster."""
@@ -34,11 +41,12 @@ def stack() -> None:
 
 @stack.command()
 @click.option("--only", type=click.Choice(core.PARTS), multiple=True, help="start only this part (repeatable)")
-@click.option("--timeout", type=float, default=None, help="seconds to wait for each part (default 120)")
+@click.option("--timeout", type=float, default=None, show_default=f"DARKPOOL_READY_TIMEOUT_S or {StackConfig.ready_timeout_s:g}",
+              help="seconds to wait for each part")
 def up(only: tuple[str, ...], timeout: float | None) -> None:
     """Start whatever is not running yet (idempotent) and wait until it is ready."""
     cfg = _cfg(timeout)
-    result = _run(core.up, cfg, only or core.PARTS)
+    result = _run(core.up, cfg, only or core.PARTS, progress=_progress())
     if result.started:
         click.echo(f"started {', '.join(result.started)} in {result.seconds:.1f}s")
     if result.already:
@@ -65,13 +73,21 @@ def status(features: bool, as_json: bool) -> None:
     """What runs, where it listens, which log to read. Exit 1 if a part is down."""
     cfg = _cfg()
     parts = core.status(cfg)
-    feats = _run(kafka.describe_features, cfg) if features and parts[0].running else None
+    foreign = _foreign_ports(cfg, parts)
+    feats = None
+    if features:
+        if parts[0].running or kafka.NAME in foreign:  # a broker answers: ask it, whoever started it
+            feats = _run(kafka.describe_features, cfg)
+        elif not as_json:
+            click.echo(f"kafka features: no broker answers on port {cfg.kafka_port}", err=True)
     if as_json:
-        click.echo(json.dumps({"parts": [asdict(p) for p in parts], "web_ui": cfg.rest_url, "features": feats}))
+        click.echo(json.dumps({"parts": [asdict(p) for p in parts], "web_ui": cfg.rest_url, "features": feats,
+                               "answering_not_started_here": foreign}))
     else:
-        _print_status(cfg, parts)
+        _print_status(cfg, parts, foreign)
         if feats:
-            click.echo("kafka features: " + ", ".join(f"{k}={v}" for k, v in sorted(feats.items())))
+            owner = " (of a broker this clone did not start)" if kafka.NAME in foreign else ""
+            click.echo(f"kafka features{owner}: " + ", ".join(f"{k}={v}" for k, v in sorted(feats.items())))
     if not all(p.running for p in parts):
         raise SystemExit(1)
 
@@ -93,7 +109,7 @@ def smoke(messages: int) -> None:
     from darkpool.stack import smoke as smoke_mod
 
     cfg = _cfg()
-    _run(core.up, cfg)
+    _run(core.up, cfg, progress=_progress())
     click.echo(f"submitting {smoke_mod.SMOKE_JOB.name} to {cfg.rest_url} ...")
     result = _run(smoke_mod.run, cfg, messages)
     click.echo(f"job {result.job_id} {result.state}: sent {result.sent}, read back {len(result.received)} (read_committed) in {result.seconds:.1f}s")
@@ -104,11 +120,23 @@ def smoke(messages: int) -> None:
         raise click.ClickException(f"expected {result.sent} messages back, got {len(result.received)}")
 
 
-def _print_status(cfg: StackConfig, parts: list[core.PartStatus] | None = None) -> None:
+def _foreign_ports(cfg: StackConfig, parts: list[core.PartStatus]) -> dict[str, int]:
+    """Ports of parts this clone did not start that answer anyway (e.g. another clone's stack)."""
+    listens = {kafka.NAME: cfg.kafka_port, flink.JM: cfg.rest_port}  # the TaskManager has no fixed port
+    return {p.name: listens[p.name] for p in parts
+            if not p.running and p.name in listens and port_open(cfg.host, listens[p.name])}
+
+
+def _print_status(cfg: StackConfig, parts: list[core.PartStatus] | None = None,
+                  foreign: dict[str, int] | None = None) -> None:
     parts = parts if parts is not None else core.status(cfg)
+    foreign = foreign if foreign is not None else _foreign_ports(cfg, parts)
     for p in parts:
         state = f"running pid {p.pid} ({p.processes} proc, {p.rss_mb:.0f} MiB)" if p.running else "stopped"
         click.echo(f"{p.name:18} {state:40} port {p.port}\n{'':18} log {p.log}")
+        if p.name in foreign:
+            click.echo(f"{'':18} port {foreign[p.name]} answers but this clone did not start it "
+                       f"(another clone's stack? its run dir is not {cfg.run_dir})")
     click.echo(f"kafka bootstrap    {cfg.bootstrap_servers}")
     click.echo(f"web UI             {cfg.rest_url}{_cluster_summary(cfg)}")
     click.echo(f"run dir            {cfg.run_dir}")

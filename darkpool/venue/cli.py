@@ -26,14 +26,16 @@ def import_() -> None:
 @click.option("--message", "message", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="LOBSTER message file (TICKER_DATE_START_END_message_N.csv)")
 @click.option("--orderbook", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="its orderbook file: bid/ask from it [default: rebuilt from the messages]")
-@click.option("--ticker", help="instrument name [default: from the file name]")
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="trading day, YYYY-MM-DD [default: from the file name]")
+              show_default="rebuilt from the messages", help="its orderbook file: bid/ask from it")
+@click.option("--ticker", show_default="from the file name", help="instrument name")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), show_default="from the file name",
+              help="trading day, YYYY-MM-DD")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="output Parquet file")
 @click.option("--venue", default="NASDAQ-LOBSTER", show_default=True)
 @click.option("--start", "start", help="keep events from this New York time on, e.g. 09:30")
 @click.option("--end", "end", help="keep events before this New York time, e.g. 10:30")
-@click.option("--levels", type=int, help="book levels the message file covers, for the rebuilt book [default: from the file name]")
+@click.option("--levels", type=int, show_default="from the file name",
+              help="book levels the message file covers, for the rebuilt book")
 @click.option("--accounts", type=int, default=240, show_default=True, help="pseudo accounts the anonymous orders are hashed into")
 @click.option("--firms", type=int, default=24, show_default=True, help="firms the pseudo accounts belong to")
 @click.option("--seed", type=int, default=0, show_default=True, help="salt of the participant hash")

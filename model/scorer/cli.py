@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
 from core.config import ScorerEndpoint, from_env
+
+DEVICES = ("auto", "cpu", "cuda")  # auto = cuda when present, else cpu
+DTYPES = ("auto", "float32", "bfloat16")  # auto = bfloat16 on cuda, float32 on cpu
+
+
+def check_device(device: str) -> None:
+    """Refuse --device cuda on a machine without one, before the model is loaded."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.BadParameter("cuda requested but no CUDA GPU is available here; use --device cpu or auto",
+                                     param_hint="--device")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Loading and warming the model takes seconds: find out first that the port can be bound."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                                   "(is another scorer running? choose another --port)") from None
 
 
 @click.group()
@@ -18,26 +44,28 @@ def scorer() -> None:
 @scorer.command()
 @click.option("--artifact", type=click.Path(path_type=Path), required=True,
               help="artifact folder written by `darkpool train`")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=None, help="default: the port of DARKPOOL_SCORER_URL (8500)")
-@click.option("--max-batch", type=int, default=256, show_default=True, help="most windows per model call")
-@click.option("--max-delay-ms", type=float, default=2.0, show_default=True,
-              help="longest a request waits for its batch to fill")
-@click.option("--max-queue", type=int, default=8192, show_default=True,
-              help="most queued windows; more -> HTTP 503 overloaded")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda if present), cpu, cuda")
-@click.option("--dtype", default="auto", show_default=True, help="auto (bf16 on cuda), float32, bfloat16")
-@click.option("--threads", type=int, default=1, show_default=True,
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, show_default="the port of DARKPOOL_SCORER_URL",
+              help="HTTP port (0: any free port)")
+@click.option("--max-batch", type=int, default=256, help="most windows per model call")
+@click.option("--max-delay-ms", type=float, default=2.0, help="longest a request waits for its batch to fill")
+@click.option("--max-queue", type=int, default=8192, help="most queued windows; more -> HTTP 503 overloaded")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", help="auto = cuda if present, else cpu")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto", help="auto = bfloat16 on cuda, float32 on cpu")
+@click.option("--threads", type=int, default=1,
               help="torch CPU threads (0 = torch default); 1 leaves a core to the HTTP loop")
 def serve(artifact: Path, host: str, port: int | None, max_batch: int, max_delay_ms: float, max_queue: int,
           device: str, dtype: str, threads: int) -> None:
     """Load ARTIFACT, warm up, and serve until interrupted (SIGHUP reloads the artifact)."""
+    if port is None:  # from_env has checked that the URL's port is a number
+        url = urlsplit(from_env(ScorerEndpoint).scorer_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+    _check_port_free(host, port)
+    check_device(device)
     from model.scorer.server import ScorerConfig  # torch import only when serving
     from model.scorer.server import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if port is None:
-        port = int(from_env(ScorerEndpoint).scorer_url.rsplit(":", 1)[-1].split("/")[0])
     try:
         cfg = ScorerConfig(artifact=artifact, host=host, port=port, max_batch=max_batch,
                            max_delay_ms=max_delay_ms, max_queue=max_queue, device=device, dtype=dtype,

@@ -24,7 +24,7 @@ def replay_market(bootstrap: str, topic: str, out: Path, seed: int = 7) -> Path:
     """`darkpool generate --preset tiny --seed S` into `out`, then `darkpool replay` it into
     `topic`; returns `out` (events.parquet, episodes.parquet)."""
     for args in (("generate", "--preset", "tiny", "--seed", str(seed), "--out", str(out)),
-                 ("replay", "--input", str(out), "--bootstrap", bootstrap, "--topic", topic)):  # fmt: skip
+                 ("replay", "--input", str(out), "--bootstrap-servers", bootstrap, "--topic", topic)):  # fmt: skip
         subprocess.run([sys.executable, "-m", "darkpool.cli", *args], cwd=ROOT, check=True, capture_output=True)
     return out
 

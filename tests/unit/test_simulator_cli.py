@@ -105,7 +105,7 @@ def test_replay_dead_broker_fails_fast_with_advice(tmp_path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.monotonic()
-    res = CliRunner().invoke(cli, ["replay", "--input", str(tmp_path), "--bootstrap", f"127.0.0.1:{port}"])
+    res = CliRunner().invoke(cli, ["replay", "--input", str(tmp_path), "--bootstrap-servers", f"127.0.0.1:{port}"])
     assert res.exit_code != 0
     assert f"127.0.0.1:{port}" in res.output and "darkpool stack up" in res.output
     assert time.monotonic() - start < 15
