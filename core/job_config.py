@@ -8,7 +8,7 @@ generated from these fields and their comments (jobs/job_flags.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +21,55 @@ class GeometryMismatch(ValueError):
     """The job's window geometry or channels disagree with the model's."""
 
 
+def model_config_parameters(config: Mapping[str, Any]) -> dict[str, str]:
+    """The `parameters` of a Triton model configuration (`GET /v2/models/{name}/config`,
+    a config.pbtxt served as JSON: `{key: {"string_value": s}}`) as `{key: s}`.
+
+    What the job needs from the model travels there, so a standard Triton server can
+    serve it: version, threshold, channels and scenarios (comma-separated), n_buckets,
+    window_size_s and window_slide_s (absent for artifacts that record no window).
+
+    >>> model_config_parameters({"parameters": {"n_buckets": {"string_value": "12"}}})
+    {'n_buckets': '12'}
+    """
+    raw = config.get("parameters") or {}
+    if not isinstance(raw, Mapping):
+        raise ValueError("the model configuration's parameters must be a map of {key: {string_value: ...}}")
+    return {k: str(v.get("string_value", "")) if isinstance(v, Mapping) else str(v) for k, v in raw.items()}
+
+
+def geometry_from_model_config(config: Mapping[str, Any]) -> tuple[dict[str, int], list[str]]:
+    """(window, channels) a scorer's model configuration declares, as `window_from_model`
+    takes them.
+
+    >>> geometry_from_model_config({"parameters": {"n_buckets": {"string_value": "12"},
+    ...     "window_size_s": {"string_value": "60"}, "window_slide_s": {"string_value": "5"},
+    ...     "channels": {"string_value": "a,b"}}})
+    ({'n_buckets': 12, 'size_s': 60, 'slide_s': 5}, ['a', 'b'])
+    """
+    p = model_config_parameters(config)
+    missing = [k for k in ("n_buckets", "channels") if not p.get(k)]
+    if missing:
+        raise ValueError(f"the scorer's model configuration lacks parameters {', '.join(missing)}: "
+                         "serve an artifact written by `darkpool train` with `darkpool scorer serve`")
+    try:
+        window = {"n_buckets": int(p["n_buckets"])}
+        for key in ("size_s", "slide_s"):
+            if p.get(f"window_{key}"):
+                window[key] = int(p[f"window_{key}"])
+    except ValueError as exc:
+        raise ValueError(f"the scorer's model configuration has a non-integer window parameter: {exc}") from None
+    return window, p["channels"].split(",")
+
+
 def window_from_model(configured: WindowConfig, explicit: bool, model_window: dict[str, Any],
                       model_channels: Sequence[str]) -> WindowConfig:  # fmt: skip
     """The window geometry the job must run with: the model artifact's.
 
-    The artifact is the one source of the window size, slide and bucket count (a model
-    trained on 5 s panes scores 10 s panes without error, and meaninglessly). A geometry
+    `model_window` and `model_channels` come from the scorer's model configuration
+    (`geometry_from_model_config`). The artifact is the one source of the window size,
+    slide and bucket count (a model trained on 5 s panes scores 10 s panes without
+    error, and meaninglessly). A geometry
     set explicitly (flag or DARKPOOL_SIZE_S / DARKPOOL_SLIDE_S) must agree with it;
     otherwise the model's is used. An artifact that records no window (older ones) leaves
     the configured geometry, checked against its bucket count only.
@@ -57,6 +100,15 @@ def window_from_model(configured: WindowConfig, explicit: bool, model_window: di
         f"panes) but the model was trained on {model.size_s} s sliding every {model.slide_s} s ({model.n_buckets} "
         "panes): drop --window-size/--window-slide to use the model's, or score with a model trained on this geometry"
     )
+
+
+# Default instrument shard count (JobConfig.pane_shards): the most subtasks the keyed
+# stages can ever use, as a maximum parallelism is for a Flink job. Not 128 (Flink's
+# default maximum parallelism): each (shard, pane) record costs ~5 ms of CPU through the
+# stages (measured, 2-core box, 200 instruments, bench/job_stages.py --stages full):
+# 13.2k events/s with 1 shard, 5.0k with 32, 1.4k with 128. Live, 32 shards cost ~3% of
+# a core per 5 s pane; 128 would cost ~13% and cap a catch-up at ~8x real time.
+PANE_SHARDS = 32
 
 
 @dataclass(frozen=True)
@@ -117,11 +169,16 @@ class JobConfig:
     # the JVM's state backend; Flink's default of 1,000 thrashes with more instruments
     # than that per subtask. Memory: ~3.5 kB and ~1.5 kB per cached instrument.
     python_state_cache_size: int = 20_000
-    # instrument shards of the pane UDAF (one vectorized pandas call per shard and pane):
-    # 0 -> 1 at parallelism 1, else 2 x the job's parallelism. Fixed for the life of the
-    # job's state: the window and threshold state is keyed by shard, so a change strands
-    # the state of every instrument that moves (its windows and thresholds start over).
-    pane_shards: int = 0
+    # instrument shards: an instrument's shard is a stable hash of its name mod this, and
+    # the panes, window assembly and thresholds are keyed by shard (one record per shard
+    # and pane). Like Flink's maximum parallelism, it is the unit of rescaling: the
+    # shards' state moves between subtasks with Flink's key groups when the parallelism
+    # changes, so a savepoint restores at any parallelism up to this with every
+    # instrument's state. FIXED FOR THE LIFE OF THE STATE: a restore with another count
+    # would move instruments to other shards, away from their state; the job refuses it
+    # (udfs/assembler.ShardCountChanged). More shards cost more, smaller records per pane
+    # (jobs/README.md has the measurement)
+    pane_shards: int = PANE_SHARDS
 
     def __post_init__(self) -> None:
         if self.start_from not in ("committed", "earliest", "latest"):
@@ -136,8 +193,13 @@ class JobConfig:
             raise ValueError(
                 "a transaction must outlive a checkpoint interval (transaction_timeout_ms)"
             )
-        if self.pane_shards < 0:
-            raise ValueError("pane_shards must be >= 0 (0 = 1 at parallelism 1, else 2 x parallelism)")
+        if self.pane_shards < 1:
+            raise ValueError(f"pane_shards must be >= 1, got {self.pane_shards} (default {PANE_SHARDS})")
+        if self.parallelism > self.pane_shards:
+            raise ValueError(
+                f"parallelism {self.parallelism} exceeds pane_shards {self.pane_shards}: the keyed stages would "
+                "have idle subtasks; lower --parallelism (--pane-shards is fixed for the life of the job's state)"
+            )
         if self.degraded_probe_s <= 0:
             raise ValueError("degraded_probe_s must be > 0")
         if self.scorer_retries < 0 or self.scorer_timeout_s <= 0 or self.async_capacity <= 0:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -119,61 +120,51 @@ def ensure_model(data: Path, preset: str, minutes: float) -> Path:
     return art
 
 
-def ensure_scorer(stack, artifact: Path, timeout_s: float = 180) -> dict[str, Any]:  # noqa: ANN001
+def ensure_scorer(stack, artifact: Path, timeout_s: float = 180):  # noqa: ANN001, ANN201
     _need("model.scorer.server", "the scorer service")
     from darkpool.stack.procs import PidFiles, launch
 
     ep = from_env(ScorerEndpoint)
     ready = f"{ep.scorer_url}/v2/health/ready"
     if not _http_ok(ready):
-        port = ep.scorer_url.rsplit(":", 1)[-1].split("/")[0]
-        argv = [
-            sys.executable,
-            "-m",
-            "darkpool.cli",
-            "scorer",
-            "serve",
-            "--artifact",
-            str(artifact),
-            "--port",
-            port,
-        ]
+        from darkpool.stack.scorer import ScorerStartError, scorer_argv, wait_ready
+
+        port = int(ep.scorer_url.rsplit(":", 1)[-1].split("/")[0])
         log = stack.log_dir / "scorer.log"
-        proc = launch(
-            SCORER,
-            argv,
-            dict(__import__("os").environ),
-            log,
-            paths.REPO_ROOT,
-            PidFiles(stack.pid_dir),
-        )
+        pids = PidFiles(stack.pid_dir)
+        proc = launch(SCORER, scorer_argv(artifact, port), dict(os.environ), log, paths.REPO_ROOT, pids)
         click.echo(f"  started scorer pid {proc.pid} (log {log})")
-        deadline = time.monotonic() + timeout_s
-        while not _http_ok(ready):
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"scorer not ready after {timeout_s:.0f}s; read {log}")
-            time.sleep(1)
-    with urllib.request.urlopen(f"{ep.scorer_url}/v2/models/{ep.model_name}", timeout=5) as resp:
-        meta = json.load(resp)
-    params = meta.get("parameters", {})
+        try:
+            wait_ready(ep.scorer_url, lambda: pids.live(SCORER) is not None, log, timeout_s)
+        except ScorerStartError as exc:
+            raise click.ClickException(str(exc)) from exc
+    meta = _scorer_metadata(ep)
     wanted = (artifact / "VERSION").read_text().strip()
-    if params.get("version") != wanted:
+    if meta.version != wanted:
         # A scorer left running by an earlier demo serves another model: hot-reload ours
         # (in-flight requests are not dropped) rather than score with the wrong one.
-        click.echo(f"  scorer serves model {params.get('version')}; reloading {artifact} ({wanted})")
-        request = urllib.request.Request(
-            f"{ep.scorer_url}/v2/repository/models/{ep.model_name}/load",
-            data=json.dumps({"parameters": {"path": str(artifact)}}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=120) as resp:
-            json.load(resp)
-        return ensure_scorer(stack, artifact, timeout_s)
-    click.echo(
-        f"  scorer ready at {ep.scorer_url}: model version {params.get('version')}, global threshold {params.get('threshold')}"
-    )
+        click.echo(f"  scorer serves model {meta.version}; reloading {artifact} ({wanted})")
+        meta = _scorer_metadata(ep, reload=artifact)
+    click.echo(f"  scorer ready at {ep.scorer_url}: model version {meta.version}, global threshold {meta.threshold}")
     return meta
+
+
+def _scorer_metadata(ep, reload: Path | None = None):  # noqa: ANN001, ANN202
+    """The served model's metadata (the protocol's model config), after an optional hot reload."""
+    import asyncio
+
+    from model.scorer.client import ScorerClient, ScorerError
+
+    async def ask():  # noqa: ANN202
+        async with ScorerClient(ep.scorer_url, ep.model_name, timeout_s=120) as client:
+            if reload is not None:
+                await client.load(str(reload))
+            return await client.metadata()
+
+    try:
+        return asyncio.run(ask())
+    except ScorerError as exc:
+        raise click.ClickException(f"the scorer at {ep.scorer_url}: {exc}") from exc
 
 
 def submit(stack, job_args: list[str]) -> str:  # noqa: ANN001

@@ -104,11 +104,23 @@ def check_compose_files(compose: dict) -> None:
         check(":" in image and not image.endswith(":latest"), f"{name}: image tag pinned ({image})")
 
 
+def check_exposure(compose: dict) -> None:
+    """Published ports reach the host's loopback only; the scorer, which listens on the
+    compose network, gets its reload token from the environment."""
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            check(str(port).startswith("127.0.0.1:"), f"{name}: port {port} published on 127.0.0.1 only")
+        if "scorer" in name:
+            env = svc.get("environment") or {}
+            check("DARKPOOL_SCORER_TOKEN" in env, f"{name}: DARKPOOL_SCORER_TOKEN passed to the scorer")
+
+
 def main() -> int:
     compose = YAML(typ="safe").load((DOCKER / "compose.yaml").read_text())
     check_kafka(compose)
     check_flink(compose)
     check_compose_files(compose)
+    check_exposure(compose)
     print(f"{len(failures)} consistency check(s) failed" if failures else "docker/ is consistent with the local stack")
     return 1 if failures else 0
 

@@ -50,9 +50,8 @@ from pyflink.datastream import RuntimeContext
 from pyflink.datastream.functions import AsyncFunction
 
 from core.features import window_pane_surprise
-from core.records import ScoredWindow
+from core.records import ScoredWindow, encode_scored_batch
 from udfs.assembler import window_batch_arrays
-from udfs.shard_thresholds import encode_scored_batch
 
 LATENCY_SAMPLES = 1024  # requests kept for the latency percentiles
 
@@ -108,11 +107,11 @@ class ScoreWindows(AsyncFunction):
         g.gauge("scorer_latency_p99_us", lambda: self._percentile(99))
         g.gauge("scorer_latency_max_us", lambda: max(self._lat_us, default=0))
 
-    def _check_slide(self, doc: dict[str, Any]) -> None:
+    def _check_slide(self, window: dict[str, int]) -> None:
         """A model (re)loaded with another pane length would score these windows without
         error and meaninglessly: fail the task instead (not retried)."""
         from model.scorer.client import ScorerRequestError  # lazy: worker-side import, as in _call
-        slide_s = ((doc.get("parameters") or {}).get("window") or {}).get("slide_s")
+        slide_s = window.get("slide_s")  # from the scorer's model configuration parameters
         if slide_s and int(slide_s) * 1000 != self._slide_ms:
             raise ScorerRequestError(
                 f"the scorer's model was trained on {slide_s} s panes but this job cuts "
@@ -245,7 +244,7 @@ class ScoreWindows(AsyncFunction):
                 if self._meta is None or self._meta.version != result.model_version:
                     # The global threshold belongs to the model version that scored.
                     self._meta = await asyncio.wait_for(self._client.metadata(), self._timeout_s)
-                    self._check_slide(self._meta.raw)
+                    self._check_slide(self._meta.window)
             except ScorerRequestError:
                 raise
             except Exception as exc:  # refused, timeout, 503, 5xx, malformed answer

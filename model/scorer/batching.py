@@ -110,8 +110,10 @@ class DynamicBatcher:
                     break
             batch = self._take_batch()
             started = time.perf_counter()
+            queued = 0.0
             for p in batch:
                 self.metrics.observe("queue_seconds", started - p.enqueued)
+                queued += started - p.enqueued
             x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
             try:
                 outputs, version = await loop.run_in_executor(self._executor, self.run_batch, x)
@@ -121,7 +123,9 @@ class DynamicBatcher:
                     if not p.future.done():
                         p.future.set_exception(exc)
                 continue
-            self.metrics.observe("inference_seconds", time.perf_counter() - started)
+            compute = time.perf_counter() - started
+            self.metrics.observe("inference_seconds", compute)
+            self.metrics.model(version).batch(len(x), len(batch), queued, compute)
             self.metrics.observe("batch_windows", len(x))
             self.metrics.observe("batch_requests", len(batch))
             lo = 0

@@ -2,7 +2,7 @@
 
     client = ScorerClient("http://localhost:8500")
     result = await client.score(windows)        # windows float32 [B, T, F]
-    meta = await client.metadata()              # version, threshold, channels, ...
+    meta = await client.metadata()              # version, threshold, channels, window, ...
     await client.close()
 
 One aiohttp session per event loop, created lazily on first use: the Flink async
@@ -10,17 +10,26 @@ operator runs its own loop in a thread, so the session must be born inside that 
 Connections are pooled and kept alive (`max_connections`). Every call has a total
 timeout. Errors are typed: `ScorerUnavailable` (down), `ScorerOverloaded` (503, retry
 later), `ScorerRequestError` (400, the request is wrong), `ScorerTimeout`.
+
+`metadata()` reads the model configuration (`GET /v2/models/{name}/config`, Triton's
+model-configuration extension): its `parameters` carry the threshold and the window
+geometry, so a Triton server with the same config.pbtxt parameters can stand in.
+A `token` (default: $DARKPOOL_SCORER_TOKEN) is sent as a bearer token on every call;
+the scorer needs it for reloads when it listens beyond loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import numpy as np
 
+from core.job_config import geometry_from_model_config, model_config_parameters
 from model.scorer import protocol
 
 
@@ -60,12 +69,15 @@ class ModelMetadata:
     channels: tuple[str, ...]  # channel order the model expects (core.features.CHANNELS)
     scenarios: tuple[str, ...]  # scenario order of scenario_probs
     n_buckets: int  # T
-    raw: dict[str, Any]  # the whole metadata document
+    window: dict[str, int]  # n_buckets, and size_s / slide_s when the artifact records them
+    # the model configuration document, its parameters decoded to plain values (the
+    # window as a dict, as `window`)
+    raw: dict[str, Any]
 
 
 class ScorerClient:
     def __init__(self, url: str = "http://localhost:8500", model: str = "darkpool", timeout_s: float = 5.0,
-                 max_connections: int = 16, binary: bool = True):
+                 max_connections: int = 16, binary: bool = True, token: str | None = None):
         self.url = url.rstrip("/")
         self.model = model
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -74,6 +86,8 @@ class ScorerClient:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_id = 0
+        token = os.environ.get("DARKPOOL_SCORER_TOKEN", "") if token is None else token
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _down(self, exc: Exception) -> ScorerUnavailable:
         return ScorerUnavailable(
@@ -91,7 +105,8 @@ class ScorerClient:
 
     async def _request(self, method: str, path: str, **kw: Any) -> tuple[int, bytes, Any]:
         try:
-            async with self._get_session().request(method, self.url + path, **kw) as resp:
+            headers = {**self._auth, **kw.pop("headers", {})}
+            async with self._get_session().request(method, self.url + path, headers=headers, **kw) as resp:
                 return resp.status, await resp.read(), resp.headers
         except TimeoutError as exc:
             raise ScorerTimeout(f"scorer at {self.url} did not answer {path} within {self.timeout.total}s") from exc
@@ -122,18 +137,26 @@ class ScorerClient:
             message = payload[:200].decode(errors="replace")
         if status == 503:
             raise ScorerOverloaded(f"scorer at {self.url}: {message}")
-        if status == 400:
+        if 400 <= status < 500:
             raise ScorerRequestError(f"scorer at {self.url} rejected the request: {message}")
         raise ScorerError(f"scorer at {self.url} answered HTTP {status}: {message}")
 
     async def metadata(self) -> ModelMetadata:
-        status, payload, _ = await self._request("GET", f"/v2/models/{self.model}")
+        status, payload, _ = await self._request("GET", f"/v2/models/{self.model}/config")
         if status != 200:
             self._raise_for(status, payload)
         doc = protocol.json.loads(payload)
-        p = doc["parameters"]
-        return ModelMetadata(p["version"], float(p["threshold"]), tuple(p["channels"]), tuple(p["scenarios"]),
-                             int(p["n_buckets"]), doc)
+        try:
+            window, channels = geometry_from_model_config(doc)
+            p = model_config_parameters(doc)
+            meta = ModelMetadata(p["version"], float(p["threshold"]), tuple(channels),
+                                 tuple(p.get("scenarios", "").split(",")), window["n_buckets"], window, {})
+        except (KeyError, ValueError) as exc:
+            raise ScorerError(f"scorer at {self.url}: the model configuration lacks what the job needs "
+                              f"({exc.__class__.__name__}: {exc})") from exc
+        plain: dict[str, Any] = {**p, "window": window, "channels": list(channels), "threshold": meta.threshold,
+                                 "scenarios": list(meta.scenarios), "n_buckets": meta.n_buckets}
+        return dataclasses.replace(meta, raw={**doc, "parameters": plain})
 
     async def ready(self) -> bool:
         try:

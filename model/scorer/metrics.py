@@ -1,4 +1,5 @@
-"""Scorer metrics in the Prometheus text format (counters, gauges, fixed-bucket histograms).
+"""Scorer metrics: the Prometheus text format (counters, gauges, fixed-bucket histograms)
+at `/metrics`, and Triton's statistics extension at `/v2/models/{name}/stats`.
 
 Small on purpose: the scorer is single-process and single-loop, so plain dicts suffice
 (no locks; the model thread never touches them).
@@ -7,7 +8,9 @@ Small on purpose: the scorer is single-process and single-loop, so plain dicts s
 from __future__ import annotations
 
 import bisect
+import time
 from collections import defaultdict
+from typing import Any
 
 PREFIX = "darkpool_scorer_"
 # Histogram bucket upper bounds per metric (seconds or counts).
@@ -19,7 +22,7 @@ BUCKETS: dict[str, tuple[float, ...]] = {
     "batch_requests": (1, 2, 4, 8, 16, 32, 64, 128),
 }
 HELP = {
-    "requests_total": "inference requests answered, by HTTP status code",
+    "requests_total": "inference requests answered, by the HTTP status code sent",
     "windows_total": "windows scored",
     "rejected_overloaded_total": "requests rejected because the queue was full",
     "batch_errors_total": "model batches that raised",
@@ -39,6 +42,10 @@ class Metrics:
         self.gauges: dict[str, float] = {}
         self.hist: dict[str, list[float]] = {k: [0.0] * (len(b) + 1) for k, b in BUCKETS.items()}
         self.hist_sum: dict[str, float] = defaultdict(float)
+        self.models: dict[str, ModelStats] = {}  # by model version
+
+    def model(self, version: str) -> ModelStats:
+        return self.models.setdefault(version, ModelStats())
 
     def inc(self, name: str, value: float = 1.0, labels: str = "") -> None:
         self.counters[(name, labels)] += value
@@ -71,3 +78,47 @@ class Metrics:
                 lines.append(f'{PREFIX}{name}_bucket{{le="{le}"}} {cum:g}')
             lines += [f"{PREFIX}{name}_sum {self.hist_sum[name]:g}", f"{PREFIX}{name}_count {cum:g}"]
         return "\n".join(lines) + "\n"
+
+
+def _duration() -> dict[str, int]:
+    return {"count": 0, "ns": 0}
+
+
+class ModelStats:
+    """One model version's counters, in the shape of Triton's statistics extension:
+    counts are per request (success, fail, queue, compute_infer) or per model call
+    (execution_count, batch_stats); times in nanoseconds. The model call is not split
+    into input / infer / output, so compute_infer holds all of it."""
+
+    def __init__(self) -> None:
+        self.last_inference_ms = 0
+        self.inference_count = 0  # windows scored
+        self.execution_count = 0  # model calls
+        self.durations = {k: _duration() for k in (
+            "success", "fail", "queue", "compute_input", "compute_infer", "compute_output")}
+        self.batches: dict[int, dict[str, int]] = {}  # batch size -> compute_infer duration
+
+    def _add(self, d: dict[str, int], count: int, seconds: float) -> None:
+        d["count"] += count
+        d["ns"] += int(seconds * 1e9)
+
+    def request(self, ok: bool, seconds: float) -> None:
+        self._add(self.durations["success" if ok else "fail"], 1, seconds)
+        if ok:
+            self.last_inference_ms = int(time.time() * 1000)
+
+    def batch(self, windows: int, requests: int, queue_seconds: float, compute_seconds: float) -> None:
+        self.inference_count += windows
+        self.execution_count += 1
+        self._add(self.durations["queue"], requests, queue_seconds)
+        self._add(self.durations["compute_infer"], requests, compute_seconds * requests)
+        self._add(self.batches.setdefault(windows, _duration()), 1, compute_seconds)
+
+    def document(self, name: str, version: str) -> dict[str, Any]:
+        return {
+            "name": name, "version": version, "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count, "execution_count": self.execution_count,
+            "inference_stats": {**self.durations, "cache_hit": _duration(), "cache_miss": _duration()},
+            "batch_stats": [{"batch_size": n, "compute_input": _duration(), "compute_infer": dict(d),
+                             "compute_output": _duration()} for n, d in sorted(self.batches.items())],
+        }

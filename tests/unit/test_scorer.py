@@ -1,4 +1,8 @@
-"""The scorer as a real process on a free port, driven by the real asyncio client."""
+"""The scorer as a real process on a free port, driven by the real asyncio client.
+
+Also home of the helpers the other scorer tests share: `make_artifact`, `free_port`,
+`Scorer` (a `darkpool scorer serve` subprocess) and `InProcessScorer` (the app in a
+thread of the test process, for tests that reach into it)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -26,17 +32,22 @@ from model.scorer.client import (
     ScorerRequestError,
     ScorerUnavailable,
 )
+from model.scorer.server import ScorerApp, ScorerConfig
 from model.transformer import ScoringModel
 
 ROOT = Path(__file__).resolve().parents[2]
 T = 12
 
 
-def make_artifact(folder: Path, seed: int) -> tuple[str, ScoringModel]:
+GEOMETRY = {"size_s": 60, "slide_s": 5, "n_buckets": T}  # what `darkpool train` records for 12 panes
+
+
+def make_artifact(folder: Path, seed: int, window: dict | None = None) -> tuple[str, ScoringModel]:
     torch.manual_seed(seed)
     m = ScoringModel(preset("small")).eval()
     m.std.fill_(2.0)
-    return save_artifact(folder, m, threshold=0.5 + seed / 100, target_fpr=0.01, metrics={}), m
+    extra = {"window": window} if window else None
+    return save_artifact(folder, m, threshold=0.5 + seed / 100, target_fpr=0.01, metrics={}, extra_config=extra), m
 
 
 def free_port() -> int:
@@ -90,6 +101,51 @@ def scorer(artifacts):
     s = Scorer(artifacts["a"][0], max_batch=64, max_delay_ms=5)
     yield s
     s.stop()
+
+
+class InProcessScorer:
+    """The scorer app on a free port, served by a thread of the test process with its own
+    event loop, so a test can reach into it (break its model, mark it not ready)."""
+
+    def __init__(self, artifact: Path, **opts: object):
+        opts = {"port": 0, "device": "cpu", "threads": 1, "warmup_batches": 1, "max_batch": 16, **opts}
+        self.app = ScorerApp(ScorerConfig(artifact=artifact, **opts))
+        self._listening = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+        if not self._listening.wait(60):
+            raise RuntimeError("in-process scorer did not listen within 60 s")
+        if self._error is not None:
+            raise self._error
+        self.url = f"http://127.0.0.1:{self.app.port}"
+        self.hostport = f"127.0.0.1:{self.app.port}"
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self.loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            await self.app.run(self._stop, lambda line: self._listening.set())
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the constructor
+            self._error = exc
+            self._listening.set()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(30)
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None, method: str = "POST"):
+    """(status, headers, body) of a raw HTTP request, error answers included."""
+    req = urllib.request.Request(url, data=body if method == "POST" else None, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
 
 
 def expected(model: ScoringModel, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -155,6 +211,7 @@ def test_metadata_and_health(scorer, artifacts):
     meta, ready = asyncio.run(main())
     assert ready and meta.version == artifacts["a"][1] and meta.threshold == pytest.approx(0.5)
     assert len(meta.channels) == N_CHANNELS and meta.n_buckets == T and meta.scenarios[0] == "normal"
+    assert meta.window == {"n_buckets": T}  # this artifact records no window geometry
 
 
 def test_overload_is_a_clear_error(artifacts):
@@ -210,11 +267,11 @@ def test_hot_reload_under_load_drops_nothing(scorer, artifacts):
         np.testing.assert_allclose(score, expected(ma if v == va else mb, x)["score"], rtol=1e-4, atol=1e-5)
 
 
-def test_reload_of_a_bad_folder_keeps_serving(scorer, artifacts, tmp_path):
+def test_reload_of_a_bad_folder_keeps_serving(scorer, artifacts):
     async def main():
         async with ScorerClient(scorer.url) as client:
-            with pytest.raises(ScorerRequestError, match="still serving"):
-                await client.load(str(tmp_path / "missing"))
+            with pytest.raises(ScorerRequestError, match="still serving.*not a model artifact"):
+                await client.load(str(artifacts["a"][0].parent / "missing"))
             return await client.score(windows(1, 0))
 
     assert asyncio.run(main()).model_version == artifacts["a"][1]
