@@ -1,59 +1,99 @@
-"""The model's channel list, defined once: names, groups, and which are computed per pane.
+"""The model's channel list, defined once: names, groups, units, plain descriptions, and
+which are computed per pane.
 
 The model input of one window is `float32 [T, N_CHANNELS]` in the order of `CHANNELS`.
 Pane channels are computed from a pane's events (core/features.py); the others when a
 window is assembled (window-relative levels, time of day, `pane_active`). The level
 channels named in core/pane_normals.RELATIVE_CHANNELS enter the model as deviations from
 the instrument's own normal (robust z), not as the raw values described below.
+
+`CHANNEL_UNITS` and `CHANNEL_DESCRIPTIONS` are what an analyst reads: alerts name their
+top channels by these, and docs/CHANNELS.md is generated from this table
+(`python scripts/gen_docs.py`; a unit test fails when the file is out of date).
 """
 
 from __future__ import annotations
 
 # ---- channel list --------------------------------------------------------------------
-# (name, group, computed per pane?) — window channels are added by `window_tensor`.
-_CHANNEL_SPEC: tuple[tuple[str, str, bool], ...] = (
+# (name, group, computed per pane?, unit, plain description): window channels are added
+# by `window_tensor`. The unit is the pane value's; "log1p(x)" = ln(1 + x).
+_CHANNEL_SPEC: tuple[tuple[str, str, bool, str, str], ...] = (
     # price
-    ("ret_mid_bps", "price", True),  # log return of the NBBO mid over the pane, bps
-    ("fill_dev_hs", "price", True),  # qty-weighted |fill price - mid| in half-spreads
-    ("fill_outside_hs", "price", True),  # max distance of a fill outside the NBBO, half-spreads
-    ("mid_vol_bps", "price", True),  # realized volatility of the mid within the pane, bps
-    ("spread_bps", "price", True),  # mean quoted spread, bps of mid
+    ("ret_mid_bps", "price", True, "bps",
+     "log return of the NBBO midpoint over the pane"),
+    ("fill_dev_hs", "price", True, "half-spreads",
+     "size-weighted distance of fill prices from the midpoint"),
+    ("fill_outside_hs", "price", True, "half-spreads",
+     "how far the worst fill printed outside the NBBO (0 when all inside)"),
+    ("mid_vol_bps", "price", True, "bps",
+     "realized volatility of the midpoint within the pane"),
+    ("spread_bps", "price", True, "bps of mid",
+     "mean quoted NBBO spread"),
     # volume
-    ("log_volume", "volume", True),  # log1p(filled shares)
-    ("log_mean_fill", "volume", True),  # log1p(mean fill size)
-    ("log_max_fill", "volume", True),  # log1p(largest fill size)
-    ("block_count", "volume", True),  # log1p(# block prints: notional >= BLOCK_NOTIONAL)
-    ("hidden_share", "volume", True),  # share of filled shares against hidden liquidity
-    ("volume_vs_window", "volume", False),  # log_volume - its mean over the window's traded panes
-    ("fill_size_vs_window", "volume", False),  # log_max_fill - mean log_mean_fill over the window
+    ("log_volume", "volume", True, "log1p(shares)",
+     "shares filled"),
+    ("log_mean_fill", "volume", True, "log1p(shares)",
+     "mean fill size"),
+    ("log_max_fill", "volume", True, "log1p(shares)",
+     "largest fill size"),
+    ("block_count", "volume", True, "log1p(count)",
+     "block prints (notional >= BLOCK_NOTIONAL, $200,000)"),
+    ("hidden_share", "volume", True, "fraction 0..1",
+     "share of filled shares that hit hidden liquidity"),
+    ("volume_vs_window", "volume", False, "log ratio",
+     "shares filled vs the window's average traded pane"),
+    ("fill_size_vs_window", "volume", False, "log ratio",
+     "largest fill vs the window's mean fill size"),
     # time
-    ("log_events", "time", True),  # log1p(# events)
-    ("gap_median_ms", "time", True),  # log1p(median inter-arrival, ms); slide length if < 2 events
-    ("burst_100ms", "time", True),  # log1p(max # events inside one 100 ms slot)
-    ("activity_vs_window", "time", False),  # log_events - its mean over the window's active panes
-    ("tod_sin", "time", False),  # time of day of the pane start (New York, DST included), sine
-    ("tod_cos", "time", False),  # ... cosine
-    ("to_close_h", "time", False),  # hours from pane start to the 16:00 New York close, clipped
-    ("pane_active", "time", False),  # 1 if the pane had events, 0 if empty
+    ("log_events", "time", True, "log1p(count)",
+     "order events (new, cancel, fill)"),
+    ("gap_median_ms", "time", True, "log1p(ms)",
+     "median time between events (the slide length when under 2 events)"),
+    ("burst_100ms", "time", True, "log1p(count)",
+     "most events inside one 100 ms slot"),
+    ("activity_vs_window", "time", False, "log ratio",
+     "events vs the window's average active pane"),
+    ("tod_sin", "time", False, "-1..1",
+     "time of day of the pane start, New York (DST included), sine"),
+    ("tod_cos", "time", False, "-1..1",
+     "time of day of the pane start, New York, cosine"),
+    ("to_close_h", "time", False, "hours",
+     "time from pane start to the 16:00 New York close, clipped to -0.5..1"),
+    ("pane_active", "time", False, "0 or 1",
+     "1 if the pane had events, 0 if empty"),
     # order flow
-    ("log_new", "flow", True),  # log1p(# new orders)
-    ("log_cancel", "flow", True),  # log1p(# cancels)
-    ("log_fill", "flow", True),  # log1p(# fills)
-    ("cancel_fill_ratio", "flow", True),  # log((cancels + 1) / (fills + 1))
-    ("new_imbalance", "flow", True),  # (buy - sell) / total shares of new orders
-    ("fill_imbalance", "flow", True),  # (buy - sell) / total filled shares, by order side
+    ("log_new", "flow", True, "log1p(count)",
+     "new orders"),
+    ("log_cancel", "flow", True, "log1p(count)",
+     "cancels"),
+    ("log_fill", "flow", True, "log1p(count)",
+     "fills"),
+    ("cancel_fill_ratio", "flow", True, "log ratio",
+     "cancels vs fills: ln((cancels + 1) / (fills + 1))"),
+    ("new_imbalance", "flow", True, "-1..1",
+     "buy minus sell shares of new orders, over their total"),
+    ("fill_imbalance", "flow", True, "-1..1",
+     "buy minus sell filled shares (by order side), over their total"),
     # participant
-    ("self_cross_share", "participant", True),  # filled shares with contra == participant or same firm
-    ("top_cancel_ratio", "participant", True),  # cancels / events of the most active participant
-    ("top_volume_share", "participant", True),  # that participant's share of traded shares (both legs)
-    ("participant_hhi", "participant", True),  # Herfindahl index of event counts over participants
-    ("log_participants", "participant", True),  # log1p(# distinct participants)
-    ("front_run_ratio", "participant", True),  # max net same-direction shares a third party
-    # traded before the pane's large fill, / the large fill's size (0..1)
-)
+    ("self_cross_share", "participant", True, "fraction 0..1",
+     "share of filled shares where buyer and seller are the same participant or firm"),
+    ("top_cancel_ratio", "participant", True, "fraction 0..1",
+     "cancels among the events of the most active participant"),
+    ("top_volume_share", "participant", True, "fraction 0..1",
+     "that participant's share of traded shares (both sides)"),
+    ("participant_hhi", "participant", True, "0..1",
+     "concentration of events over participants (Herfindahl index; 1 = one participant)"),
+    ("log_participants", "participant", True, "log1p(count)",
+     "distinct participants"),
+    ("front_run_ratio", "participant", True, "fraction 0..1",
+     "most net same-direction shares a third party traded just before the pane's large "
+     "fill, over that fill's size"),
+)  # fmt: skip
 
-CHANNELS: tuple[str, ...] = tuple(name for name, _, _ in _CHANNEL_SPEC)
+CHANNELS: tuple[str, ...] = tuple(spec[0] for spec in _CHANNEL_SPEC)
 N_CHANNELS = len(CHANNELS)
-CHANNEL_GROUPS: dict[str, str] = {name: group for name, group, _ in _CHANNEL_SPEC}
-PANE_CHANNELS: tuple[str, ...] = tuple(name for name, _, per_pane in _CHANNEL_SPEC if per_pane)
+CHANNEL_GROUPS: dict[str, str] = {spec[0]: spec[1] for spec in _CHANNEL_SPEC}
+PANE_CHANNELS: tuple[str, ...] = tuple(spec[0] for spec in _CHANNEL_SPEC if spec[2])
 N_PANE_CHANNELS = len(PANE_CHANNELS)
+CHANNEL_UNITS: dict[str, str] = {spec[0]: spec[3] for spec in _CHANNEL_SPEC}
+CHANNEL_DESCRIPTIONS: dict[str, str] = {spec[0]: spec[4] for spec in _CHANNEL_SPEC}

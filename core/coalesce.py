@@ -54,7 +54,15 @@ from typing import Any
 
 import numpy as np
 
-from core.alerts import SCHEMA_VERSION, UNKNOWN_SCENARIO, alert_id, top_features
+from core.alerts import (
+    SCHEMA_VERSION,
+    UNKNOWN_SCENARIO,
+    alert_id,
+    iso_times,
+    score_margin,
+    severity,
+    top_features,
+)
 from core.records import ScoredWindow
 from core.schemas import COMPACT_JSON, SCENARIOS  # one encoder for every state write
 from core.thresholds import Baseline, ChannelNormals, Threshold, ThresholdConfig
@@ -153,6 +161,8 @@ def _event(
 ) -> dict[str, Any]:  # fmt: skip
     scenario, prob = ep.scenario(cfg.min_scenario_probability)
     parts = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))
+    # the rules score on their own raw scale (threshold 1), whatever the model's scale
+    margin = score_margin(ep.peak_score, thr.value, "raw" if thr.source == "rules" else cfg.score_scale)
     ev = {
         "schema": SCHEMA_VERSION,
         "alert_id": ep.alert_id,
@@ -177,14 +187,18 @@ def _event(
         "scenario_probability": round(prob, 4),
         "top_features": ep.peak_features,
         "participants": [
-            {"participant": p, "weight": round(w, 4)} for p, w in parts[: cfg.top_participants]
+            {"participant": p, "weight": round(w, 4), "share": round(min(w / max(ep.n_above, 1), 1.0), 4)}
+            for p, w in parts[: cfg.top_participants]
         ],
         "close_reason": reason,
         "model_version": ep.model_version,
         "degraded": ep.degraded,
         "emitted_at": now_ms,
         "latency_ms": now_ms - window_end,
+        "severity": severity(margin, ep.last_above_end - ep.start, scenario),
+        "score_margin": round(margin, 4),
     }
+    ev.update(iso_times(ev))
     ep.seq += 1
     return ev
 

@@ -62,7 +62,7 @@ def test_evaluate_all_models_with_transformer(tiny: Path, tmp_path: Path) -> Non
     out = tmp_path / "rep"
     _run(["--data", str(tiny), "--out", str(out), "--quick", "--transformer-minutes", "1"])
     res = _check_report(out, ["transformer", "lstm", "cnn", "gbt", "iforest", "rules"])
-    assert "F1 >= 0.95" in (out / "REPORT.md").read_text()  # the verdict on the targets
+    assert "F1 >= 0.95" in (out / "REPORT.md").read_text()  # the verdict on the targets
     assert res["models"]["transformer"]["info"]["version"]
 
 
