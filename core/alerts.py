@@ -158,6 +158,9 @@ ISO_TIMES = ("window_end", "episode_start", "episode_end", "evidence_start", "ev
              "peak_window_end", "emitted_at")  # fmt: skip
 FIELDS = (*FIELDS_V2, "severity", "score_margin", *(f"{f}_iso" for f in ISO_TIMES))
 _FIELDS_OF = {1: FIELDS_V1, 2: FIELDS_V2}  # older schema -> its fields (newest: FIELDS)
+# fields that depend on when the event was made, not on what was decided: two runs that
+# decide the same differ only in these (used to compare runs: recovery tests, chaos)
+PROCESSING_TIME_FIELDS = ("emitted_at", "emitted_at_iso", "latency_ms")
 
 
 def alert_id(instrument: str, open_window_end: int, model_version: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from darkpool.evaluate.alert_diff import comparable, differences  # noqa: F401  (re-exported for the tests)
 from darkpool.stack.scorer import ScorerProcess, free_port  # noqa: F401  (the tests' one launcher)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,40 +94,3 @@ def read_until(
     finally:
         consumer.close()
     return records
-
-
-def _close(x: object, y: object) -> bool:
-    """Equal, numbers to 1e-4 relative: the model's float results depend on the batch a
-    window was scored in (torch CPU kernels; the scorer batches dynamically), measured
-    as a last-digit difference of a rounded score (0.091231 vs 0.091232) between runs."""
-    if isinstance(x, float) or isinstance(y, float):
-        return isinstance(x, int | float) and isinstance(y, int | float) and math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-6)
-    if isinstance(x, list) and isinstance(y, list):
-        return len(x) == len(y) and all(_close(a, b) for a, b in zip(x, y, strict=True))
-    if isinstance(x, dict) and isinstance(y, dict):
-        return x.keys() == y.keys() and all(_close(x[k], y[k]) for k in x)
-    return x == y
-
-
-def differences(a: dict[tuple[str, int], dict], b: dict[tuple[str, int], dict]) -> dict:
-    """Alert events (`comparable` of two runs) that differ beyond float noise, by field."""
-    out = {}
-    for key in sorted(set(a) | set(b)):
-        if key not in a or key not in b:
-            out[key] = "missing in the second run" if key not in b else "extra in the second run"
-            continue
-        fields = {f: (a[key].get(f), b[key].get(f)) for f in a[key].keys() | b[key].keys()
-                  if not _close(a[key].get(f), b[key].get(f))}  # fmt: skip
-        if fields:
-            out[key] = fields
-    return out
-
-
-def comparable(events: list[dict]) -> dict[tuple[str, int], dict]:
-    """Alert events by (alert_id, seq) without their processing-time fields."""
-    out: dict[tuple[str, int], dict] = {}
-    for e in events:
-        key = (e["alert_id"], e["seq"])
-        assert key not in out, f"duplicate alert event {key}"
-        out[key] = {k: v for k, v in e.items() if k not in ("emitted_at", "latency_ms")}
-    return out

@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from core.alerts import PROCESSING_TIME_FIELDS
 from core.coalesce import InstrumentState, close_if_quiet, step
 from core.records import ScoredWindow
 from core.thresholds import ThresholdConfig
@@ -61,7 +62,7 @@ def expected_events(by_inst: dict[str, list[ScoredWindow]]) -> list[dict]:
 
 
 def strip(ev: dict) -> tuple:
-    return tuple(sorted((k, json.dumps(v)) for k, v in ev.items() if k not in ("emitted_at", "latency_ms")))
+    return tuple(sorted((k, json.dumps(v)) for k, v in ev.items() if k not in PROCESSING_TIME_FIELDS))
 
 
 def batches(phase: list[ScoredWindow]) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core import paths
+from core.alerts import PROCESSING_TIME_FIELDS
 from core.records import ScoredWindow
 from core.schemas import SCENARIOS
 from darkpool.stack import flink, jobs, smoke
@@ -92,5 +93,5 @@ def submit(stack: StackConfig, args: list[str], savepoint: str | None = None) ->
 def comparable(alerts: list[dict[str, Any]]) -> list[tuple]:
     """Alert events without the processing-time fields, sorted: equal for equal decisions."""
     return sorted(
-        tuple(sorted((k, json.dumps(v)) for k, v in a.items() if k not in ("emitted_at", "latency_ms"))) for a in alerts
+        tuple(sorted((k, json.dumps(v)) for k, v in a.items() if k not in PROCESSING_TIME_FIELDS)) for a in alerts
     )

@@ -15,6 +15,7 @@ import json
 import random
 from dataclasses import replace
 
+from core.alerts import PROCESSING_TIME_FIELDS
 from core.coalesce import InstrumentState, close_if_quiet, step
 from core.records import ScoredWindow, encode_scored_batch
 from core.schemas import SCENARIOS
@@ -206,7 +207,7 @@ def alerts_of(out: list) -> list[dict]:
 def key(events: list[dict]) -> list[str]:
     return sorted(
         json.dumps(
-            {k: v for k, v in e.items() if k not in ("emitted_at", "latency_ms")}, sort_keys=True
+            {k: v for k, v in e.items() if k not in PROCESSING_TIME_FIELDS}, sort_keys=True
         )
         for e in events
     )
