@@ -106,7 +106,7 @@ def window_from_model(configured: WindowConfig, explicit: bool, model_window: di
 # stages can ever use, as a maximum parallelism is for a Flink job. Not 128 (Flink's
 # default maximum parallelism): each (shard, pane) record costs ~5 ms of CPU through the
 # stages (measured, 2-core box, 200 instruments, bench/job_stages.py --stages full):
-# 13.2k events/s with 1 shard, 5.0k with 32, 1.4k with 128. Live, 32 shards cost ~3% of
+# 13-15k events/s with 1 shard, 5.0k with 32, 1.4k with 128. Live, 32 shards cost ~3% of
 # a core per 5 s pane; 128 would cost ~13% and cap a catch-up at ~8x real time.
 PANE_SHARDS = 32
 
@@ -127,7 +127,9 @@ class JobConfig:
     start_from: str = "committed"  # committed (fallback earliest) | earliest | latest
     # --- fault tolerance -------------------------------------------------------------
     checkpoint_interval_ms: int = 5_000  # exactly-once alerts become visible at this cadence
-    checkpoint_timeout_ms: int = 120_000  # a checkpoint slower than this is declared failed
+    # a checkpoint slower than this is declared failed; a final checkpoint waits for the
+    # Python flushes and the scorer calls in flight (retries included) to drain
+    checkpoint_timeout_ms: int = 600_000
     # failed / expired checkpoints in a row before the job fails over. Under heavy
     # backpressure (measured: 5,000 instruments replayed as fast as possible) barriers
     # can queue past the timeout; with 0 the whole job failed instead of checkpointing later

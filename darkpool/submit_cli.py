@@ -4,7 +4,15 @@
         Runs `flink run -d -py jobs/detect_anomalies.py` (darkpool.stack.jobs.submit) against
         the local stack (default; its FLINK_CONF_DIR names the cluster) or the given
         JobManager. Everything after `--` goes to the job (`python jobs/detect_anomalies.py
-        --help`). Prints the job id and the web UI URL.
+        --help`). Prints the job id and the web UI URL. The flags are recorded in the run
+        dir (.run/submit/detection-job.json) for --resume.
+
+    darkpool submit --resume
+        After a JobManager loss (the local cluster has no high availability: a new
+        JobManager has lost every job): `darkpool stack up`, then this. Submits the job
+        again with the recorded flags, restoring the newest retained checkpoint of the
+        previous run (`flink run -s .run/flink/checkpoints/<job id>/chk-<n>`). Alerts
+        committed before the loss are not repeated; those after it are made again, once.
 
     darkpool alerts [--from-beginning] [--max N] [--timeout S] [--json] [--topic T]
         Reads the alerts topic with isolation_level=read_committed, so only alerts of
@@ -31,15 +39,31 @@ from darkpool.stack.alerts_topic import BrokerUnavailable, read_alerts
 @click.option(
     "--python", default=None, help="interpreter of the Python workers (default: this clone's .venv)"
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="after a JobManager loss: the previous submit again (same flags), from its newest retained checkpoint",
+)
 @click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
-def submit(jobmanager: str | None, python: str | None, job_args: tuple[str, ...]) -> None:
+def submit(jobmanager: str | None, python: str | None, resume: bool, job_args: tuple[str, ...]) -> None:
     """Submit the detection job (jobs/detect_anomalies.py) to a Flink cluster, detached."""
     from darkpool.stack import jobs  # needs pyflink: imported only when submitting
+    from darkpool.stack.procs import StackError
     from darkpool.stack.settings import StackConfig
 
+    cfg = StackConfig.load()
+    if resume and (job_args or jobmanager or python):
+        raise click.UsageError("--resume reuses the previous submit's flags, cluster and python: give no others")
     try:
-        job_id = jobs.submit(StackConfig.load(), jobs.DETECTION_JOB, list(job_args), jobmanager, python)
-    except jobs.SubmitError as exc:
+        if resume:
+            job_id, checkpoint = jobs.resume(cfg)
+            jobmanager = jobs.load_submission(cfg, jobs.DETECTION_RECORD).jobmanager
+            click.echo(f"resumed from: {checkpoint}")
+        else:
+            job_id = jobs.submit(cfg, jobs.DETECTION_JOB, list(job_args), jobmanager, python)
+            sub = jobs.Submission(str(jobs.DETECTION_JOB), list(job_args), jobmanager, python, [job_id])
+            jobs.record_submission(cfg, jobs.DETECTION_RECORD, sub)
+    except StackError as exc:  # SubmitError included
         raise click.ClickException(str(exc)) from exc
     ui = f"http://{jobmanager}" if jobmanager else from_env(FlinkConfig).rest_url
     click.echo(f"job id: {job_id}")

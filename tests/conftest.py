@@ -4,7 +4,8 @@
   default: the shared stack on 9092/8081). It reuses a running one and only stops, at
   the end of the session, the parts it started itself.
 - `kafka_topic`: factory creating uniquely named topics (deleted afterwards), so tests
-  can share one broker.
+  can share one broker; it returns once every partition has a leader in the broker's
+  metadata, so the next client to ask sees the whole topic.
 - `flink_job`: submits a PyFlink script with `flink run -d -py` and returns its job id;
   jobs still running at the end of the test are cancelled.
 - `no_pyflink_worker_env` (autouse): a test that runs a PyFlink job inside pytest's own
@@ -45,7 +46,12 @@ def stack() -> Iterator[StackConfig]:
     cfg = StackConfig.load()
     started: list[str] = []
     if not core.running(cfg):
-        if core.serving(cfg):
+        ours = [s.name for s in core.status(cfg) if s.running]
+        if ours:
+            # half of our stack runs (e.g. its TaskManager died): start the rest alone, as
+            # `darkpool stack up` does, and leave it running (others' jobs live on it)
+            core.up(cfg)
+        elif core.serving(cfg):
             # a stack of another clone/run dir already serves these ports: use it, and
             # write only a client config (conf/lib) into our run dir for `flink run`
             flink.prepare(cfg)

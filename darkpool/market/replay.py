@@ -101,29 +101,36 @@ def _no_broker(cfg: KafkaConfig, exc: Exception) -> ReplayError:
     )
 
 
+TOPIC_LOOKUP_S = 5.0  # how long a missing topic is looked for again before it counts as missing
+
+
 def ensure_topic(cfg: KafkaConfig, topic: str, create: bool = False) -> None:
     """Fail fast (or create it) when the topic is missing: the local broker does not
-    auto-create topics, and a send to a missing topic would only time out."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+    auto-create topics, and a send to a missing topic would only time out. Returns once
+    the topic and each of its partitions (with a leader) are in the broker's metadata:
+    a topic created a moment ago may be missing from the first answer."""
     from kafka.errors import KafkaError
 
+    from darkpool.stack import kafka as broker
+    from darkpool.stack.procs import StackError
+
     try:
-        admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers.split(","), bootstrap_timeout_ms=5_000)
+        admin = broker.admin_client(cfg.bootstrap_servers, bootstrap_timeout_ms=5_000)
     except KafkaError as exc:
         raise _no_broker(cfg, exc) from None
     try:
-        if topic in admin.list_topics():
-            return
-        if not create:
+        if create:  # a no-op for an existing topic, then waits until it is usable
+            broker.create_missing_topics(admin, [topic], cfg.partitions)
+        elif not broker.topic_visible(admin, topic, TOPIC_LOOKUP_S):
             raise ReplayError(
                 f"topic {topic!r} does not exist at {cfg.bootstrap_servers} (the broker does not "
                 "auto-create topics). `darkpool stack up` creates the standard ones; pass "
                 "--create-topic to create this one."
             )
-        from darkpool.stack.kafka import APPEND_TIME
-
-        admin.create_topics([NewTopic(topic, num_partitions=cfg.partitions, replication_factor=1,
-                                      topic_configs=APPEND_TIME)])  # fmt: skip
+    except StackError as exc:
+        raise ReplayError(str(exc)) from None
+    except KafkaError as exc:
+        raise ReplayError(f"looking up topic {topic!r} at {cfg.bootstrap_servers} failed: {exc!r}") from None
     finally:
         admin.close()
 

@@ -1,16 +1,25 @@
 """up / down / status of the whole stack, on top of the kafka and flink parts.
 
-`up` is idempotent: parts already running (per their pid file) are left alone. Parts it
-starts in one call are started in parallel (JVM start-up dominates) and, if any of them
-fails to become ready, everything this call started is stopped again before the error
-is raised, so a failed `up` leaves nothing behind.
+`up` is idempotent and starts only what is missing: a TaskManager alone joins the
+JobManager that still runs (which keeps its jobs: they restart from their last
+checkpoint on the new TaskManager's slots, as under a cluster manager), a JobManager
+alone is joined again by the running TaskManager, a broker alone keeps its data. Parts
+it starts in one call are started in parallel (JVM start-up dominates) and, if any of
+them fails to become ready, everything this call started is stopped again before the
+error is raised, so a failed `up` leaves nothing behind.
+
+A part that exited by itself keeps its (stale) pid file; one stopped by `down` has none.
+`up` first stops what an exited part left behind (a killed TaskManager's Python
+workers), and `supervise` restarts exited parts until told to stop.
 """
 
 from __future__ import annotations
 
 import fcntl
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -28,7 +37,15 @@ from darkpool.stack.procs import (
 from darkpool.stack.settings import StackConfig
 
 PARTS = ("kafka", "flink")
+NAMES = (kafka.NAME, flink.JM, flink.TM)  # start order
 ORDER = (flink.TM, flink.JM, kafka.NAME)  # stop order: TaskManager first, broker last
+PART_OF = {kafka.NAME: "kafka", flink.JM: "flink", flink.TM: "flink"}
+
+Progress = Callable[[str], None]  # one line per step of a start (e.g. click.echo)
+
+
+def _quiet(_line: str) -> None:
+    pass
 
 
 @dataclass
@@ -60,52 +77,74 @@ def _locked(cfg: StackConfig) -> Iterator[None]:
         yield
 
 
-def up(cfg: StackConfig, parts: tuple[str, ...] = PARTS) -> UpResult:
+def up(cfg: StackConfig, parts: tuple[str, ...] = PARTS, progress: Progress | None = None) -> UpResult:
+    """Start the processes of `parts` that do not run; `progress` gets a line per step."""
     with _locked(cfg):
-        return _up(cfg, parts)
+        return _up(cfg, parts, progress or _quiet)
 
 
-def _up(cfg: StackConfig, parts: tuple[str, ...]) -> UpResult:
+def _clear_exited(cfg: StackConfig, pids: PidFiles, name: str, progress: Progress) -> None:
+    """Stop what an exited part left in its process group (the Python workers of a
+    killed TaskManager JVM), then drop its stale pid file."""
+    proc = pids.exited(name)
+    if proc is None:
+        return
+    if group_members(proc.pid):
+        progress(f"{name} (pid {proc.pid}) had exited; stopping what it left behind")
+    stop(proc, cfg.stop_timeout_s)
+    pids.remove(name)
+
+
+def _up(cfg: StackConfig, parts: tuple[str, ...], progress: Progress) -> UpResult:
     t0 = time.monotonic()
     pids = PidFiles(cfg.pid_dir)
     result = UpResult()
     kafka.java_binary()  # fail early and clearly when Java is missing
-    want_kafka = "kafka" in parts and pids.live(kafka.NAME) is None
-    want_flink = "flink" in parts and not (pids.live(flink.JM) and pids.live(flink.TM))
-    result.already = [n for n in (kafka.NAME, flink.JM, flink.TM) if pids.live(n)]
+    wanted = [n for n in NAMES if PART_OF[n] in parts]
+    live = {n: pids.live(n) for n in wanted}
+    missing = [n for n in wanted if live[n] is None]
+    result.already = [n for n in wanted if live[n] is not None]
+    for name in missing:
+        _clear_exited(cfg, pids, name, progress)
     ports = cfg.ports()
     check = {}
-    if want_kafka:
+    if kafka.NAME in missing:
         check.update({k: ports[k] for k in ("kafka", "kafka-controller")})
-    if want_flink:
-        for name in (flink.JM, flink.TM):  # half a cluster: restart it whole
-            if (proc := pids.live(name)) is not None:
-                stop(proc, cfg.stop_timeout_s)
-                pids.remove(name)
-        result.already = [n for n in result.already if not n.startswith("flink")]
+    if flink.JM in missing:
         check.update({k: ports[k] for k in ("flink-rest", "flink-rpc")})
     _check_ports(cfg, check)
-    if want_flink:
+    flink_missing = [n for n in (flink.JM, flink.TM) if n in missing]
+    if flink_missing:
         flink.check_prom_ports(cfg)
 
     started: list[Proc] = []
+    tm_id = None
     try:
-        if want_kafka:
+        if kafka.NAME in missing:
+            progress("starting kafka")
             kafka.prepare(cfg)
             started.append(kafka.start(cfg, pids))
-        if want_flink:
-            env = flink.prepare(cfg)
-            jm = flink.start(cfg, pids, flink.JM, env)
-            started.append(jm)
-            tm = flink.start(cfg, pids, flink.TM, env)
-            started.append(tm)
+        if flink_missing:
+            # a part still running keeps the config it was started with: the one that
+            # joins it gets the same (rebuilt only when no Flink process of ours runs)
+            fresh = len(flink_missing) == 2 or not cfg.flink_conf_dir.joinpath("config.yaml").exists()
+            env = flink.prepare(cfg) if fresh else flink.client_env(cfg)
+            for name in flink_missing:
+                progress(f"starting {name}")
+                if name == flink.TM:
+                    tm_id = f"darkpool-tm-{uuid.uuid4().hex[:8]}"
+                started.append(flink.start(cfg, pids, name, env, resource_id=tm_id if name == flink.TM else None))
         deadline = time.monotonic() + cfg.ready_timeout_s
-        if want_kafka:
+        if kafka.NAME in missing:
             kafka.wait_ready(cfg, started[0], deadline)
+            progress("kafka ready")
         if "kafka" in parts:
             result.topics_created = kafka.ensure_topics(cfg)
-        if want_flink:
-            flink.wait_ready(cfg, jm, tm, flink.configured_slots(cfg), deadline)
+        if flink_missing:
+            procs = [pids.read(flink.JM), pids.read(flink.TM)]
+            progress("waiting for the TaskManager to register with the JobManager")
+            flink.wait_ready(cfg, procs, flink.configured_slots(cfg), deadline, tm_id)
+            progress("flink ready")
     except BaseException:
         for proc in reversed(started):
             stop(proc, cfg.stop_timeout_s)
@@ -114,6 +153,41 @@ def _up(cfg: StackConfig, parts: tuple[str, ...]) -> UpResult:
     result.started = [p.name for p in started]
     result.seconds = time.monotonic() - t0
     return result
+
+
+def restart_taskmanager(cfg: StackConfig, progress: Progress | None = None) -> UpResult:
+    """Stop this stack's TaskManager (if it runs) and start a new one; the JobManager and
+    its jobs stay (they restart from their last checkpoint once the new slots register)."""
+    with _locked(cfg):
+        _down(cfg, (flink.TM,))
+        return _up(cfg, ("flink",), progress or _quiet)
+
+
+def restart_kafka(cfg: StackConfig, progress: Progress | None = None) -> UpResult:
+    """Stop the broker and start it again on the same data dir (topics and offsets kept)."""
+    with _locked(cfg):
+        _down(cfg, (kafka.NAME,))
+        return _up(cfg, ("kafka",), progress or _quiet)
+
+
+def supervise(
+    cfg: StackConfig, stop_event: threading.Event, interval_s: float = 5.0, progress: Progress | None = None
+) -> None:
+    """Until `stop_event` is set: every `interval_s`, start again any part that exited by
+    itself (stale pid file), alone, as a cluster manager replaces a lost TaskManager.
+    Parts stopped by `down` (no pid file) stay stopped. A failed restart is reported
+    through `progress` and tried again next round."""
+    say = progress or _quiet
+    while not stop_event.wait(interval_s):
+        pids = PidFiles(cfg.pid_dir)
+        exited = [n for n in NAMES if pids.exited(n) is not None]
+        if not exited:
+            continue
+        say(f"{', '.join(exited)} exited; starting again")
+        try:
+            up(cfg, tuple(dict.fromkeys(PART_OF[n] for n in exited)), say)
+        except StackError as exc:
+            say(f"restart failed (next try in {interval_s:.0f}s): {exc}")
 
 
 def down(cfg: StackConfig, names: tuple[str, ...] = ORDER) -> list[str]:

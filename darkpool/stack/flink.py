@@ -171,10 +171,16 @@ def log_file(cfg: StackConfig, name: str) -> Path:
     return cfg.log_dir / f"flink-darkpool-{SERVICE[name]}-0-localhost.log"
 
 
-def start(cfg: StackConfig, pids: PidFiles, name: str, env: dict[str, str]) -> Proc:
+def start(cfg: StackConfig, pids: PidFiles, name: str, env: dict[str, str], resource_id: str | None = None) -> Proc:
+    """Start one Flink process; a TaskManager's `resource_id` names it in REST /taskmanagers
+    (so that `wait_ready` can tell it from one the JobManager has not yet declared lost)."""
     script = flink_home() / "bin" / SCRIPT[name]
+    # Flink's launcher numbers its log file by the pids its own pid file lists; ours is
+    # not running (the caller checked), so a leftover list would only shift the log name
+    (cfg.flink_dir / "pids" / f"flink-{env.get('FLINK_IDENT_STRING', 'darkpool')}-{SERVICE[name]}.pid").unlink(missing_ok=True)
+    args = ["-D", f"taskmanager.resource-id={resource_id}"] if resource_id else []
     # start-foreground execs the JVM in place: the pid we record is the JVM's
-    proc = launch(name, [str(script), "start-foreground"], env, cfg.log_dir / f"{name}.console", cfg.flink_dir, pids)
+    proc = launch(name, [str(script), "start-foreground", *args], env, cfg.log_dir / f"{name}.console", cfg.flink_dir, pids)
     # record the real log file (the console file only gets the launcher's own lines)
     proc = replace(proc, log=str(log_file(cfg, name)))
     pids.write(proc)
@@ -186,24 +192,36 @@ def rest_get(cfg: StackConfig, path: str, timeout: float = 3.0) -> Any:
         return json.load(resp)
 
 
-def wait_ready(cfg: StackConfig, jm: Proc, tm: Proc, slots: int, deadline: float) -> dict[str, Any]:
-    """Poll REST /overview until a TaskManager with `slots` slots has registered."""
+def _registered(cfg: StackConfig, slots: int, tm_id: str | None) -> tuple[bool, object]:
+    """(ready?, what REST said): a TaskManager with `slots` slots (that one, given its id)."""
+    if tm_id is None:
+        overview = rest_get(cfg, "/overview")
+        return overview.get("taskmanagers", 0) >= 1 and overview.get("slots-total", 0) >= slots, overview
+    tms = rest_get(cfg, "/taskmanagers").get("taskmanagers", [])
+    return any(t.get("id") == tm_id and t.get("slotsNumber", 0) >= slots for t in tms), [t.get("id") for t in tms]
+
+
+def wait_ready(cfg: StackConfig, procs: list[Proc | None], slots: int, deadline: float,
+               tm_id: str | None = None) -> None:  # fmt: skip
+    """Poll REST until a TaskManager with `slots` slots has registered (the one started as
+    `tm_id`, when given); fail fast when one of `procs` exits meanwhile."""
     last: object = None
     while time.monotonic() < deadline:
-        for proc in (jm, tm):
-            if not is_alive(proc):
-                raise StackError(f"the Flink {proc.name} exited during start-up; read {proc.log} (and {Path(proc.log).with_suffix('.out')})")
+        for proc in procs:
+            if proc is None or not is_alive(proc):
+                what = proc.name if proc else "a Flink process"
+                log = Path(proc.log) if proc else log_file(cfg, JM)
+                raise StackError(f"the Flink {what} exited during start-up; read {log} (and {log.with_suffix('.out')})")
         try:
-            overview = rest_get(cfg, "/overview")
-            if overview.get("taskmanagers", 0) >= 1 and overview.get("slots-total", 0) >= slots:
-                return overview
-            last = overview
+            ready, last = _registered(cfg, slots, tm_id)
+            if ready:
+                return
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last = exc
         time.sleep(0.5)
     raise StackError(
         f"the Flink cluster was not ready at {cfg.rest_url} within {cfg.ready_timeout_s:.0f}s "
-        f"(last /overview: {last!r}); read {log_file(cfg, JM)} and {log_file(cfg, TM)}"
+        f"(last answer: {last!r}); read {log_file(cfg, JM)} and {log_file(cfg, TM)}"
     )
 
 

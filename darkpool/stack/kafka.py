@@ -212,25 +212,83 @@ def wait_ready(cfg: StackConfig, proc: Proc, deadline: float) -> None:
 # Topic-level too, for brokers that are not ours (see log.message.timestamp.type above).
 APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 
+# How long a new topic may take to show up in the broker's metadata. CreateTopics answers
+# once the controller has recorded the topic; the broker's metadata cache, which every
+# client's metadata request reads, catches up a moment later (longer under load). A
+# client started in between is told the topic does not exist.
+TOPIC_VISIBLE_TIMEOUT_S = 30.0
+
+
+def admin_client(bootstrap_servers: str, **kwargs: object):  # -> kafka.KafkaAdminClient
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), **kwargs)
+
+
+def wait_for_topics(admin, names: list[str], timeout_s: float = TOPIC_VISIBLE_TIMEOUT_S) -> None:  # noqa: ANN001
+    """Until the broker's metadata lists every topic with a leader for each partition."""
+    from kafka.errors import KafkaTimeoutError
+
+    try:
+        admin.wait_for_topics(list(names), timeout_ms=int(timeout_s * 1000))
+    except KafkaTimeoutError as exc:
+        raise StackError(
+            f"topics not usable {timeout_s:.0f}s after their creation ({exc}); is the broker "
+            "overloaded or restarting? `darkpool stack status`, then read its log"
+        ) from None
+
+
+def topic_visible(admin, name: str, timeout_s: float) -> bool:  # noqa: ANN001
+    """Whether the topic exists with every partition led, asking again for `timeout_s`
+    (one metadata answer may predate a topic created a moment ago)."""
+    from kafka.errors import KafkaTimeoutError
+
+    try:
+        admin.wait_for_topics([name], timeout_ms=int(timeout_s * 1000))
+    except KafkaTimeoutError:
+        return False
+    return True
+
+
+def create_topics(
+    bootstrap_servers: str, names: list[str], partitions: int, configs: dict[str, str] | None = None
+) -> list[str]:
+    """Create the topics that do not exist yet and wait until clients can use all of
+    them; returns the ones this call created."""
+    admin = admin_client(bootstrap_servers)
+    try:
+        return create_missing_topics(admin, names, partitions, configs)
+    finally:
+        admin.close()
+
+
+def create_missing_topics(
+    admin, names: list[str], partitions: int, configs: dict[str, str] | None = None  # noqa: ANN001
+) -> list[str]:
+    """`create_topics` with an open admin client. Another client creating one of the
+    topics at the same moment is not an error."""
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    configs = APPEND_TIME if configs is None else configs
+    existing = set(admin.list_topics())
+    created = []
+    for name in (t for t in names if t not in existing):  # one by one: an existing one must not hide the rest
+        try:
+            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                          topic_configs=configs)])  # fmt: skip
+            created.append(name)
+        except TopicAlreadyExistsError:
+            pass
+    wait_for_topics(admin, names)
+    return created
+
 
 def ensure_topics(cfg: StackConfig) -> list[str]:
     """Create the system's topics that do not exist yet; returns the created ones."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
     kc = cfg.kafka_config()
     wanted = [kc.trades_topic, kc.alerts_topic, kc.alerts_fast_topic, kc.dead_letter_topic]
-    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)
-    try:
-        missing = [t for t in wanted if t not in set(admin.list_topics())]
-        if missing:
-            admin.create_topics(
-                [NewTopic(t, num_partitions=kc.partitions, replication_factor=1,
-                          topic_configs=APPEND_TIME) for t in missing]  # fmt: skip
-            )
-        return missing
-    finally:
-        admin.close()
+    return create_topics(cfg.bootstrap_servers, wanted, kc.partitions)
 
 
 def parse_features(text: str) -> dict[str, str]:

@@ -123,12 +123,16 @@ class PidFiles:
         self.path(name).unlink(missing_ok=True)
 
     def live(self, name: str) -> Proc | None:
-        """The recorded process if it still runs; a stale pid file is removed."""
+        """The recorded process if it still runs. A stale pid file stays: it marks a part
+        that exited by itself (crashed, killed), unlike one `down` stopped (no file), so
+        that `up` can stop what it left behind and a supervisor knows to restart it."""
         proc = self.read(name)
-        if proc is not None and not is_alive(proc):
-            self.remove(name)
-            return None
-        return proc
+        return proc if proc is not None and is_alive(proc) else None
+
+    def exited(self, name: str) -> Proc | None:
+        """The recorded process if it no longer runs (its pid file is stale)."""
+        proc = self.read(name)
+        return proc if proc is not None and not is_alive(proc) else None
 
 
 def launch(

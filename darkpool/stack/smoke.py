@@ -12,24 +12,15 @@ import uuid
 from dataclasses import dataclass
 
 from core import paths
-from darkpool.stack import jobs
+from darkpool.stack import jobs, kafka
 from darkpool.stack.settings import StackConfig
 
 SMOKE_JOB = paths.REPO_ROOT / "jobs" / "smoke_kafka_roundtrip.py"
 
 
 def create_topics(cfg: StackConfig, names: list[str], partitions: int = 2) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
-    from darkpool.stack.kafka import APPEND_TIME
-
-    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)
-    try:
-        admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1,
-                                      topic_configs=APPEND_TIME) for n in names])  # fmt: skip
-    finally:
-        admin.close()
+    """Create the topics and return once every client can use them (see kafka.create_topics)."""
+    kafka.create_topics(cfg.bootstrap_servers, names, partitions)
 
 
 def delete_topics(cfg: StackConfig, names: list[str]) -> None:

@@ -20,6 +20,7 @@ def _consume(bootstrap: str, topic: str, n: int, timeout_s: float = 60.0) -> lis
     consumer = KafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
         enable_auto_commit=False, consumer_timeout_ms=2_000,
+        metadata_max_age_ms=2_000,  # refresh within seconds should the first answer lack a partition
     )
     got: list = []
     deadline = time.monotonic() + timeout_s

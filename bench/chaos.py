@@ -1,0 +1,417 @@
+"""Chaos soak: the committed alerts stay exactly-once under many faults of different kinds.
+
+    python bench/chaos.py [--preset default] [--events N] [--faults 20] [--seed 7]
+                          [--kinds taskmanager,python_worker,scorer,scorer_outage,kafka,jobmanager]
+                          [--outage-s 60] [--artifact artifacts/small]
+
+Against the local stack (`darkpool stack up`; DARKPOOL_* env picks another one), which
+it breaks and brings back, so run it while nobody else uses that stack. One run:
+  1. a simulated market (`darkpool generate`, seeded) is replayed into a fresh topic;
+  2. reference: the detection job reads it (`--bounded`) undisturbed, to FINISHED;
+  3. chaos: the same job and data (own output topics) while N faults are injected, one
+     at a time, their kinds and spacing drawn from --seed:
+       taskmanager    SIGKILL of the TaskManager's process group, a new one started
+       python_worker  SIGKILL of one Python worker (a child of the TaskManager)
+       scorer         SIGKILL of the scorer, started again at once on the same port
+       scorer_outage  the scorer killed and kept down for --outage-s
+       kafka          the broker stopped and started again
+       jobmanager     SIGKILL of the JobManager, then `darkpool stack up` and
+                      `darkpool submit --resume` (jobs.resume): the job restarts from
+                      its newest retained checkpoint
+     After each fault it waits until the job runs again (all tasks RUNNING) and has
+     completed a checkpoint, then for 1..--max-gap more checkpoints before the next.
+  4. both alert topics are read with read_committed and compared event by event
+     ((alert_id, seq); processing-time fields aside; numbers to rel 1e-4 / abs 1e-6:
+     a window's score depends on the batch it was scored in).
+A part that dies by itself meanwhile is started again and listed under "unplanned".
+Prints a progress line per fault (stderr) and one JSON object: faults, alerts_expected,
+alerts_committed, lost, duplicated, extra, differing, identical, restarts, unplanned, wall_s.
+Exit status 0 when identical and every fault was injected. If the job finishes before every fault was injected, the
+JSON says so (faults_planned vs faults): use a bigger market.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from darkpool.evaluate.alert_diff import comparable, differences  # noqa: E402
+from darkpool.stack import checkpoints, core, flink, jobs, smoke  # noqa: E402
+from darkpool.stack.alerts_topic import read_alerts  # noqa: E402
+from darkpool.stack.procs import PidFiles, StackError, group_members  # noqa: E402
+from darkpool.stack.scorer import ScorerProcess, free_port  # noqa: E402
+from darkpool.stack.settings import StackConfig  # noqa: E402
+
+KINDS = ("taskmanager", "python_worker", "scorer", "scorer_outage", "kafka", "jobmanager")
+TOLERANCE = "numbers: rel 1e-4, abs 1e-6 (darkpool.evaluate.alert_diff.close)"
+
+
+@dataclass
+class Options:
+    preset: str = "default"
+    events: int | None = 1_000_000  # None: the preset's own size
+    seed: int = 7
+    faults: int = 20
+    kinds: tuple[str, ...] = KINDS
+    outage_s: float = 60.0
+    max_gap: int = 4  # checkpoints completed between faults: 1..max_gap, seeded
+    artifact: Path = ROOT / "artifacts" / "small"
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 3000
+    job_timeout_s: float = 3600.0  # each run, start to FINISHED
+    recover_timeout_s: float = 600.0  # each fault, until a checkpoint completes again
+    work_dir: Path | None = None  # market data and logs (default: <run dir>/chaos)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def plan(kinds: tuple[str, ...], n: int, rng: random.Random) -> list[str]:
+    """n kinds: shuffled rounds of all of them, so every kind comes before any repeats."""
+    out: list[str] = []
+    while len(out) < n:
+        out += rng.sample(kinds, len(kinds))
+    return out[:n]
+
+
+# ---- the job under test ------------------------------------------------------------------
+
+
+@dataclass
+class Chaos:
+    cfg: StackConfig
+    opts: Options
+    record: str  # the submission record name (jobs.resume)
+    scorer: ScorerProcess
+    scorer_log: Path
+    job_id: str = ""
+    job_ids: list[str] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)  # numRestarts last seen, per job id
+    unplanned: list[dict] = field(default_factory=list)  # parts that died without a fault
+    t0: float = field(default_factory=time.monotonic)
+
+    def note_restarts(self) -> None:
+        with contextlib.suppress(OSError, KeyError, ValueError, IndexError):
+            self.restarts[self.job_id] = jobs.num_restarts(self.cfg, self.job_id)
+
+    def completed(self) -> int:
+        return jobs.checkpoint_counts(self.cfg, self.job_id)["completed"]
+
+    def restart_scorer(self) -> None:
+        self.scorer = ScorerProcess(self.opts.artifact, self.scorer.port, self.scorer_log)
+
+
+def _poll(what: str, timeout_s: float, probe: Callable[[], bool]) -> None:
+    """Until probe() is true; REST/broker hiccups while things restart count as 'not yet'."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if probe():
+                return
+        except (OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise StackError(f"{what} not reached within {timeout_s:.0f}s")
+
+
+def job_state(c: Chaos) -> tuple[str, bool]:
+    """(job state, whether every task is RUNNING or FINISHED)."""
+    info = jobs.job(c.cfg, c.job_id)
+    if info["state"] in ("FAILED", "CANCELED"):
+        raise StackError(f"job {c.job_id} {info['state']}: {jobs.exceptions(c.cfg, c.job_id)[:1500]}")
+    tasks_ok = all(v["status"] in ("RUNNING", "FINISHED") for v in info.get("vertices", []))
+    return info["state"], tasks_ok
+
+
+def wait_recovered(c: Chaos, completed_before: int) -> None:
+    """Job RUNNING with every task up and a checkpoint completed since the fault (or FINISHED)."""
+    def ok() -> bool:
+        heal(c)
+        state, tasks_ok = job_state(c)
+        return state == "FINISHED" or (state == "RUNNING" and tasks_ok and c.completed() > completed_before)
+
+    _poll(f"job {c.job_id} running again with a new checkpoint", c.opts.recover_timeout_s, ok)
+
+
+def wait_finished(c: Chaos) -> None:
+    def ok() -> bool:
+        heal(c)
+        return job_state(c)[0] == "FINISHED"
+
+    _poll(f"job {c.job_id} FINISHED", c.opts.job_timeout_s, ok)
+
+
+def heal(c: Chaos) -> None:
+    """A part that died by itself (not one of our faults, e.g. a TaskManager out of
+    metaspace) is started again, as a supervisor would, and reported as unplanned."""
+    down = [s.name for s in core.status(c.cfg) if not s.running]
+    if down:
+        say(f"    unplanned: {', '.join(down)} not running; starting it again")
+        c.unplanned.append({"parts": down, "at_s": round(time.monotonic() - c.t0, 1)})
+        core.up(c.cfg)
+
+
+def wait_checkpoints(c: Chaos, n: int) -> bool:
+    """n more completed checkpoints; False when the job finished first."""
+    target = c.completed() + n
+    finished = False
+
+    def ok() -> bool:
+        nonlocal finished
+        heal(c)
+        state, _ = job_state(c)
+        finished = state == "FINISHED"
+        return finished or c.completed() >= target
+
+    _poll(f"{n} more checkpoints of job {c.job_id}", c.opts.recover_timeout_s, ok)
+    return not finished
+
+
+# ---- faults --------------------------------------------------------------------------
+
+
+def _kill_group(pgid: int) -> None:
+    os.killpg(pgid, signal.SIGKILL)
+    _poll(f"process group {pgid} gone", 30, lambda: not group_members(pgid))
+
+
+def _live(cfg: StackConfig, name: str):  # noqa: ANN202
+    proc = PidFiles(cfg.pid_dir).live(name)
+    if proc is None:
+        raise StackError(f"{name} of {cfg.run_dir} is not running")
+    return proc
+
+
+def kill_taskmanager(c: Chaos) -> None:
+    _kill_group(_live(c.cfg, flink.TM).pid)  # the JVM and its Python workers
+    core.up(c.cfg, ("flink",))  # = `darkpool stack up`: a TaskManager alone, joining the JobManager that kept the job
+
+
+def python_workers(cfg: StackConfig) -> list[int]:
+    tm = _live(cfg, flink.TM)
+    found = []
+    for pid in group_members(tm.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if pid != tm.pid and b"python" in Path(argv[0].decode(errors="replace")).name.encode():
+            found.append(pid)
+    return sorted(found)
+
+
+def kill_python_worker(c: Chaos, rng: random.Random) -> None:
+    _poll("a Python worker of the TaskManager", 120, lambda: bool(python_workers(c.cfg)))
+    os.kill(rng.choice(python_workers(c.cfg)), signal.SIGKILL)
+
+
+def kill_scorer(c: Chaos) -> None:
+    c.scorer.kill()
+    c.restart_scorer()
+
+
+def scorer_outage(c: Chaos) -> None:
+    c.scorer.kill()
+    time.sleep(c.opts.outage_s)  # the fault itself: the scorer stays away this long
+    c.restart_scorer()
+
+
+def restart_kafka(c: Chaos) -> None:
+    core.restart_kafka(c.cfg)  # stop and start on the same data
+
+
+def kill_jobmanager(c: Chaos) -> None:
+    c.note_restarts()  # a new JobManager knows nothing of this job
+    _kill_group(_live(c.cfg, flink.JM).pid)
+    core.up(c.cfg, ("flink",))  # = `darkpool stack up`: a JobManager alone; the TaskManager rejoins
+    c.job_id, restored = jobs.resume(c.cfg, c.record)  # = `darkpool submit --resume`
+    c.job_ids.append(c.job_id)
+    say(f"    resumed as job {c.job_id} from {restored}")
+
+
+def inject(c: Chaos, kind: str, rng: random.Random) -> None:
+    if kind == "python_worker":
+        kill_python_worker(c, rng)
+        return
+    {"taskmanager": kill_taskmanager, "scorer": kill_scorer, "scorer_outage": scorer_outage,
+     "kafka": restart_kafka, "jobmanager": kill_jobmanager}[kind](c)  # fmt: skip
+
+
+# ---- one run -----------------------------------------------------------------------------
+
+
+def job_args(cfg: StackConfig, trades: str, out: dict[str, str], name: str, scorer_url: str, o: Options) -> list[str]:
+    return ["--bootstrap-servers", cfg.bootstrap_servers, "--trades-topic", trades,
+            "--alerts-topic", out["alerts"], "--alerts-fast-topic", out["fast"], "--dead-letter-topic", out["dlq"],
+            "--scorer-url", scorer_url, "--job-name", name, "--start-from", "earliest", "--bounded",
+            "--parallelism", str(o.parallelism), "--checkpoint-interval-ms", str(o.checkpoint_interval_ms),
+            # faults must not exhaust the restarts: a 60 s outage alone is ~10 restarts
+            "--restart-attempts", "100000", "--restart-delay-ms", "2000"]  # fmt: skip
+
+
+def committed(cfg: StackConfig, topic: str) -> list[dict]:
+    """Every committed alert event of `topic` (the job has FINISHED: nothing more comes)."""
+    return list(read_alerts(cfg.bootstrap_servers, topic, from_beginning=True, idle_timeout_s=10))
+
+
+def market(o: Options, work: Path) -> Path:
+    size = o.events if o.events else "preset"
+    out = work / f"market-{o.preset}-{size}-{o.seed}"
+    if not (out / "events.parquet").exists():
+        cmd = ["generate", "--preset", o.preset, "--seed", str(o.seed), "--out", str(out)]
+        subprocess.run([sys.executable, "-m", "darkpool.cli", *cmd, *(["--events", str(o.events)] if o.events else [])],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    return out
+
+
+def compare(expected: list[dict], got: list[dict]) -> dict:
+    keys = Counter((e["alert_id"], e["seq"]) for e in got)
+    want, have = comparable(expected), comparable(list({(e["alert_id"], e["seq"]): e for e in got}.values()))
+    diff = differences(want, have)
+    lost = [k for k in want if k not in have]
+    extra = [k for k in have if k not in want]
+    differing = {k: v for k, v in diff.items() if k in want and k in have}
+    duplicated = sum(n - 1 for n in keys.values())
+    return {
+        "alerts_expected": len(want), "alert_ids_expected": len({k[0] for k in want}),
+        "alerts_committed": len(got), "lost": len(lost), "duplicated": duplicated, "extra": len(extra),
+        "differing": len(differing), "identical": not diff and duplicated == 0, "tolerance": TOLERANCE,
+        "examples": {str(k): v for k, v in list(diff.items())[:5]},
+    }  # fmt: skip
+
+
+def run(o: Options) -> dict:
+    t0 = time.monotonic()
+    cfg = StackConfig.load()
+    if not core.running(cfg):
+        raise StackError(f"the stack of {cfg.run_dir} is not running (its pid files): run `darkpool stack up` first; "
+                         "the chaos run restarts its parts, so it must be this run dir's own stack")  # fmt: skip
+    if not (o.artifact / "model.safetensors").exists():
+        raise StackError(f"no trained model at {o.artifact}: train one (`darkpool train`) or pass --artifact")
+    rng = random.Random(o.seed)
+    kinds = plan(o.kinds, o.faults, rng)
+    tag = uuid.uuid4().hex[:8]
+    work = o.work_dir or cfg.run_dir / "chaos"
+    logs = work / f"logs-{tag}"
+    logs.mkdir(parents=True, exist_ok=True)
+    data = market(o, work)
+    trades = f"chaos.{tag}.trades"
+    out = {run: {k: f"chaos.{tag}.{run}.{k}" for k in ("alerts", "fast", "dlq")} for run in ("reference", "chaos")}
+    topics = [trades, *(t for d in out.values() for t in d.values())]
+    smoke.create_topics(cfg, topics, 2)
+    record = f"chaos-{tag}"
+    scorer_log = logs / "scorer.log"
+    c = Chaos(cfg, o, record, ScorerProcess(o.artifact, free_port(), scorer_log), scorer_log)
+    result: dict = {"market": str(data), "faults_planned": len(kinds), "faults": []}
+    try:
+        subprocess.run([sys.executable, "-m", "darkpool.cli", "replay", "--input", str(data), "--bootstrap-servers",
+                        cfg.bootstrap_servers, "--topic", trades], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        say(f"chaos {tag}: market {data.name} replayed into {trades}; reference run ...")
+        ref = jobs.submit(cfg, jobs.DETECTION_JOB, job_args(cfg, trades, out["reference"], f"chaos-{tag}-reference", c.scorer.url, o))
+        c.job_ids.append(ref)
+        jobs.wait_for_state(cfg, ref, {"FINISHED"}, timeout_s=o.job_timeout_s)
+        result["reference_s"] = round(time.monotonic() - t0, 1)
+        say(f"  reference FINISHED after {result['reference_s']} s; chaos run with {len(kinds)} faults ...")
+
+        args = job_args(cfg, trades, out["chaos"], f"chaos-{tag}", c.scorer.url, o)
+        c.job_id = jobs.submit(cfg, jobs.DETECTION_JOB, args)
+        c.job_ids.append(c.job_id)
+        jobs.record_submission(cfg, record, jobs.Submission(str(jobs.DETECTION_JOB), args, job_ids=[c.job_id]))
+        t1 = c.t0 = time.monotonic()
+        wait_recovered(c, 0)  # running, with a first checkpoint to fall back on
+        for i, kind in enumerate(kinds, 1):
+            if not wait_checkpoints(c, rng.randint(1, o.max_gap)):
+                say(f"  the job FINISHED before fault {i}: {i - 1} of {len(kinds)} injected (use a bigger market)")
+                break
+            before = c.completed()
+            at = time.monotonic() - t1
+            inject(c, kind, rng)
+            if kind == "jobmanager":
+                before = 0  # a new job: its own checkpoint count
+            wait_recovered(c, before)
+            took = time.monotonic() - t1 - at
+            c.note_restarts()
+            result["faults"].append({"kind": kind, "at_s": round(at, 1), "recovered_s": round(took, 1)})
+            say(f"  fault {i}/{len(kinds)} {kind} at {at:.0f}s: recovered in {took:.0f}s (job {c.job_id[:8]})")
+        wait_finished(c)
+        c.note_restarts()
+        result["chaos_s"] = round(time.monotonic() - t1, 1)
+        result["unplanned"] = c.unplanned
+        result.update(compare(committed(cfg, out["reference"]["alerts"]), committed(cfg, out["chaos"]["alerts"])))
+        result["restarts"] = sum(c.restarts.values()) + sum(1 for f in result["faults"] if f["kind"] == "jobmanager")
+    finally:
+        cleanup(c, topics, record)
+    result["wall_s"] = round(time.monotonic() - t0, 1)
+    return result
+
+
+def cleanup(c: Chaos, topics: list[str], record: str) -> None:
+    """Leave the stack as found: every part up, none of our jobs, topics or checkpoints."""
+    c.scorer.kill()
+    core.up(c.cfg)  # idempotent: brings back whatever a failed fault left down
+    for job_id in c.job_ids:
+        try:
+            if jobs.job(c.cfg, job_id)["state"] not in jobs.TERMINAL:
+                jobs.cancel(c.cfg, job_id)
+                jobs.wait_for_state(c.cfg, job_id, {"CANCELED"}, timeout_s=60)
+        except (OSError, StackError):
+            pass  # unknown to this JobManager (killed with the old one)
+    smoke.delete_topics(c.cfg, topics)
+    root = checkpoints.as_path(checkpoints.cluster_checkpoint_dir(c.cfg))
+    for job_id in c.job_ids:
+        shutil.rmtree(root / job_id, ignore_errors=True)
+    jobs.record_path(c.cfg, record).unlink(missing_ok=True)
+
+
+def parse(argv: list[str] | None) -> Options:
+    d = Options()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default=d.preset, help="market preset (darkpool generate --preset)")
+    p.add_argument("--events", type=int, default=d.events, help=f"events in the market, 0 = the preset's [{d.events}]")
+    p.add_argument("--seed", type=int, default=d.seed, help="market, fault kinds and spacing")
+    p.add_argument("--faults", type=int, default=d.faults)
+    p.add_argument("--kinds", default=",".join(d.kinds), help="fault kinds to draw from, comma-separated")
+    p.add_argument("--outage-s", type=float, default=d.outage_s, help="how long a scorer_outage keeps it down")
+    p.add_argument("--max-gap", type=int, default=d.max_gap, help="at most this many checkpoints between faults")
+    p.add_argument("--artifact", type=Path, default=d.artifact, help="trained model the scorer serves")
+    p.add_argument("--parallelism", type=int, default=d.parallelism)
+    p.add_argument("--checkpoint-interval-ms", type=int, default=d.checkpoint_interval_ms)
+    a = p.parse_args(argv)
+    kinds = tuple(k.strip() for k in a.kinds.split(",") if k.strip())
+    if unknown := [k for k in kinds if k not in KINDS]:
+        p.error(f"unknown fault kind(s) {unknown}; choose from {','.join(KINDS)}")
+    return Options(preset=a.preset, events=a.events or None, seed=a.seed, faults=a.faults, kinds=kinds,
+                   outage_s=a.outage_s, max_gap=max(1, a.max_gap), artifact=a.artifact, parallelism=a.parallelism,
+                   checkpoint_interval_ms=a.checkpoint_interval_ms)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse(argv)
+    try:
+        result = run(opts)
+    except (StackError, subprocess.CalledProcessError) as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0 if result.get("identical") and len(result["faults"]) == result["faults_planned"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
