@@ -14,6 +14,7 @@ from typing import Any
 
 from core.config import KafkaConfig, ScorerEndpoint, WindowConfig
 from core.features import CHANNELS
+from core.schemas import TimePlausibility
 from core.thresholds import ThresholdConfig
 
 
@@ -119,6 +120,8 @@ class JobConfig:
     window: WindowConfig = field(default_factory=WindowConfig)  # size / slide (= pane)
     # the decision stage: adaptive thresholds, warm-up, alert budget, coalescing
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
+    # when an event's time is a bad clock (dead-lettered as implausible_time)
+    time_plausibility: TimePlausibility = field(default_factory=TimePlausibility)
     job_name: str = "darkpool-detect"  # Flink job name; also seeds the ids below
     # --- event time ------------------------------------------------------------------
     out_of_orderness_ms: int = 2_000  # watermark = max event time seen - this; older = late

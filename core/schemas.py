@@ -8,12 +8,24 @@ object per message, message key = instrument).
 
 A row that breaks the contract yields a `ContractError` naming the row and the field;
 nothing is silently dropped or coerced.
+
+Hostile input is bounded before it is read (the same bounds in the JVM parser, whose
+constants tests/unit/test_contract.py checks against these): a whole message of at most
+`MAX_MESSAGE_BYTES`, JSON nested at most `MAX_NESTING_DEPTH` deep, every string field at
+most `STRING_MAX_CHARS` code points. `parse_message` is total: whatever the bytes, it
+returns a record or raises `ContractError`, never another exception.
+
+Event time must also be plausible (`TimePlausibility`). The wall-clock rule (no event
+beyond now + a tolerance) is applied here when a `now_ns` is given; the jump rule (no
+event far from its partition's recent events) needs the partition's history and is
+applied only by the job's JVM parser (see udfs/sources.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +89,57 @@ EPISODE_SCHEMA = pa.schema(
 
 FIELD_NAMES = tuple(EVENT_SCHEMA.names)
 
+# ---- bounds on hostile input (mirrored in udfs/jvm EventParser) -----------------------
+
+# A contract event is ~250 bytes; 16 KiB leaves room for every string at its bound
+# written with JSON escapes, and keeps a dead letter (which repeats the payload) small.
+MAX_MESSAGE_BYTES = 16_384  # UTF-8 bytes of one whole message
+# An event is one object deep; unknown keys may nest a little. Deeper JSON is refused
+# before it is parsed (a recursive parser would overflow its stack on 5,000 levels).
+MAX_NESTING_DEPTH = 32  # arrays / objects open at once
+# Longest value of each free-text field, in Unicode code points (`event` and `side` are
+# enumerations). Real feeds use short codes: LOBSTER and the simulator stay under 15.
+STRING_MAX_CHARS = {"instrument": 32, "venue": 32, "order_id": 64, "participant": 64, "contra": 64}
+# Payload-level reasons (field "<payload>"), the same words in the JVM parser.
+TOO_LARGE = f"message larger than {MAX_MESSAGE_BYTES} bytes"
+TOO_DEEP = f"JSON nested deeper than {MAX_NESTING_DEPTH} levels"
+NOT_UTF8 = "not UTF-8"
+
+IMPLAUSIBLE_TIME = "implausible_time"  # reason prefix and dead-letter kind of a bad clock
+
+
+@dataclass(frozen=True)
+class TimePlausibility:
+    """When an event's time is a bad clock rather than a time: such an event is
+    dead-lettered as `implausible_time` and never moves the watermark.
+
+    - future: beyond the wall clock + `max_future_ms` (replays of past data never are);
+    - jump: more than `max_jump_ms` before or after the latest plausible event of its
+      Kafka partition (JVM only: it needs the partition's history). The default covers
+      any market closure (a weekend with holidays), so a replay of valid data never
+      trips it; a single event off by a year does.
+    - `reanchor_after` consecutive events that agree with each other but not with the
+      partition's reference are a real jump (a new replay on the same topic, a hostile
+      first event): the reference moves to them, the ones before are dead-lettered.
+    """
+
+    max_future_ms: int = 5 * 60_000  # producers' clock skew we tolerate
+    max_jump_ms: int = 7 * 86_400_000  # longest market closure between two events
+    reanchor_after: int = 50  # consecutive agreeing off-reference events = a real jump
+
+    def __post_init__(self) -> None:
+        if self.max_future_ms < 0 or self.max_jump_ms <= 0 or self.reanchor_after < 1:
+            raise ValueError(
+                "time plausibility needs max_future_ms >= 0, max_jump_ms > 0 and reanchor_after >= 1, "
+                f"got {self.max_future_ms}, {self.max_jump_ms}, {self.reanchor_after}"
+            )
+
+    def future_reason(self) -> str:
+        return f"{IMPLAUSIBLE_TIME}: more than {self.max_future_ms} ms after the wall clock"
+
+    def jump_reason(self) -> str:
+        return f"{IMPLAUSIBLE_TIME}: more than {self.max_jump_ms} ms from its partition's recent events"
+
 
 class ContractError(ValueError):
     """A row breaks the event contract. `row` is its index (or offset), `field` the culprit."""
@@ -100,13 +163,17 @@ class Rule:
     reason: str
 
 
+def _text(field: str) -> str:
+    return f"must be a non-empty string of at most {STRING_MAX_CHARS[field]} characters"
+
+
 RULES: tuple[Rule, ...] = (
     Rule("ts", "must be a positive int64 epoch-nanosecond timestamp"),
-    Rule("instrument", "must be a non-empty string"),
-    Rule("venue", "must be a non-empty string"),
+    Rule("instrument", _text("instrument")),
+    Rule("venue", _text("venue")),
     Rule("event", f"must be one of {', '.join(EVENT_KINDS)}"),
-    Rule("order_id", "must be a non-empty string"),
-    Rule("participant", "must be a non-empty string"),
+    Rule("order_id", _text("order_id")),
+    Rule("participant", _text("participant")),
     Rule("side", "must be B or S"),
     Rule("price", "must be a finite number > 0"),
     Rule("qty", "must be an integer > 0"),
@@ -114,7 +181,7 @@ RULES: tuple[Rule, ...] = (
     Rule("ask", "must be a finite number > 0"),
     Rule("ask", "bid must not exceed ask"),
     Rule("hidden", "must be a boolean"),
-    Rule("contra", "must be a non-empty string on fills and null otherwise"),
+    Rule("contra", _text("contra") + " on fills and null otherwise"),
 )
 
 
@@ -129,36 +196,57 @@ def _check_value(name: str, value: Any) -> str | None:
     """Type check of one JSON value, before the rules: no coercion (no "5" for 5)."""
     if name in _INT_FIELDS:
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an integer, got {type(value).__name__} {value!r}"
+            return f"must be an integer, got {type(value).__name__} {value!r:.40}"
         if not -(2**63) <= value < 2**63:
             return "does not fit in int64"
     elif name in _FLOAT_FIELDS:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"must be a number, got {type(value).__name__} {value!r}"
+            return f"must be a number, got {type(value).__name__} {value!r:.40}"
     elif name in _STR_FIELDS:
         if not isinstance(value, str):
-            return f"must be a string, got {type(value).__name__} {value!r}"
+            return f"must be a string, got {type(value).__name__} {value!r:.40}"
+        if _has_lone_surrogate(value):
+            return _LONE_SURROGATE
     elif name == "hidden":
         if not isinstance(value, bool):
-            return f"must be a boolean, got {type(value).__name__} {value!r}"
-    elif name == "contra" and value is not None and not isinstance(value, str):
-        return f"must be a string or null, got {type(value).__name__} {value!r}"
+            return f"must be a boolean, got {type(value).__name__} {value!r:.40}"
+    elif name == "contra" and value is not None:
+        if not isinstance(value, str):
+            return f"must be a string or null, got {type(value).__name__} {value!r:.40}"
+        if _has_lone_surrogate(value):
+            return _LONE_SURROGATE
     return None
+
+
+# "\ud800" is valid JSON but no character: such a string cannot be encoded as UTF-8
+# downstream (Arrow, Kafka), so the contract refuses it as a type error.
+_LONE_SURROGATE = "must be Unicode text (has an unpaired surrogate)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(s: str) -> bool:
+    return not s.isascii() and _SURROGATE.search(s) is not None
 
 
 def _row_rule_failure(rec: Mapping[str, Any]) -> tuple[str, str] | None:
     """Same rules as `RULES`, for one typed record; returns (field, reason) or None."""
 
     def positive_finite(x: Any) -> bool:
-        return x is not None and math.isfinite(float(x)) and float(x) > 0
+        try:  # an integer beyond float's range is +-inf to the JVM: not finite
+            return x is not None and math.isfinite(float(x)) and float(x) > 0
+        except OverflowError:
+            return False
+
+    def text(name: str) -> bool:
+        return 0 < len(rec[name]) <= STRING_MAX_CHARS[name]
 
     checks = {
         "ts": lambda: rec["ts"] > 0,
-        "instrument": lambda: len(rec["instrument"]) > 0,
-        "venue": lambda: len(rec["venue"]) > 0,
+        "instrument": lambda: text("instrument"),
+        "venue": lambda: text("venue"),
         "event": lambda: rec["event"] in EVENT_KINDS,
-        "order_id": lambda: len(rec["order_id"]) > 0,
-        "participant": lambda: len(rec["participant"]) > 0,
+        "order_id": lambda: text("order_id"),
+        "participant": lambda: text("participant"),
         "side": lambda: rec["side"] in SIDES,
         "price": lambda: positive_finite(rec["price"]),
         "qty": lambda: rec["qty"] > 0,
@@ -168,10 +256,10 @@ def _row_rule_failure(rec: Mapping[str, Any]) -> tuple[str, str] | None:
     }
     for rule in RULES:
         if rule.reason == "bid must not exceed ask":
-            ok = rec["bid"] <= rec["ask"]
+            ok = float(rec["bid"]) <= float(rec["ask"])  # both finite here
         elif rule.field == "contra":
             c = rec.get("contra")
-            ok = (rec["event"] == "fill" and isinstance(c, str) and len(c) > 0) or (
+            ok = (rec["event"] == "fill" and isinstance(c, str) and 0 < len(c) <= STRING_MAX_CHARS["contra"]) or (
                 rec["event"] != "fill" and c is None
             )
         else:
@@ -181,8 +269,14 @@ def _row_rule_failure(rec: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def validate_record(rec: Any, row: int | None = None) -> dict[str, Any]:
-    """Validate one decoded JSON object; return it (only contract fields) or raise ContractError."""
+def validate_record(
+    rec: Any, row: int | None = None, now_ns: int | None = None, time_rule: TimePlausibility | None = None
+) -> dict[str, Any]:
+    """Validate one decoded JSON object; return it (only contract fields) or raise ContractError.
+
+    With `now_ns` (the wall clock, epoch ns) an event beyond now + `time_rule.max_future_ms`
+    is refused as implausible_time too, as the job does (its jump rule is JVM-only).
+    """
     if not isinstance(rec, Mapping):
         raise ContractError(row, "<record>", f"must be a JSON object, got {type(rec).__name__}")
     for name in FIELD_NAMES:
@@ -197,17 +291,78 @@ def validate_record(rec: Any, row: int | None = None) -> dict[str, Any]:
     failure = _row_rule_failure(out)
     if failure:
         raise ContractError(row, *failure)
+    if now_ns is not None:
+        rule = time_rule or TimePlausibility()
+        if out["ts"] // 1_000_000 > now_ns // 1_000_000 + rule.max_future_ms:
+            raise ContractError(row, "ts", rule.future_reason())
     return out
 
 
-def parse_message(payload: bytes | str, row: int | None = None) -> dict[str, Any]:
-    """Decode one Kafka message value (UTF-8 JSON object) and validate it."""
+# One JSON string (escapes included, possessive: no backtracking) or one bracket.
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]')
+
+
+def too_deep(text: str) -> bool:
+    """More than MAX_NESTING_DEPTH JSON arrays / objects open at once in `text` (brackets
+    inside strings do not count); found without parsing, so any depth is safe to test."""
+    if text.count("[") + text.count("{") <= MAX_NESTING_DEPTH:
+        return False  # not enough brackets to be deeper
+    depth = 0
+    for m in _STRING_OR_BRACKET.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+def _json_int(digits: str) -> int | float:
+    # CPython refuses to read integers of over 4,300 digits (ValueError); the JVM reads
+    # them as numbers. Read as a float (+-inf): out of every contract range either way.
+    return int(digits) if len(digits) <= 4_300 else float(digits)
+
+
+def _decode(payload: bytes | str, row: int | None) -> Any:
+    """Bounded decode: size, UTF-8, depth, then json.loads (in that order, as the JVM)."""
+    if isinstance(payload, bytes):
+        size = len(payload)
+    else:  # a code point is 1..4 UTF-8 bytes: count exactly only near the bound
+        size = len(payload)
+        if size <= MAX_MESSAGE_BYTES < 4 * size:
+            size = len(payload.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise ContractError(row, "<payload>", TOO_LARGE)
+    if isinstance(payload, bytes):
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ContractError(row, "<payload>", NOT_UTF8) from None
+    else:
+        text = payload
+    if too_deep(text):
+        raise ContractError(row, "<payload>", TOO_DEEP)
     try:
-        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
-        rec = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(row, "<payload>", f"not UTF-8 JSON: {exc}") from None
-    return validate_record(rec, row)
+        return json.loads(text, parse_int=_json_int)
+    except json.JSONDecodeError as exc:
+        raise ContractError(row, "<payload>", f"not JSON: {exc}") from None
+
+
+def parse_message(
+    payload: bytes | str, row: int | None = None, now_ns: int | None = None, time_rule: TimePlausibility | None = None
+) -> dict[str, Any]:
+    """Decode one Kafka message value (UTF-8 JSON object) and validate it.
+
+    Total: any input gives a record or a ContractError (an unforeseen error is reported
+    as a `<payload>` ContractError naming it, never raised as itself)."""
+    try:
+        return validate_record(_decode(payload, row), row, now_ns, time_rule)
+    except ContractError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - hostile input must not escape as another error
+        raise ContractError(row, "<payload>", f"unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 # = json.dumps(obj, separators=(",", ":")), without building a new JSONEncoder per call
@@ -297,8 +452,11 @@ def validate_table(table: pa.Table) -> None:
     # String checks run in Arrow compute: converting string columns to numpy objects
     # costs more than the whole simulation of the rows.
 
-    def nonempty(name: str) -> np.ndarray:
-        return _string_test(cols[name], lambda a: pc.greater(pc.binary_length(a), 0))
+    def text(name: str) -> np.ndarray:
+        bound = STRING_MAX_CHARS[name]
+        return _string_test(
+            cols[name], lambda a: pc.and_(pc.greater(pc.binary_length(a), 0), pc.less_equal(pc.utf8_length(a), bound))
+        )
 
     def one_of(name: str, allowed: tuple[str, ...]) -> np.ndarray:
         return _string_test(cols[name], lambda a: pc.is_in(a, value_set=pa.array(allowed)))
@@ -306,18 +464,18 @@ def validate_table(table: pa.Table) -> None:
     num = {n: cols[n].to_numpy() for n in ("ts", "qty", "price", "bid", "ask")}
     is_fill = _string_test(cols["event"], lambda a: pc.equal(a, "fill"))
     contra_null = _np_bool(pc.is_null(cols["contra"]))
-    contra_nonempty = nonempty("contra")
+    contra_text = text("contra")
 
     def pos_finite(a: np.ndarray) -> np.ndarray:
         return np.isfinite(a) & (a > 0)
 
     ok_by_rule = [
         num["ts"] > 0,
-        nonempty("instrument"),
-        nonempty("venue"),
+        text("instrument"),
+        text("venue"),
         one_of("event", EVENT_KINDS),
-        nonempty("order_id"),
-        nonempty("participant"),
+        text("order_id"),
+        text("participant"),
         one_of("side", SIDES),
         pos_finite(num["price"]),
         num["qty"] > 0,
@@ -325,7 +483,7 @@ def validate_table(table: pa.Table) -> None:
         pos_finite(num["ask"]),
         num["bid"] <= num["ask"],
         np.ones(len(table), dtype=bool),  # hidden: non-null checked above
-        (is_fill & ~contra_null & contra_nonempty) | (~is_fill & contra_null),
+        (is_fill & ~contra_null & contra_text) | (~is_fill & contra_null),
     ]
     assert len(ok_by_rule) == len(RULES)
     # The earliest bad row wins (then the first rule it breaks, as in validate_record).

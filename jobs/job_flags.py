@@ -24,7 +24,7 @@ from typing import Any
 from core.config import from_env
 from core.job_config import JobConfig
 
-NESTED = ("kafka", "scorer", "window", "thresholds")  # JobConfig fields that are configs of their own
+NESTED = ("kafka", "scorer", "window", "thresholds", "time_plausibility")  # JobConfig fields that are configs of their own
 # field path -> the flag it has always had (kept as the primary spelling)
 ALIASES = {
     "window.size_s": "--window-size",

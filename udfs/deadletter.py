@@ -10,8 +10,18 @@ Two kinds reach here from the SQL side path (`udfs/sources.py`), never the main 
   accepts a row that SQL flagged, the row is still dead-lettered (it already left the
   main path) under the SQL reason, marked `validator_disagreement`, and counted: it is a
   bug to fix in the SQL checks, never a silent drop.
+- `implausible_time`: keeps the contract, but its time is a bad clock (beyond the wall
+  clock + a tolerance, or far from its partition's recent events: udfs/sources.py). The
+  jump rule needs the partition's history, which the Python validator never sees, so
+  the JVM's reason is kept as it is.
 - `late`: valid, but its event time is at or below the watermark (beyond the allowed
   out-of-orderness), so its pane has already been emitted.
+
+Formatting a dead letter never raises, whatever the payload (a poison pill must not
+fail the job at every restart): the Python validator is total (bounded size and depth
+before json.loads), any other error becomes the reason, and a payload over
+`core.schemas.MAX_MESSAGE_BYTES` characters is cut there (`payload_chars` keeps its
+length) so the dead letter stays within Kafka's message size.
 
 One JSON object per record on `darkpool.deadletter` (at-least-once: a restart may
 repeat a record; `id` = source topic/partition/offset makes repeats recognisable).
@@ -21,14 +31,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag, ProcessFunction, RuntimeContext
 
-from core.schemas import ContractError, parse_message
+from core.schemas import IMPLAUSIBLE_TIME, MAX_MESSAGE_BYTES, NOT_UTF8, ContractError, parse_message
 
-KINDS = ("malformed", "late")
+KINDS = ("malformed", IMPLAUSIBLE_TIME, "late")
 
 
 def dead_letter_id(
@@ -41,12 +52,22 @@ def dead_letter_id(
 
 
 def python_reason(payload: str) -> tuple[str, str] | None:
-    """(field, reason) from the strict Python validator, or None if it accepts the payload."""
+    """(field, reason) from the strict Python validator, or None if it accepts the payload.
+
+    Never raises: an error of the validator itself is a reason too."""
     try:
-        parse_message(payload)
+        parse_message(payload, now_ns=time.time_ns())
     except ContractError as exc:
         return exc.field, exc.reason
+    except Exception as exc:  # noqa: BLE001 - a poison pill must not fail the job
+        return "<payload>", f"unreadable by the Python validator ({type(exc).__name__})"
     return None
+
+
+def _split_jvm_reason(jvm_reason: str) -> tuple[str | None, str]:
+    """The JVM's "field: why" -> (field, why)."""
+    field, sep, why = (jvm_reason or "").partition(": ")
+    return (field, why) if sep else (None, jvm_reason or "")
 
 
 def format_dead_letter(
@@ -69,12 +90,18 @@ def format_dead_letter(
         "field": None,
         "reason": jvm_reason,
         "validator_disagreement": False,
-        "payload": payload,
+        "payload": payload[:MAX_MESSAGE_BYTES],
+        "payload_chars": len(payload),
         "source": {"topic": topic, "partition": partition, "offset": offset},
         "event_ts_ns": event_ts_ns,
         "watermark_ms": watermark_ms,
     }
-    if kind == "malformed":
+    jvm_field, jvm_why = _split_jvm_reason(jvm_reason)
+    if kind == IMPLAUSIBLE_TIME or (kind == "malformed" and jvm_why == NOT_UTF8):
+        # Python cannot re-derive these: the partition's history, the bytes before Flink
+        # decoded them (invalid bytes reach Python as U+FFFD)
+        record["field"], record["reason"] = jvm_field, jvm_why
+    elif kind == "malformed":
         found = python_reason(payload)
         if found is None:
             record["validator_disagreement"] = True

@@ -4,18 +4,45 @@ Everything here runs in the JVM (no per-event Python on the main path):
 
 1. A *raw* source table: Kafka with one `payload STRING` column (`format = 'raw'`) plus
    the partition / offset metadata, or a bounded file of JSON lines (backtest).
-   `rowtime` is a computed column, `event_time_ms(payload)` (0 for a malformed event, so
-   that a broken ts never moves the watermark), and the watermark is declared in the
-   DDL, so it is generated inside the source (per Kafka partition, with
-   `scan.watermark.idle-timeout` for silent partitions).
-2. A *typed* view: `parse_event(payload)` gives the typed contract fields plus `reason`:
-   NULL when valid, else the JSON type error or the first broken rule of
-   `core.schemas.RULES`, in its words. Both are the job's JVM functions (udfs/jvm
-   EventParser): one streaming parse and the rules in Java, shared by the two calls on a
-   record (the parse is kept for the next call on the same thread).
-3. `main` = valid and on time; `side` = malformed (reason) or late
-   (`rowtime <= CURRENT_WATERMARK(rowtime)`, i.e. beyond the allowed out-of-orderness:
-   its pane may already be closed).
+   `rowtime` is a computed column, `event_time_ms(payload, partition, <time bounds>)`
+   (0 for a malformed event or an implausible time, so that a broken ts never moves the
+   watermark), and the watermark is declared in the DDL, so it is generated inside the
+   source (per Kafka partition, with `scan.watermark.idle-timeout` for silent partitions).
+2. A *typed* view: `parse_event(payload, partition, <time bounds>)` gives the typed
+   contract fields plus `reason`: NULL when valid, else the JSON type error, the first
+   broken rule of `core.schemas.RULES` in its words, or `ts: implausible_time: ...`. Both
+   are the job's JVM functions (udfs/jvm EventParser): one streaming parse and the rules
+   in Java, shared by the two calls on a record (the parse is kept for the next call on
+   the same thread; both calls must get the same arguments).
+3. `main` = valid and on time; `side` = malformed (reason), implausible_time (a bad
+   clock) or late (`rowtime <= CURRENT_WATERMARK(rowtime)`, i.e. beyond the allowed
+   out-of-orderness: its pane may already be closed).
+
+Hostile input: a message over `core.schemas.MAX_MESSAGE_BYTES`, not UTF-8, nested deeper
+than `MAX_NESTING_DEPTH` or with a string over its `STRING_MAX_CHARS` is malformed, with
+the same bounds and words in Java and Python (the Java constants are checked against
+core/schemas.py by tests/unit/test_contract.py).
+
+Event time plausibility (`core.schemas.TimePlausibility`, defaults there): a single event
+with a bad clock must not move the watermark, or every valid event after it in its
+partition is late. Two rules, applied in the JVM to events that keep the contract:
+
+- future: beyond the wall clock + `max_future_ms` (5 min). Replays of past data are in
+  the past, so it never touches them; live, it bounds the harm of one bad clock to
+  that tolerance. Also applied by the Python validator when given a `now_ns`.
+- jump: more than `max_jump_ms` (7 days, longer than any market closure) before or after
+  the latest plausible event of the same Kafka partition, as seen by the parser of the
+  source subtask reading it (per thread, per partition; a file source is one partition).
+  `reanchor_after` (50) consecutive events that agree with each other but not with the
+  reference are a real jump (a new replay on the topic, or a bad first event) and become
+  the reference; the ones before are dead-lettered, never silently dropped. JVM-only:
+  the Python validator sees one message, never the partition's history, so the dead
+  letter of this rule carries the JVM's reason as it is.
+
+Deterministic for a replay of valid data: the simulator's and the LOBSTER import's events
+are in the past and have no gap beyond a few hours (tests/integration/test_parse_event.py
+runs both through the parser). The reference lives in memory: after a restart the first
+event of a partition sets it again.
 
 Strict JSON types, as Python's `json.loads` + `core.schemas.validate_record` read them:
 no "5" for 5, no 5.0 for an integer, no number for a string, `contra` a string or
@@ -32,7 +59,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from core.job_config import JobConfig
-from core.schemas import EVENT_SCHEMA, FIELD_NAMES, encode_batch
+from core.schemas import EVENT_SCHEMA, FIELD_NAMES, IMPLAUSIBLE_TIME, TimePlausibility, encode_batch
 
 _SQL_TYPES = {
     pa.int64(): "BIGINT",
@@ -53,6 +80,20 @@ JVM_FUNCTIONS = {
 
 # Columns of the side path, in order (udfs.deadletter.DeadLetterFormatter unpacks them).
 SIDE_FIELDS = ("kind", "reason", "payload", "src_partition", "src_offset", "ts", "watermark_ms")
+
+
+def time_rule_of(cfg: JobConfig) -> TimePlausibility:
+    """The job's time plausibility bounds (JobConfig.time_plausibility)."""
+    return cfg.time_plausibility
+
+
+def _parser_args(partition: str, rule: TimePlausibility) -> str:
+    """Arguments after the payload of both JVM functions: the record's partition (an INT
+    expression) and the time bounds."""
+    return (
+        f"{partition}, CAST({rule.max_future_ms} AS BIGINT), CAST({rule.max_jump_ms} AS BIGINT), "
+        f"{rule.reanchor_after}"
+    )
 
 
 def _sql_str(s: str) -> str:
@@ -79,10 +120,13 @@ def register_functions(t_env) -> None:
         ) from exc
 
 
-# Event time in ms; a malformed row gets 0 (always "behind" the watermark, never moves
-# it) and is dead-lettered anyway. rowtime must not be NULL.
-def _rowtime() -> str:
-    return f"rowtime AS TO_TIMESTAMP_LTZ({EVENT_TIME_FUNCTION}(payload), 3)"
+# Event time in ms; a malformed row or an implausible time gets 0 (always "behind" the
+# watermark, never moves it) and is dead-lettered anyway. rowtime must not be NULL.
+def _rowtime(partition: str, rule: TimePlausibility) -> str:
+    return f"rowtime AS TO_TIMESTAMP_LTZ({EVENT_TIME_FUNCTION}(payload, {_parser_args(partition, rule)}), 3)"
+
+
+_NO_PARTITION = "CAST(NULL AS INT)"
 
 
 def kafka_raw_ddl(
@@ -112,7 +156,7 @@ CREATE TEMPORARY TABLE {table} (
   payload STRING,
   src_partition INT METADATA FROM 'partition' VIRTUAL,
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-  {_rowtime()},
+  {_rowtime("src_partition", time_rule_of(cfg))},
   {_watermark_ddl(cfg)}
 ) WITH (
   'connector' = 'kafka',
@@ -136,7 +180,7 @@ def file_raw_ddl(table: str, path: str, cfg: JobConfig) -> str:
     return f"""
 CREATE TEMPORARY TABLE {table} (
   payload STRING,
-  {_rowtime()},
+  {_rowtime(_NO_PARTITION, time_rule_of(cfg))},
   {_watermark_ddl(cfg)}
 ) WITH (
   'connector' = 'filesystem',
@@ -165,29 +209,33 @@ def parquet_to_ndjson(parquet_path: str, out_path: str, batch_rows: int = 200_00
     return n
 
 
-def _typed_select(raw: str, has_metadata: bool) -> str:
+def _typed_select(raw: str, has_metadata: bool, time_rule: TimePlausibility | None = None) -> str:
     meta = (
         "src_partition, src_offset"
         if has_metadata
-        else ("CAST(NULL AS INT) AS src_partition, CAST(NULL AS BIGINT) AS src_offset")
+        else f"{_NO_PARTITION} AS src_partition, CAST(NULL AS BIGINT) AS src_offset"
     )
+    args = _parser_args("src_partition" if has_metadata else _NO_PARTITION, time_rule or TimePlausibility())
     cols = ",\n  ".join(f"e.{n} AS {n}" for n in FIELD_NAMES)
     # The inner query calls the parser once per row (it is declared non-deterministic, so
     # the planner does not inline it into each field access).
     return f"""SELECT
   {cols},
   payload, src_partition, src_offset, rowtime, e.reason AS reason
-FROM (SELECT {PARSE_FUNCTION}(payload) AS e, payload, {meta}, rowtime FROM {raw})"""
+FROM (SELECT {PARSE_FUNCTION}(payload, {args}) AS e, payload, {meta}, rowtime FROM {raw})"""
 
 
-def register_views(t_env, raw: str, has_metadata: bool, prefix: str = "trades") -> tuple[str, str]:
+def register_views(
+    t_env, raw: str, has_metadata: bool, prefix: str = "trades", time_rule: TimePlausibility | None = None
+) -> tuple[str, str]:
     """Register `<prefix>_typed`, `_checked`, `_main`, `_side` views over the raw table.
 
     `has_metadata`: the raw table has Kafka partition / offset columns (file: no).
+    `time_rule`: the bounds the raw table's DDL was made with (`time_rule_of(cfg)`).
     Returns the names of the main and side views. Main columns: the contract fields +
     rowtime. Side columns: `SIDE_FIELDS`.
     """
-    typed = _typed_select(raw, has_metadata)
+    typed = _typed_select(raw, has_metadata, time_rule)
     t_env.execute_sql(f"CREATE TEMPORARY VIEW {prefix}_typed AS {typed}")
     t_env.execute_sql(
         f"""CREATE TEMPORARY VIEW {prefix}_checked AS SELECT *,
@@ -202,7 +250,9 @@ WHERE reason IS NULL AND (wm IS NULL OR rowtime > wm)"""
     t_env.execute_sql(
         f"""CREATE TEMPORARY VIEW {prefix}_side AS
 SELECT
-  CASE WHEN reason IS NULL THEN 'late' ELSE 'malformed' END AS kind,
+  CASE WHEN reason IS NULL THEN 'late'
+       WHEN reason LIKE 'ts: {IMPLAUSIBLE_TIME}%' THEN '{IMPLAUSIBLE_TIME}'
+       ELSE 'malformed' END AS kind,
   COALESCE(reason, 'late: event time at or below the watermark') AS reason,
   payload, src_partition, src_offset, ts,
   -- TIMESTAMP_LTZ cannot be CAST to a number; string round trip in the session zone.

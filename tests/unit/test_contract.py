@@ -4,17 +4,29 @@ and the Arrow path (validate_table); and the SQL rendered from RULES covers ever
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.schemas import (
     EVENT_SCHEMA,
+    MAX_MESSAGE_BYTES,
+    MAX_NESTING_DEPTH,
+    NOT_UTF8,
     RULES,
+    STRING_MAX_CHARS,
+    TOO_DEEP,
+    TOO_LARGE,
     ContractError,
+    TimePlausibility,
     encode_batch,
     encode_message,
     parse_message,
@@ -50,10 +62,12 @@ BAD_ROWS = [
     ("nan_ask", {"ask": math.nan}, "ask"),
     ("crossed_nbbo", {"bid": 42.0, "ask": 41.0}, "ask"),
     ("contra_on_new", {"contra": "F210.A2"}, "contra"),
+    *((f"long_{f}", {f: "é" * (n + 1)}, f) for f, n in STRING_MAX_CHARS.items() if f != "contra"),
 ]
 BAD_FILLS = [
     ("fill_without_contra", {"contra": None}, "contra"),
     ("fill_with_empty_contra", {"contra": ""}, "contra"),
+    ("fill_with_long_contra", {"contra": "x" * (STRING_MAX_CHARS["contra"] + 1)}, "contra"),
 ]
 # Only the JSON path can see these: Arrow columns are typed.
 BAD_TYPES = [
@@ -193,3 +207,107 @@ def test_every_contract_field_has_a_rule() -> None:
 
 def test_empty_table_is_valid() -> None:
     validate_table(records_to_table([]))
+
+
+def test_strings_at_their_bound_are_valid_in_every_path() -> None:
+    # code points, not bytes: a 4-byte character counts once, as in Java's codePointCount
+    rec = {**GOOD_FILL, **{f: "\U0001f600" * n for f, n in STRING_MAX_CHARS.items()}}
+    assert parse_message(json.dumps(rec)) == rec
+    assert parse_message(json.dumps(rec, ensure_ascii=False).encode()) == rec
+    validate_table(records_to_table([rec]))
+
+
+# (name, payload, field, reason or None): hostile messages the validator must refuse
+# with a ContractError (before this, some raised RecursionError or ValueError instead).
+_GOOD_TEXT = json.dumps(GOOD_NEW)
+HOSTILE = [
+    ("deep_array", "[" * 5000 + "]" * 5000, "<payload>", TOO_DEEP),
+    ("deep_object", '{"a":' * 5000 + "1" + "}" * 5000, "<payload>", TOO_LARGE),
+    ("deep_in_unknown_key", _GOOD_TEXT[:-1] + ', "x": ' + "[" * 40 + "]" * 40 + "}", "<payload>", TOO_DEEP),
+    ("huge_instrument", json.dumps({**GOOD_NEW, "instrument": "A" * 100_000}), "<payload>", TOO_LARGE),
+    ("just_too_large", _GOOD_TEXT[:-1] + ', "x": "' + "y" * MAX_MESSAGE_BYTES + '"}', "<payload>", TOO_LARGE),
+    ("invalid_utf8", _GOOD_TEXT.replace("ABC", "AB\xff").encode("latin-1"), "<payload>", NOT_UTF8),
+    ("lone_surrogate", json.dumps({**GOOD_NEW, "venue": "\ud800"}), "venue", None),
+    ("int_too_long_for_python", _GOOD_TEXT[:-1] + ', "x": ' + "9" * 5000 + "}", None, None),
+    ("price_beyond_float", json.dumps({**GOOD_NEW, "price": 10**400}), "price", "must be a finite number > 0"),
+    ("empty", b"", "<payload>", None),
+    ("null", "null", "<record>", None),
+    ("array", "[1, 2]", "<record>", None),
+    ("truncated", _GOOD_TEXT[:40], "<payload>", None),
+]
+
+
+@pytest.mark.parametrize(("name", "payload", "field", "reason"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_payload_is_a_contract_error_never_another_exception(name, payload, field, reason) -> None:
+    if field is None:  # accepted: an unknown key may hold any JSON that fits the bounds
+        assert parse_message(payload) == GOOD_NEW
+        return
+    with pytest.raises(ContractError) as err:
+        parse_message(payload, row=4)
+    assert (err.value.row, err.value.field) == (4, field)
+    if reason is not None:
+        assert err.value.reason == reason
+
+
+def test_nesting_at_the_bound_is_read() -> None:
+    deep = _GOOD_TEXT[:-1] + ', "x": ' + "[" * (MAX_NESTING_DEPTH - 1) + "]" * (MAX_NESTING_DEPTH - 1) + "}"
+    assert parse_message(deep) == GOOD_NEW  # the event object itself is level 1
+    # brackets inside strings are text, not nesting
+    assert parse_message(json.dumps({**GOOD_NEW, "x": "[" * 100})) == GOOD_NEW
+
+
+def test_a_time_beyond_the_wall_clock_is_implausible_when_a_clock_is_given() -> None:
+    rule = TimePlausibility()
+    now_ns = GOOD_NEW["ts"]
+    soon = {**GOOD_NEW, "ts": now_ns + rule.max_future_ms * 1_000_000}
+    later = {**GOOD_NEW, "ts": now_ns + (rule.max_future_ms + 1) * 1_000_000}
+    assert validate_record(soon, now_ns=now_ns) == soon
+    with pytest.raises(ContractError) as err:
+        validate_record(later, now_ns=now_ns)
+    assert (err.value.field, err.value.reason) == ("ts", rule.future_reason())
+    assert validate_record(later) == later  # no clock, no rule (the contract alone)
+    with pytest.raises(ValueError):
+        TimePlausibility(max_jump_ms=0)
+
+
+def test_dead_letter_formatter_survives_poison_pills() -> None:
+    from udfs.deadletter import format_dead_letter
+
+    for _, payload, _, _ in HOSTILE:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        out, record = format_dead_letter("malformed", "<payload>: not JSON (x)", text, "t", 0, 1)
+        assert json.loads(out)["id"] == "t/0/1" and record["reason"]
+        assert len(out) < 8 * MAX_MESSAGE_BYTES  # a huge payload is cut: Kafka takes the letter
+    # the JVM's not-UTF-8 verdict stands: Python only sees the replacement characters
+    _, record = format_dead_letter("malformed", f"<payload>: {NOT_UTF8}", _GOOD_TEXT.replace("ABC", "AB\ufffd"))
+    assert (record["field"], record["reason"], record["validator_disagreement"]) == ("<payload>", NOT_UTF8, False)
+    _, record = format_dead_letter("implausible_time", "ts: implausible_time: more than 5 ms after", _GOOD_TEXT)
+    assert (record["kind"], record["field"], record["reason"]) == ("implausible_time", "ts", "implausible_time: more than 5 ms after")
+
+
+def test_the_jvm_parser_has_the_bounds_of_this_contract() -> None:
+    """udfs/jvm EventParser repeats the bounds as Java constants: they must be these."""
+    java = (Path(__file__).resolve().parents[2] / "udfs/jvm/src/main/java/darkpool/flink/EventParser.java").read_text()
+    constants = {m[0]: int(m[1]) for m in re.findall(r"static final (?:int|long) (\w+) = (\d+)L?;", java)}
+    rule = TimePlausibility()
+    want = {
+        "MAX_MESSAGE_BYTES": MAX_MESSAGE_BYTES,
+        "MAX_NESTING_DEPTH": MAX_NESTING_DEPTH,
+        **{f"MAX_CHARS_{f.upper()}": n for f, n in STRING_MAX_CHARS.items()},
+        "DEFAULT_MAX_FUTURE_MS": rule.max_future_ms,
+        "DEFAULT_MAX_JUMP_MS": rule.max_jump_ms,
+        "DEFAULT_REANCHOR_AFTER": rule.reanchor_after,
+    }
+    assert {k: constants.get(k) for k in want} == want  # the words: tests/integration/test_parse_event.py
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.text(alphabet='{}[]":,0123456789.eE+-truefalsnul \\ud800\u00e9', max_size=300),
+    st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+                 lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3)).map(json.dumps),
+))  # fmt: skip
+def test_any_payload_is_a_record_or_a_contract_error(payload: bytes | str) -> None:
+    with contextlib.suppress(ContractError):  # anything else fails the test
+        parse_message(payload, now_ns=GOOD_NEW["ts"])

@@ -8,9 +8,10 @@ import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
- * {@code parse_event(payload)}: the typed contract fields of one JSON event and {@code
- * reason}, NULL when the event keeps the contract, else the type error or the first broken
- * rule (see {@link EventParser}).
+ * {@code parse_event(payload [, partition, max_future_ms, max_jump_ms, reanchor_after])}:
+ * the typed contract fields of one JSON event and {@code reason}, NULL when the event keeps
+ * the contract, else the type error, the first broken rule, or "ts: implausible_time: ..."
+ * (see {@link EventParser}). Takes the same arguments as {@link EventTimeMs} on the record.
  *
  * <p>Works on Flink's internal data (StringData in, RowData out): no String / Row
  * conversion per event. Why Java and not SQL: one JSON_VALUE per field plus a type regular
@@ -40,7 +41,19 @@ public class ParseEvent extends ScalarFunction {
     }
 
     public RowData eval(@DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData payload) {
-        EventParser e = EventParser.of(payload);
+        return rowOf(EventParser.of(payload));
+    }
+
+    public RowData eval(
+            @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData payload,
+            Integer partition,
+            Long maxFutureMs,
+            Long maxJumpMs,
+            Integer reanchorAfter) {
+        return rowOf(EventParser.of(payload, partition, maxFutureMs, maxJumpMs, reanchorAfter));
+    }
+
+    private static RowData rowOf(EventParser e) {
         int n = EventParser.FIELDS.length;
         GenericRowData row = new GenericRowData(n + 1);
         for (int i = 0; i < n; i++) {
