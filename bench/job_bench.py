@@ -207,7 +207,7 @@ def main() -> None:
                 [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
                  "--trades-topic", topic, "--alerts-topic", alerts, "--dead-letter-topic", dead,
                  "--scorer-url", f"http://127.0.0.1:{a.scorer_port}", "--start-from", "earliest", "--bounded",
-                 "--parallelism", str(a.parallelism), "--pane-shards", str(a.pane_shards), "--restart-attempts", "0", "--job-name", f"bench-{uuid.uuid4().hex[:6]}"]
+                 "--parallelism", str(a.parallelism), *(["--pane-shards", str(a.pane_shards)] if a.pane_shards else []), "--restart-attempts", "1", "--job-name", f"bench-{uuid.uuid4().hex[:6]}"]
             )  # fmt: skip
             print(f"{label}: " + json.dumps({k: v["wall_s"] for k, v in runs.items()}), file=sys.stderr)
         print(json.dumps(runs), file=sys.stderr)

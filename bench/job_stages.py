@@ -67,10 +67,11 @@ def _discard(stream) -> None:
 
 def run_stage(stage: str, path: str, scorer_url: str, overrides: str = "{}") -> None:
     """Child process: build the graph up to `stage` over `path` and run it to the end."""
+    from core.config import ScorerEndpoint, from_env
     from core.job_config import JobConfig
     from jobs import detect_anomalies as job
 
-    cfg = JobConfig(scorer=job.from_env(job.ScorerEndpoint, scorer_url=scorer_url),
+    cfg = JobConfig(scorer=from_env(ScorerEndpoint, scorer_url=scorer_url),
                     parallelism=1, job_name=f"stages-{stage}", **json.loads(overrides))  # fmt: skip
     env, t_env = job.make_env(cfg, job.local_jars())
     main_view, side_view, _ = job.register_source(t_env, cfg, path)

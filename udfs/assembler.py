@@ -28,6 +28,13 @@ stream, whose watermark never advances again, leaves state behind; the next wate
 clears it. State of the layout before the normals (a bare pane map) restores with a
 fresh normal.
 
+Rescaling: the state is keyed by shard, and a shard's key group moves whole between
+subtasks when the job restarts from a savepoint at another parallelism, so every
+instrument keeps its windows and normal. The shard count itself must not change (an
+instrument would hash to another shard, away from its state): each shard also stores
+the count it was written with (`shard_count`, one int per shard, kept for the life of
+the state), and a restore with another count fails the task with ShardCountChanged.
+
 Output (`WINDOW_BATCH_TYPE`, one record per input batch, instruments in batch order):
     shard, window_end (exclusive end, ms; the same for every instrument of the batch),
     instruments, max_event_ts (latest event per window, ms),
@@ -230,24 +237,52 @@ def pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k) -> list[t
     return out
 
 
+class ShardCountChanged(RuntimeError):
+    """The job restored state written with another instrument shard count."""
+
+
+def check_shard_count(stored: int | None, shards: int) -> None:
+    """Refuse state written with another shard count (None: a new shard, or older state).
+
+    >>> check_shard_count(None, 128); check_shard_count(128, 128)
+    >>> check_shard_count(4, 128)
+    Traceback (most recent call last):
+    ...
+    udfs.assembler.ShardCountChanged: the job's state was written with --pane-shards 4 but the job runs with 128: restart it with --pane-shards 4 (the count is fixed for the life of the state; a new count needs a fresh start without the savepoint)
+    """
+    if stored is not None and stored != shards:
+        raise ShardCountChanged(
+            f"the job's state was written with --pane-shards {stored} but the job runs with {shards}: restart it "
+            f"with --pane-shards {stored} (the count is fixed for the life of the state; a new count needs a fresh "
+            "start without the savepoint)"
+        )
+
+
 class WindowAssembler(KeyedProcessFunction):
     """Keyed by shard; input = pane batches (udfs/deadletter.PANE_BATCH_TYPE)."""
 
-    def __init__(self, n_buckets: int, slide_s: int):
+    def __init__(self, n_buckets: int, slide_s: int, shards: int):
         self._t = n_buckets
         self._slide_ms = slide_s * 1000
+        self._shards = shards  # JobConfig.pane_shards, checked against the state's
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._panes = runtime_context.get_map_state(
             MapStateDescriptor("panes_by_instrument", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
         self._sweep = runtime_context.get_state(ValueStateDescriptor("sweep_at", Types.LONG()))
+        self._shard_count = runtime_context.get_state(ValueStateDescriptor("shard_count", Types.INT()))
+        self._checked: set[int] = set()  # shards whose stored count this worker has checked
         group = runtime_context.get_metrics_group().add_group("darkpool")
         self._windows = group.counter("windows_assembled")
         self._cleared = group.counter("instruments_cleared")
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context):
         shard, pane, instruments, max_ts_ms, feats, parts, part_n, part_k = value
+        if shard not in self._checked:  # once per shard and worker: a restore starts new workers
+            check_shard_count(self._shard_count.value(), self._shards)
+            self._shard_count.update(self._shards)
+            self._checked.add(shard)
         pane = int(pane)
         names, buffers, normals = [], [], []
         for name, entry in pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k):
@@ -288,6 +323,6 @@ class WindowAssembler(KeyedProcessFunction):
 
 
 __all__ = [
-    "CHANNELS", "WINDOW_BATCH_FIELDS", "WINDOW_BATCH_TYPE", "WindowAssembler", "add_pane",
-    "assemble_batch", "pane_entries", "window_batch_arrays",
+    "CHANNELS", "WINDOW_BATCH_FIELDS", "WINDOW_BATCH_TYPE", "ShardCountChanged", "WindowAssembler", "add_pane",
+    "assemble_batch", "check_shard_count", "pane_entries", "window_batch_arrays",
 ]  # fmt: skip

@@ -11,9 +11,11 @@ Why shards and not one group per instrument: each group is one pandas call with 
 cost (measured ~5 ms per call on the loaded 2-core box, whatever its size), which capped
 the job at a few hundred panes per second. A shard = `stable_hash(instrument, shards)`
 (udfs/jvm StableHash: String.hashCode mod shards, the same on every JVM and run), so an
-instrument always lands in the same group and a pane is never split. More shards spread
-the work over more subtasks; fewer amortize the per-call cost over more instruments
-(JobConfig.pane_shards).
+instrument always lands in the same group and a pane is never split. The shard count
+(JobConfig.pane_shards) is fixed for the life of the job's state, whatever the
+parallelism: the shards are the units the keyed state moves in when the job is rescaled.
+Fewer shards would amortize the per-call cost over more instruments, but cap the
+parallelism at the count.
 
 The UDAF returns `PANE_BATCH`, one entry per instrument of the group, as parallel arrays:
   instruments  ARRAY<STRING>   sorted

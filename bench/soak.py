@@ -1,0 +1,285 @@
+"""Long soak: the detection job at a steady paced rate. Do state, checkpoints and memory stay flat?
+
+    .venv/bin/python bench/soak.py [--minutes 60] [--instruments 500] [--rate 500]
+        [--sample-s 30] [--warmup-minutes M/6] [--quiet-share 0.2] [--quiet-minutes 20]
+        [--parallelism 1] [--artifact DIR] [--keep]
+
+Runs on a stack of its own (own run dir and ports, as bench/stack_bench.py), so no other
+job's state or Python workers are counted: Kafka, a JobManager, a TaskManager, a scorer,
+and jobs/detect_anomalies.py submitted with `flink run` (RocksDB state, a checkpoint
+every 5 s), reading the trades topic a paced producer fills at --rate events/s with
+event time = wall time. The events are a simulated market of --instruments instruments
+(`darkpool generate`, --loop-minutes long, sent again and again with shifted times).
+A --quiet-share of the instruments goes quiet for --quiet-minutes out of every
+2 x --quiet-minutes, staggered, and comes back: their state is swept and rebuilt, so a
+leak in either path shows as growth.
+
+Every --sample-s seconds it records: the latest completed checkpoint (its full state
+size, the size it uploaded, its duration), checkpoint and restart counts, and the RSS of
+every process: JobManager, TaskManager JVM, the TaskManager's Python workers (its process
+group), scorer, Kafka; how far the job's watermark is behind the wall clock (is it
+keeping up?); and the producer's pace (events sent, seconds behind schedule).
+
+Prints one JSON object: the settings, the samples, and per series its first, last, min,
+max and mean and, over the samples after the warm-up, the least-squares slope per hour,
+its standard error, and `flat`: the slope is within 2 standard errors of zero (noise), or
+under 1% of the series' mean per hour. Counts (checkpoints, restarts, events) give their
+rate per hour after the warm-up instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.config import KafkaConfig  # noqa: E402
+from core.paths import artifacts_dir  # noqa: E402
+from darkpool.stack import core, flink, jobs  # noqa: E402
+from darkpool.stack.procs import PidFiles, group_members, rss_bytes  # noqa: E402
+from darkpool.stack.scorer import ScorerProcess, free_port  # noqa: E402
+from darkpool.stack.settings import StackConfig  # noqa: E402
+
+# An isolated stack, on ports apart from the shared one (9092/8081) and stack_bench's.
+PORTS = {"kafka_port": 49092, "controller_port": 49093, "rest_port": 48081, "jm_rpc_port": 46123, "prom_port": 49349}
+
+
+def load_market(instruments: int, rate: float, loop_s: int, out: Path) -> tuple[list[int], list[str], list[str]]:
+    """(time offsets ns, instruments, messages) of a simulated market of `loop_s` seconds
+    at `rate` events/s, in event-time order; each message starts with its `"ts":`."""
+    import pyarrow.parquet as pq
+
+    from core.schemas import FIELD_NAMES, encode_batch
+
+    subprocess.run([sys.executable, "-m", "darkpool.cli", "generate", "--preset", "default", "--instruments",
+                    str(instruments), "--events", str(int(rate * loop_s)), "--duration", str(loop_s), "--seed", "1",
+                    "--out", str(out)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    table = pq.read_table(out / "events.parquet").sort_by("ts")
+    ts = table.column("ts").to_pylist()
+    names, messages = [], []
+    for name, text in encode_batch(table.select(list(FIELD_NAMES))):
+        if not text.startswith('{"ts":'):
+            raise SystemExit("soak: the contract's JSON no longer starts with ts; update bench/soak.py's producer")
+        names.append(name)
+        messages.append(text.split(",", 1)[1])  # what follows the ts
+    return [t - ts[0] for t in ts], names, messages
+
+
+class PacedProducer(threading.Thread):
+    """Sends the market in a loop at its own pace, event time = wall time, leaving out
+    the quiet instruments while they are quiet."""
+
+    def __init__(self, bootstrap: str, topic: str, market: tuple[list[int], list[str], list[str]],
+                 loop_s: int, quiet: list[str], quiet_s: float) -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.loop_s = bootstrap, topic, loop_s
+        self.offsets, self.names, self.messages = market
+        # instrument -> phase: quiet while (t + phase) mod 2 quiet_s < quiet_s
+        self.phase = {name: i * 2 * quiet_s / max(len(quiet), 1) for i, name in enumerate(quiet)}
+        self.quiet_s = quiet_s
+        self.sent = 0
+        self.behind_s = 0.0  # how far the last send was behind its schedule
+        self.error: str | None = None
+        self._stop = threading.Event()
+
+    def quiet_now(self, name: str, t: float) -> bool:
+        phase = self.phase.get(name)
+        return phase is not None and (t + phase) % (2 * self.quiet_s) < self.quiet_s
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=20)
+        start_wall_ns, start = time.time_ns(), time.monotonic()
+        loop = 0
+        try:
+            while not self._stop.is_set():
+                base = loop * self.loop_s * 10**9
+                for offset, name, rest in zip(self.offsets, self.names, self.messages, strict=True):
+                    at = (base + offset) / 1e9
+                    ahead = at - (time.monotonic() - start)
+                    if ahead > 0.005 and self._stop.wait(ahead):  # (waits; True = stopped)
+                        return
+                    self.behind_s = max(0.0, -ahead)
+                    if self.quiet_now(name, at):
+                        continue
+                    value = f'{{"ts":{start_wall_ns + base + offset},{rest}'
+                    producer.send(self.topic, value.encode(), key=name.encode())
+                    self.sent += 1
+                loop += 1
+        except Exception as exc:  # noqa: BLE001 (reported in the result, not a traceback mid-run)
+            self.error = repr(exc)
+        finally:
+            producer.close(timeout=10)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def sample(cfg: StackConfig, job_id: str, scorer: ScorerProcess, producer: PacedProducer) -> dict:
+    """One row of the series (sizes in MB, durations in ms)."""
+    row: dict[str, float | str | None] = {}
+    cps = flink.rest_get(cfg, f"/jobs/{job_id}/checkpoints", timeout=10)
+    done = (cps.get("latest") or {}).get("completed") or {}
+    row["checkpoint_state_mb"] = done.get("state_size", 0) / 2**20 if done else None
+    row["checkpoint_uploaded_mb"] = done.get("checkpointed_size", 0) / 2**20 if done else None
+    row["checkpoint_duration_ms"] = done.get("end_to_end_duration") if done else None
+    row["checkpoints_completed"] = cps["counts"]["completed"]
+    row["checkpoints_failed"] = cps["counts"]["failed"]
+    row["restarts"] = jobs.num_restarts(cfg, job_id)
+    info = jobs.job(cfg, job_id)
+    row["job_state"] = info["state"]
+    row["job_lag_s"] = watermark_lag_s(cfg, job_id, info)
+    pids = PidFiles(cfg.pid_dir)
+    for name, key in ((flink.JM, "rss_jobmanager_mb"), ("kafka", "rss_kafka_mb")):
+        proc = pids.live(name)
+        row[key] = rss_bytes(group_members(proc.pid)) / 2**20 if proc else None
+    tm = pids.live(flink.TM)
+    workers = [p for p in group_members(tm.pid) if p != tm.pid] if tm else []
+    row["rss_taskmanager_jvm_mb"] = rss_bytes([tm.pid]) / 2**20 if tm else None
+    row["rss_python_workers_mb"] = rss_bytes(workers) / 2**20
+    row["python_workers"] = len(workers)
+    row["rss_scorer_mb"] = rss_bytes([scorer.pid]) / 2**20
+    row["events_sent"] = producer.sent
+    row["producer_behind_s"] = producer.behind_s
+    return row
+
+
+def watermark_lag_s(cfg: StackConfig, job_id: str, info: dict) -> float | None:
+    """Wall clock minus the decision stage's input watermark (event time = wall time
+    here): how far behind the job is; None before its first watermark."""
+    vertex = next((v for v in info["vertices"] if "adaptive-threshold" in v["name"]), None)
+    if vertex is None:
+        return None
+    marks = flink.rest_get(cfg, f"/jobs/{job_id}/vertices/{vertex['id']}/watermarks", timeout=10)
+    values = [int(m["value"]) for m in marks if m["id"].endswith("currentInputWatermark")]
+    if not values or min(values) <= 0:
+        return None
+    return time.time() - min(values) / 1000
+
+
+# Cumulative counts: their slope is a rate (per hour), not a trend to judge as flat.
+COUNTERS = ("checkpoints_completed", "checkpoints_failed", "restarts", "events_sent")
+
+
+def trend(ts_h: list[float], ys: list[float]) -> dict:
+    """Least-squares slope per hour, its standard error, and whether it is flat.
+
+    >>> trend([0, 1, 2, 3], [5, 5, 5, 5])["flat"]
+    True
+    >>> round(trend([0, 1, 2, 3], [1, 2, 3, 4.1])["slope_per_h"], 2)
+    1.03
+    """
+    n = len(ys)
+    if n < 3:
+        return {"slope_per_h": None, "stderr_per_h": None, "flat": None}
+    mx, my = sum(ts_h) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in ts_h)
+    slope = sum((x - mx) * (y - my) for x, y in zip(ts_h, ys, strict=True)) / sxx
+    resid = [y - my - slope * (x - mx) for x, y in zip(ts_h, ys, strict=True)]
+    stderr = math.sqrt(sum(r * r for r in resid) / (n - 2) / sxx)
+    flat = abs(slope) <= 2 * stderr or abs(slope) <= 0.01 * abs(my)
+    return {"slope_per_h": round(slope, 4), "stderr_per_h": round(stderr, 4), "flat": flat}
+
+
+def summarize(samples: list[dict], warmup_s: float) -> dict:
+    series = {}
+    for key in samples[0]:
+        if key in ("t_s", "job_state"):
+            continue
+        points = [(s["t_s"], s[key]) for s in samples if isinstance(s.get(key), int | float)]
+        if not points:
+            continue
+        ys = [y for _, y in points]
+        after = [(t / 3600, y) for t, y in points if t >= warmup_s]
+        fit = trend([t for t, _ in after], [y for _, y in after])
+        if key in COUNTERS:  # after the warm-up: how many per hour
+            series[key] = {"last": ys[-1], "per_h_after_warmup": fit["slope_per_h"]}
+            continue
+        series[key] = {"first": round(ys[0], 2), "last": round(ys[-1], 2), "min": round(min(ys), 2),
+                       "max": round(max(ys), 2), "mean": round(sum(ys) / len(ys), 2), **fit}  # fmt: skip
+    return series
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=60.0, help="wall time of the paced run [60]")
+    p.add_argument("--instruments", type=int, default=500)
+    p.add_argument("--rate", type=float, default=500.0, help="events/s the producer sends (before quiet ones) [500]")
+    p.add_argument("--sample-s", type=float, default=30.0, help="seconds between samples [30]")
+    p.add_argument("--warmup-minutes", type=float, help="samples before this are left out of the slopes [minutes/6]")
+    p.add_argument("--quiet-share", type=float, default=0.2, help="share of the instruments that go quiet [0.2]")
+    p.add_argument("--quiet-minutes", type=float, default=20.0, help="how long they stay quiet each time [20]")
+    p.add_argument("--loop-minutes", type=int, default=10, help="length of the market sent in a loop [10]")
+    p.add_argument("--parallelism", type=int, default=1)
+    p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small", help="model the scorer serves")
+    p.add_argument("--keep", action="store_true", help="leave the stack's run dir (logs, checkpoints) behind")
+    a = p.parse_args()
+    if a.minutes <= 0 or a.rate <= 0 or a.sample_s <= 0 or a.instruments < 1 or not 0 <= a.quiet_share <= 1:
+        p.error("--minutes, --rate, --sample-s must be > 0, --instruments >= 1, --quiet-share in [0, 1]")
+    if not (a.artifact / "config.json").exists():
+        p.error(f"no model artifact at {a.artifact}: train one (`darkpool train`) or pass --artifact DIR")
+    return a
+
+
+def main() -> None:
+    a = parse_args()
+    warmup_s = 60 * (a.warmup_minutes if a.warmup_minutes is not None else a.minutes / 6)
+    run_dir = Path(tempfile.mkdtemp(prefix="darkpool-soak-"))
+    cfg = StackConfig(run_dir=run_dir, **PORTS)
+    loop_s = int(60 * a.loop_minutes)
+    market = load_market(a.instruments, a.rate, loop_s, run_dir / "market")
+    quiet = sorted(set(market[1]))[: round(a.quiet_share * a.instruments)]
+    result: dict = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+                    "warmup_s": warmup_s, "cores": os.cpu_count(), "run_dir": str(run_dir)}  # fmt: skip
+    scorer = producer = None
+    job_id = None
+    samples: list[dict] = []
+    try:
+        core.up(cfg)
+        scorer = ScorerProcess(a.artifact, free_port(), run_dir / "scorer.log")
+        kafka = KafkaConfig(bootstrap_servers=cfg.bootstrap_servers)
+        job_id = jobs.submit(cfg, args=["--bootstrap-servers", cfg.bootstrap_servers, "--scorer-url", scorer.url,
+                                        "--parallelism", str(a.parallelism), "--start-from", "latest",
+                                        "--job-name", "soak", "--restart-attempts", "3"])  # fmt: skip
+        jobs.wait_for_state(cfg, job_id, {"RUNNING"}, timeout_s=300)
+        producer = PacedProducer(cfg.bootstrap_servers, kafka.trades_topic, market, loop_s, quiet, 60 * a.quiet_minutes)
+        producer.start()
+        start = time.monotonic()
+        while (t := time.monotonic() - start) < 60 * a.minutes:
+            samples.append({"t_s": round(t, 1), **sample(cfg, job_id, scorer, producer)})
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
+            if samples[-1]["job_state"] != "RUNNING" or producer.error:
+                result["stopped_early"] = producer.error or f"job {samples[-1]['job_state']}: {jobs.exceptions(cfg, job_id)}"
+                break
+            time.sleep(max(0.0, a.sample_s - (time.monotonic() - start - t)))
+        result["events_per_s_sent"] = round(producer.sent / max(time.monotonic() - start, 1e-9), 1)
+    finally:
+        if producer:
+            producer.stop()
+        if job_id and jobs.job(cfg, job_id)["state"] not in jobs.TERMINAL:
+            jobs.cancel(cfg, job_id)
+        if scorer:
+            scorer.kill()
+        core.down(cfg)
+        if not a.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    result["samples"] = len(samples)
+    result["series"] = summarize(samples, warmup_s) if samples else {}
+    result["load_average"] = os.getloadavg()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
