@@ -90,10 +90,13 @@ fields of its own version, so events written by older jobs stay readable):
     model_version         str
     degraded              bool   any window of the episode scored in degraded mode
     emitted_at            int    processing time (wall clock, ms) when the event was made
-    latency_ms            int    emitted_at - window_end: processing time minus event time.
-                                 Live, the event time -> decision latency (the exactly-once
-                                 topic adds the checkpoint wait); on a replay of old data
-                                 it is the data's age, not a latency
+    latency_ms            int|null  emitted_at - the wall-clock time at which the job's
+                                 source read the event whose window caused this decision:
+                                 the job's own decision latency, live or on a replay (the
+                                 exactly-once topic adds the checkpoint wait). null for a
+                                 close decided by a timer (quiet gap seen by the watermark:
+                                 no single read caused it). From a scorer outside the job
+                                 (no read time), emitted_at - window_end
     window_end_iso, episode_start_iso, episode_end_iso, evidence_start_iso,
     evidence_end_iso, peak_window_end_iso, emitted_at_iso   str   ISO-8601 UTC of the same
 """
@@ -376,7 +379,10 @@ def format_line(a: dict[str, Any]) -> str:
     cont = f" | continues {a['continues'][:10]}" if a.get("continues") else ""
     feats = "; ".join(_feature(f) for f in a.get("top_features", [])[:3]) or "-"
     lag = a["latency_ms"]
-    lag_text = _duration(lag) + (" (past data: not a latency)" if lag >= 86_400_000 else "")
+    if lag is None:
+        lag_text = "timer"
+    else:
+        lag_text = _duration(lag) + (" (past data: not a latency)" if lag >= 86_400_000 else "")
     tail = f" | closed: {a['close_reason'].replace('_', ' ')}" if a["status"] == "close" and a.get("close_reason") else ""
     deg = " | DEGRADED (scored by rules)" if a.get("degraded") else ""
     return (

@@ -157,8 +157,12 @@ class InstrumentState:
 # ---- decision -------------------------------------------------------------------------
 def _event(
     ep: Episode, status: str, window_end: int, score: float, thr: Threshold, global_thr: float,
-    now_ms: int, cfg: ThresholdConfig, reason: str | None = None,
+    now_ms: int, cfg: ThresholdConfig, reason: str | None = None, read_ms: int | None = 0,
 ) -> dict[str, Any]:  # fmt: skip
+    """One alert event. `read_ms`: when the source read the event that caused this
+    decision (latency_ms = now_ms - read_ms); 0 = not known (a window scored outside the
+    job): then measured from window_end, as event time; None = decided by a timer (the
+    watermark passed a quiet gap: no single read caused it), latency_ms null."""
     scenario, prob = ep.scenario(cfg.min_scenario_probability)
     parts = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))
     # the rules score on their own raw scale (threshold 1), whatever the model's scale
@@ -194,7 +198,7 @@ def _event(
         "model_version": ep.model_version,
         "degraded": ep.degraded,
         "emitted_at": now_ms,
-        "latency_ms": now_ms - window_end,
+        "latency_ms": None if read_ms is None else now_ms - (read_ms or window_end),
         "severity": severity(margin, ep.last_above_end - ep.start, scenario),
         "score_margin": round(margin, 4),
     }
@@ -264,16 +268,17 @@ def evidence(w: ScoredWindow, cfg: ThresholdConfig, not_before: int, cut: float 
 
 
 def close_if_quiet(
-    state: InstrumentState, now_event: int, cfg: ThresholdConfig, now_ms: int
+    state: InstrumentState, now_event: int, cfg: ThresholdConfig, now_ms: int, read_ms: int | None = None
 ) -> list[dict[str, Any]]:
-    """Close the open episode when no window came for quiet_gap_ms of event time."""
+    """Close the open episode when no window came for quiet_gap_ms of event time.
+    `read_ms`: the read time of the window that showed the gap (None: a timer did)."""
     ep = state.episode
     if ep is None or state.last_end is None or now_event < state.last_end + cfg.quiet_gap_ms:
         return []
     value, source, regime, global_thr = state.last_thr or [0.0, "global", "normal", 0.0]
     thr = Threshold(value, source, regime)
     deadline = state.last_end + cfg.quiet_gap_ms
-    ev = _event(ep, "close", deadline, ep.peak_score, thr, global_thr, now_ms, cfg, "quiet_gap")
+    ev = _event(ep, "close", deadline, ep.peak_score, thr, global_thr, now_ms, cfg, "quiet_gap", read_ms)
     state.episode = None
     return [ev]
 
@@ -292,7 +297,7 @@ def step(
     if state.last_end is not None and w.window_end <= state.last_end:
         state.stale += 1  # straggler past the reorder buffer: deciding now would reorder history
         return []
-    out = close_if_quiet(state, w.window_end, cfg, now_ms) if state.episode else []
+    out = close_if_quiet(state, w.window_end, cfg, now_ms, w.read_ms) if state.episode else []
     if w.degraded:
         # scored by the rules (scorer down): their own scale, threshold 1; the model's
         # baseline neither judges nor learns from it
@@ -304,7 +309,8 @@ def step(
     ep = state.episode
 
     def emit(episode: Episode, status: str, reason: str | None = None) -> None:
-        out.append(_event(episode, status, w.window_end, w.score, thr, w.global_threshold, now_ms, cfg, reason))
+        out.append(_event(episode, status, w.window_end, w.score, thr, w.global_threshold, now_ms, cfg, reason,
+                          w.read_ms))  # fmt: skip
 
     flagged = w.score > thr.value
     continues, start = None, w.window_start

@@ -28,6 +28,9 @@ Fields (times are event time, epoch **milliseconds**):
                              pane's channels sit from the instrument's own normal. The
                              decision stage takes an alert's evidence span from it; []
                              if absent
+    read_ms           int    when the job's source read the window's latest-read event
+                             (wall clock, ms); the alert latency is measured from it.
+                             0 if unknown (then from window_end)
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class ScoredWindow:
     participants: tuple[tuple[str, float], ...] = field(default_factory=tuple)
     degraded: bool = False
     pane_surprise: tuple[float, ...] = ()
+    read_ms: int = 0
 
     def __post_init__(self) -> None:
         # A NaN score would compare False against every threshold and silently never
@@ -96,6 +100,7 @@ class ScoredWindow:
             participants=tuple((str(p), float(w)) for p, w in d.get("participants", ()) or ()),
             degraded=bool(d.get("degraded", False)),
             pane_surprise=tuple(float(v) for v in d.get("pane_surprise", ()) or ()),
+            read_ms=int(d.get("read_ms", 0) or 0),
         )
 
     @classmethod

@@ -96,12 +96,13 @@ def union_query(main_view: str, side_view: str, slide_s: int, shards: int) -> st
     """
     null = "CAST(NULL AS {})".format
     panes = f"""SELECT 'pane' AS kind, shard, p.instruments AS instruments, p.panes AS panes,
-  p.max_ts_ms AS max_ts_ms, p.feats AS feats, p.parts AS parts, p.part_n AS part_n,
+  p.max_ts_ms AS max_ts_ms, p.read_ms AS read_ms, p.feats AS feats, p.parts AS parts, p.part_n AS part_n,
   p.part_k AS part_k,
   {null("STRING")} AS reason, {null("STRING")} AS payload, {null("INT")} AS src_partition,
   {null("BIGINT")} AS src_offset, {null("BIGINT")} AS ts, {null("BIGINT")} AS watermark_ms
 FROM ({pane_query(main_view, slide_s, shards)})"""
     side = f"""SELECT kind, {null("INT")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<BIGINT>")},
+  {null("ARRAY<BIGINT>")},
   {null("ARRAY<FLOAT>")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<INT>")},
   reason, payload, src_partition, src_offset, ts, watermark_ms
 FROM {side_view}"""

@@ -44,6 +44,7 @@ Output (`WINDOW_BATCH_TYPE`, one record per input batch, instruments in batch or
     volume       [n] window filled shares (regime input)
     participants JSON [[[name, weight], ...] per instrument], weight = share of the top
                  names' events
+    read_ms      [n] when the source read the window's latest-read event (wall clock, ms)
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ TOP_PARTICIPANTS = 5  # participants named per window
 
 WINDOW_BATCH_FIELDS = (
     "shard", "window_end", "instruments", "max_event_ts", "windows", "features",
-    "volatility", "volume", "participants",
+    "volatility", "volume", "participants", "read_ms",
 )  # fmt: skip
 WINDOW_BATCH_TYPE = Types.ROW_NAMED(
     list(WINDOW_BATCH_FIELDS),
@@ -85,6 +86,7 @@ WINDOW_BATCH_TYPE = Types.ROW_NAMED(
         Types.PRIMITIVE_ARRAY(Types.DOUBLE()),
         Types.PRIMITIVE_ARRAY(Types.DOUBLE()),
         Types.STRING(),
+        Types.PRIMITIVE_ARRAY(Types.LONG()),
     ],
 )
 
@@ -172,12 +174,14 @@ def _top_participants(buffer: dict[int, PaneEntry]) -> list[list[Any]]:
 
 def assemble_batch(
     shard: int, buffers: Sequence[dict[int, PaneEntry]], end_pane: int, n_buckets: int, slide_ms: int,
-    instruments: Sequence[str], normals: Sequence[PaneNormal] | None = None,
+    instruments: Sequence[str], normals: Sequence[PaneNormal] | None = None, read_ms: Sequence[int] | None = None,
 ) -> Row:  # fmt: skip
     """The WINDOW_BATCH_TYPE row of the windows ending at `end_pane` (pure; unit-tested).
 
     `buffers[i]` is instrument i's pane buffer after `add_pane` of this pane (so it holds
     only panes inside the window), `normals[i]` its normal then (None: none learned).
+    `read_ms[i]`: when the source read the latest-read event of instrument i's last pane
+    (a window ends at a pane with events, so that is the window's last read; 0: unknown).
     Empty panes are `empty_pane`, whose volatility and volume channels are 0, so the
     regime sums may run over all T slots.
     """
@@ -207,6 +211,7 @@ def assemble_batch(
         vol.tolist(),
         volume.tolist(),
         json.dumps([_top_participants(buf) for buf in buffers], separators=(",", ":")),
+        [int(r) for r in read_ms] if read_ms is not None else [0] * len(buffers),
     )
 
 
@@ -278,13 +283,13 @@ class WindowAssembler(KeyedProcessFunction):
         self._cleared = group.counter("instruments_cleared")
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context):
-        shard, pane, instruments, max_ts_ms, feats, parts, part_n, part_k = value
+        shard, pane, instruments, max_ts_ms, read_ms, feats, parts, part_n, part_k = value
         if shard not in self._checked:  # once per shard and worker: a restore starts new workers
             check_shard_count(self._shard_count.value(), self._shards)
             self._shard_count.update(self._shards)
             self._checked.add(shard)
         pane = int(pane)
-        names, buffers, normals = [], [], []
+        names, buffers, normals = [], [], []  # (pane_entries keeps the batch's instrument order)
         for name, entry in pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k):
             stored, buffer, normal = add_pane(self._panes.get(name), pane, entry, self._t)
             self._panes.put(name, stored)
@@ -298,7 +303,7 @@ class WindowAssembler(KeyedProcessFunction):
             ctx.timer_service().register_event_time_timer(sweep_at)  # same ts: Flink dedups
             self._sweep.update(sweep_at)
         self._windows.inc(len(names))
-        yield assemble_batch(shard, buffers, pane, self._t, self._slide_ms, names, normals)
+        yield assemble_batch(shard, buffers, pane, self._t, self._slide_ms, names, normals, read_ms)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         # Windows ending after `timestamp` start after pane `oldest_needed` - 1.

@@ -120,11 +120,12 @@ DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
 # Pane batches after the split = WindowAssembler input: one row per (shard, pane),
 # the pane UDAF's PANE_BATCH (udfs/pane_udaf.py) with its shard in front.
 PANE_BATCH_TYPE = Types.ROW_NAMED(
-    ["shard", "pane", "instruments", "max_ts_ms", "feats", "parts", "part_n", "part_k"],
+    ["shard", "pane", "instruments", "max_ts_ms", "read_ms", "feats", "parts", "part_n", "part_k"],
     [
         Types.INT(),
         Types.LONG(),
         Types.OBJECT_ARRAY(Types.STRING()),
+        Types.PRIMITIVE_ARRAY(Types.LONG()),
         Types.PRIMITIVE_ARRAY(Types.LONG()),
         Types.PRIMITIVE_ARRAY(Types.FLOAT()),
         Types.OBJECT_ARRAY(Types.STRING()),
@@ -154,11 +155,11 @@ class SplitDeadLetters(ProcessFunction):
     def process_element(self, value: Any, ctx: ProcessFunction.Context):
         kind = value[0]
         if kind == "pane":  # one row per (shard, pane), all instruments of the shard
-            shard, instruments, panes, max_ts_ms, feats, parts, part_n, part_k = value[1:9]
+            shard, instruments, panes, max_ts_ms, read_ms, feats, parts, part_n, part_k = value[1:10]
             self._panes.inc(len(instruments))
-            yield Row(shard, int(panes[0]), instruments, max_ts_ms, feats, parts, part_n, part_k)
+            yield Row(shard, int(panes[0]), instruments, max_ts_ms, read_ms, feats, parts, part_n, part_k)
             return
-        reason, payload, partition, offset, ts_ns, wm_ms = value[9:]
+        reason, payload, partition, offset, ts_ns, wm_ms = value[10:]
         text, record = format_dead_letter(
             kind,
             reason,

@@ -20,7 +20,9 @@ parallelism at the count.
 The UDAF returns `PANE_BATCH`, one entry per instrument of the group, as parallel arrays:
   instruments  ARRAY<STRING>   sorted
   panes        ARRAY<BIGINT>   pane index = ts // slide_ns (same definition as training)
-  max_ts_ms    ARRAY<BIGINT>   latest event time in the pane (ms), for alert latency
+  max_ts_ms    ARRAY<BIGINT>   latest event time in the pane (ms)
+  read_ms      ARRAY<BIGINT>   when the source read the pane's latest-read event (wall
+                               clock, ms): the alert latency is measured from it
   feats        ARRAY<FLOAT>    len(instruments) x core.features.PANE_CHANNELS, row-major
   parts        ARRAY<STRING>   each instrument's most involved participants, concatenated
   part_n       ARRAY<BIGINT>   their event counts (order owner or fill contra)
@@ -37,6 +39,7 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import udaf
 
 from core.features import REQUIRED_COLUMNS, pane_features_by_key
+from udfs.sources import READ_TIME_COLUMN
 
 TOP_PARTICIPANTS = 5  # per pane; the window keeps the top of their sums
 
@@ -45,6 +48,7 @@ PANE_BATCH = DataTypes.ROW(
         DataTypes.FIELD("instruments", DataTypes.ARRAY(DataTypes.STRING())),
         DataTypes.FIELD("panes", DataTypes.ARRAY(DataTypes.BIGINT())),
         DataTypes.FIELD("max_ts_ms", DataTypes.ARRAY(DataTypes.BIGINT())),
+        DataTypes.FIELD("read_ms", DataTypes.ARRAY(DataTypes.BIGINT())),
         DataTypes.FIELD("feats", DataTypes.ARRAY(DataTypes.FLOAT())),
         DataTypes.FIELD("parts", DataTypes.ARRAY(DataTypes.STRING())),
         DataTypes.FIELD("part_n", DataTypes.ARRAY(DataTypes.BIGINT())),
@@ -52,8 +56,9 @@ PANE_BATCH = DataTypes.ROW(
     ]
 )
 
-# UDAF arguments, in order: the instrument, then the columns pane_features reads (ts first).
-UDAF_COLUMNS: tuple[str, ...] = ("instrument", *REQUIRED_COLUMNS)
+# UDAF arguments, in order: the instrument, the columns pane_features reads (ts first),
+# then the source's read time.
+UDAF_COLUMNS: tuple[str, ...] = ("instrument", *REQUIRED_COLUMNS, READ_TIME_COLUMN)
 
 
 def top_participants_by_key(
@@ -104,6 +109,9 @@ def pane_batch(columns: dict[str, pd.Series], slide_ns: int) -> Row:
     t_max = np.full(len(uniq), np.iinfo(np.int64).min)
     np.minimum.at(t_min, codes, ts)
     np.maximum.at(t_max, codes, ts)
+    read = np.zeros(len(uniq), dtype=np.int64)  # 0: not known (a caller without read times)
+    if READ_TIME_COLUMN in columns:
+        np.maximum.at(read, codes, columns[READ_TIME_COLUMN].to_numpy().astype(np.int64))
     _, names, counts, per_key = top_participants_by_key(
         columns["instrument"].to_numpy(), columns["participant"].to_numpy(), columns["contra"].to_numpy()
     )
@@ -111,6 +119,7 @@ def pane_batch(columns: dict[str, pd.Series], slide_ns: int) -> Row:
         [str(i) for i in instruments],
         (t_min // slide_ns).tolist(),
         (t_max // 1_000_000).tolist(),
+        read.tolist(),
         X.reshape(-1).tolist(),
         names.tolist(),
         counts.tolist(),
@@ -122,9 +131,9 @@ def make_pane_udaf(slide_ns: int):
     """The pandas UDAF for panes of `slide_ns` (register it, then call it in the SQL)."""
 
     @udaf(result_type=PANE_BATCH, func_type="pandas")
-    def pane_agg(instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden):  # noqa: PLR0913
+    def pane_agg(instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden, read_ms):  # noqa: PLR0913
         # Argument order = UDAF_COLUMNS.
-        cols = (instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden)
+        cols = (instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden, read_ms)
         return pane_batch(dict(zip(UDAF_COLUMNS, cols, strict=True)), slide_ns)
 
     return pane_agg

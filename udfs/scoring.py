@@ -129,7 +129,7 @@ class ScoreWindows(AsyncFunction):
     # ---- the async call -----------------------------------------------------------
     async def async_invoke(self, value: Any) -> list[Row]:
         # Positional access: rows arrive from the assembler without their field names.
-        shard, end, instruments, max_ts, _, _, volatility, volume, participants = value
+        shard, end, instruments, max_ts, _, _, volatility, volume, participants, read_ms = value
         windows, features = window_batch_arrays(value, self._t)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending.append((windows, fut))
@@ -170,6 +170,7 @@ class ScoreWindows(AsyncFunction):
                     participants=tuple((str(n), float(w)) for n, w in parts[i]),
                     degraded=degraded,
                     pane_surprise=tuple(surprise[i].tolist()),
+                    read_ms=int(read_ms[i]),
                 )
             )
         return [Row(int(shard), encode_scored_batch(out))]

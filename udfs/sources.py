@@ -76,7 +76,9 @@ JVM_FUNCTIONS = {
     PARSE_FUNCTION: "darkpool.flink.ParseEvent",
     EVENT_TIME_FUNCTION: "darkpool.flink.EventTimeMs",
     "stable_hash": "darkpool.flink.StableHash",
+    "read_time_ms": "darkpool.flink.ReadTimeMs",
 }
+READ_TIME_COLUMN = "read_ms"  # main view: wall-clock ms at which the source read the event
 
 # Columns of the side path, in order (udfs.deadletter.DeadLetterFormatter unpacks them).
 SIDE_FIELDS = ("kind", "reason", "payload", "src_partition", "src_offset", "ts", "watermark_ms")
@@ -233,7 +235,7 @@ def register_views(
     `has_metadata`: the raw table has Kafka partition / offset columns (file: no).
     `time_rule`: the bounds the raw table's DDL was made with (`time_rule_of(cfg)`).
     Returns the names of the main and side views. Main columns: the contract fields +
-    rowtime. Side columns: `SIDE_FIELDS`.
+    rowtime + `read_ms` (when the source read the event, for the alert latency). Side columns: `SIDE_FIELDS`.
     """
     typed = _typed_select(raw, has_metadata, time_rule)
     t_env.execute_sql(f"CREATE TEMPORARY VIEW {prefix}_typed AS {typed}")
@@ -244,7 +246,7 @@ FROM {prefix}_typed"""
     )
     t_env.execute_sql(
         f"""CREATE TEMPORARY VIEW {prefix}_main AS
-SELECT {", ".join(FIELD_NAMES)}, rowtime FROM {prefix}_checked
+SELECT {", ".join(FIELD_NAMES)}, rowtime, read_time_ms() AS {READ_TIME_COLUMN} FROM {prefix}_checked
 WHERE reason IS NULL AND (wm IS NULL OR rowtime > wm)"""
     )
     t_env.execute_sql(

@@ -141,4 +141,6 @@ def test_flink_wrapper_matches_pure_logic_and_clears_quiet_instruments():
     a3 = [e for e in events if e["instrument"] == "A" and e["window_end"] >= T0 + 140 * SLIDE]
     assert a3 and a3[0]["status"] == "open" and a3[0]["threshold_source"] == "global"
     assert {e["status"] for e in events if e["instrument"] == "B"} >= {"open", "close"}
-    assert all(e["latency_ms"] >= 0 for e in events)
+    # no read times here (windows made by the test): measured from window_end; null for
+    # the closes the quiet-gap timers decided
+    assert all(e["latency_ms"] is None or e["latency_ms"] >= 0 for e in events)

@@ -20,7 +20,7 @@ from tests.samples import GOOD, payload
 from udfs import sources
 from udfs.assembler import add_pane, assemble_batch, pane_entries, settle, window_batch_arrays
 from udfs.deadletter import format_dead_letter
-from udfs.pane_udaf import pane_batch, top_participants_by_key
+from udfs.pane_udaf import UDAF_COLUMNS, pane_batch, top_participants_by_key
 
 SLIDE_NS = 5_000_000_000
 # The JSON type checks run in the JVM (udfs/jvm ParseEvent); their agreement with the
@@ -75,9 +75,11 @@ def test_pane_batch_equals_pane_features_per_instrument_in_any_order() -> None:
     t0 = 1_700_000_000 * 10**9
     frames = {name: _events(40, seed, t0).head(5 + 4 * seed) for seed, name in enumerate(["ZZ", "AA", "MM"], 1)}
     df = pd.concat([f.assign(instrument=name) for name, f in frames.items()])
+    df["read_ms"] = np.arange(len(df)) + 1_900_000_000_000  # when the source read each event
     shuffled = df.sample(frac=1, random_state=3)
-    instruments, panes, *rest = pane_batch({c: shuffled[c] for c in ("instrument", *REQUIRED_COLUMNS)}, SLIDE_NS)
-    rows = pane_entries(instruments, *rest)  # what the window assembler keeps per instrument
+    instruments, panes, max_ts, read_ms, *rest = pane_batch({c: shuffled[c] for c in UDAF_COLUMNS}, SLIDE_NS)
+    assert read_ms == [int(df.read_ms[df.instrument == name].max()) for name in instruments]  # latest read
+    rows = pane_entries(instruments, max_ts, *rest)  # what the window assembler keeps per instrument
     assert [r[0] for r in rows] == ["AA", "MM", "ZZ"]
     for pane, (name, (feats, max_ts_ms, parts, part_n)) in zip(panes, rows, strict=True):
         own = frames[name]

@@ -203,6 +203,22 @@ def test_alert_ids_are_deterministic_and_survive_restarts():
     assert not {e["alert_id"] for e in a} & {e["alert_id"] for e in c}
 
 
+def test_latency_is_measured_from_the_read_of_the_deciding_event():
+    """From when the source read the deciding window's event (a replay of old data shows
+    the job's own latency, not the data's age); null for a close a timer decided."""
+    read_at = 1_900_000_000_000  # wall clock of the read, unrelated to the data's event time
+    warm = [win(i, s) for i, s in enumerate(normal_scores(60))]
+    state, _ = run(InstrumentState(), warm)
+    flagged = replace(win(60, 3.0), read_ms=read_at)
+    opened = step(state, flagged, CFG, now_ms=read_at + 40)
+    assert opened[0]["status"] == "open" and opened[0]["latency_ms"] == 40
+    closed = close_if_quiet(state, flagged.window_end + CFG.quiet_gap_ms, CFG, now_ms=read_at + 90_000)
+    assert closed[0]["close_reason"] == "quiet_gap" and closed[0]["latency_ms"] is None
+    for e in opened + closed:
+        alerts.validate(e)
+        assert "lag timer" in alerts.format_line(closed[0])
+
+
 def test_state_stays_bounded():
     rng = random.Random(5)
     state = InstrumentState()
