@@ -20,12 +20,16 @@ it breaks and brings back, so run it while nobody else uses that stack. One run:
                       its newest retained checkpoint
      After each fault it waits until the job runs again (all tasks RUNNING) and has
      completed a checkpoint, then for 1..--max-gap more checkpoints before the next.
+     A job whose Kafka source has read and committed its topic to the end but never
+     finishes (a bounded source restored from a checkpoint, e.g. after `submit --resume`:
+     a connector bug) is ended with stop --drain, its end of input; listed under "drained".
   4. both alert topics are read with read_committed and compared event by event
      ((alert_id, seq); processing-time fields aside; numbers to rel 1e-4 / abs 1e-6:
      a window's score depends on the batch it was scored in).
 A part that dies by itself meanwhile is started again and listed under "unplanned".
 Prints a progress line per fault (stderr) and one JSON object: faults, alerts_expected,
-alerts_committed, lost, duplicated, extra, differing, identical, restarts, unplanned, wall_s.
+alerts_committed, lost, duplicated, extra, differing, identical, restarts, unplanned, drained,
+wall_s.
 Exit status 0 when identical and every fault was injected. If the job finishes before every fault was injected, the
 JSON says so (faults_planned vs faults): use a bigger market.
 """
@@ -42,6 +46,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -54,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 from darkpool.evaluate.alert_diff import comparable, differences  # noqa: E402
 from darkpool.stack import checkpoints, core, flink, jobs, smoke  # noqa: E402
 from darkpool.stack.alerts_topic import read_alerts  # noqa: E402
-from darkpool.stack.procs import PidFiles, StackError, group_members  # noqa: E402
+from darkpool.stack.procs import PidFiles, StackError, group_members, port_in_use  # noqa: E402
 from darkpool.stack.scorer import ScorerProcess, free_port  # noqa: E402
 from darkpool.stack.settings import StackConfig  # noqa: E402
 
@@ -101,10 +106,14 @@ class Chaos:
     record: str  # the submission record name (jobs.resume)
     scorer: ScorerProcess
     scorer_log: Path
+    trades: str = ""  # the topic the job reads, and its consumer group there
+    group: str = ""
+    savepoints: Path | None = None  # where a drained job's final savepoint goes
     job_id: str = ""
     job_ids: list[str] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)  # numRestarts last seen, per job id
     unplanned: list[dict] = field(default_factory=list)  # parts that died without a fault
+    drained: list[str] = field(default_factory=list)  # jobs ended by stop --drain (see wait_finished)
     t0: float = field(default_factory=time.monotonic)
 
     def note_restarts(self) -> None:
@@ -150,12 +159,76 @@ def wait_recovered(c: Chaos, completed_before: int) -> None:
     _poll(f"job {c.job_id} running again with a new checkpoint", c.opts.recover_timeout_s, ok)
 
 
+NOTICE_TIMEOUT_S = 120.0  # a killed TaskManager or Python worker fails the job over within this
+# Checkpoints a source may sit at the end of its topic, still running, before it is drained.
+STUCK_CHECKPOINTS = 3
+
+
 def wait_finished(c: Chaos) -> None:
+    """Until FINISHED. A bounded Kafka source restored from a checkpoint (a resumed job)
+    never finishes: the restored enumerator finds no new partitions and so never tells
+    the reader that no more splits come (FLINK-31006, unfixed in the connector we use).
+    Once the source has read and committed its topic to the end and still runs for
+    STUCK_CHECKPOINTS checkpoints, the job is ended with stop --drain: its end of input
+    (every window flushed, the last transaction committed), as the source would have."""
+    stuck_at: int | None = None  # completed checkpoints when the source was seen stuck
+    seen = -1
+
     def ok() -> bool:
+        nonlocal stuck_at, seen
         heal(c)
-        return job_state(c)[0] == "FINISHED"
+        if job_state(c)[0] == "FINISHED":
+            return True
+        done = c.completed()
+        if done == seen:
+            return False  # offsets move only with checkpoints: ask Kafka once per checkpoint
+        seen = done
+        if not source_at_end(c):
+            stuck_at = None
+        elif stuck_at is None:
+            stuck_at = done
+        elif done >= stuck_at + STUCK_CHECKPOINTS:
+            drain(c)
+            stuck_at = None  # a failed stop leaves it running: tried again later
+        return False
 
     _poll(f"job {c.job_id} FINISHED", c.opts.job_timeout_s, ok)
+
+
+def source_at_end(c: Chaos) -> bool:
+    """The job's Kafka source still runs though the offsets it commits on checkpoints
+    are the end offsets of its topic (the replay is complete: they do not move)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    info = jobs.job(c.cfg, c.job_id)
+    sources = [v for v in info.get("vertices", []) if v["name"].startswith("Source: KafkaSource")]
+    if info["state"] != "RUNNING" or not sources or any(v["status"] != "RUNNING" for v in sources):
+        return False
+    try:  # a consumer of the job's group that never joins it: reads its committed offsets only
+        consumer = KafkaConsumer(bootstrap_servers=c.cfg.bootstrap_servers.split(","), group_id=c.group,
+                                 enable_auto_commit=False)  # fmt: skip
+        try:
+            parts = [TopicPartition(c.trades, p) for p in sorted(consumer.partitions_for_topic(c.trades) or ())]
+            ends = consumer.end_offsets(parts)
+            committed = {tp: consumer.committed(tp) for tp in parts}
+        finally:
+            consumer.close()
+    except KafkaError:
+        return False  # e.g. the broker restarting: not yet
+    return bool(parts) and committed == ends
+
+
+def drain(c: Chaos) -> None:
+    """`flink stop --drain` by REST: the sources end, the job finishes with a savepoint."""
+    say(f"    job {c.job_id[:8]}: source at the end of {c.trades} but not finishing; stop --drain")
+    assert c.savepoints is not None
+    body = json.dumps({"drain": True, "targetDirectory": c.savepoints.as_uri()}).encode()
+    req = urllib.request.Request(f"{c.cfg.rest_url}/jobs/{c.job_id}/stop", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+    c.drained.append(c.job_id)
 
 
 def heal(c: Chaos) -> None:
@@ -199,6 +272,18 @@ def _live(cfg: StackConfig, name: str):  # noqa: ANN202
     return proc
 
 
+def wait_noticed(c: Chaos, kind: str, restarts_before: int) -> None:
+    """Until the job has restarted since the fault: a checkpoint may complete before the
+    failure is detected, and a next fault would then land in the same restart."""
+    def ok() -> bool:
+        heal(c)
+        return job_state(c)[0] == "FINISHED" or jobs.num_restarts(c.cfg, c.job_id) > restarts_before
+
+    # seconds, unless the job sat idle (a Python worker with no bundle to run is not missed)
+    _poll(f"job {c.job_id} restarting after the {kind} fault (if it had read its whole topic "
+          "already, use a bigger market)", NOTICE_TIMEOUT_S, ok)  # fmt: skip
+
+
 def kill_taskmanager(c: Chaos) -> None:
     _kill_group(_live(c.cfg, flink.TM).pid)  # the JVM and its Python workers
     core.up(c.cfg, ("flink",))  # = `darkpool stack up`: a TaskManager alone, joining the JobManager that kept the job
@@ -240,6 +325,10 @@ def restart_kafka(c: Chaos) -> None:
 def kill_jobmanager(c: Chaos) -> None:
     c.note_restarts()  # a new JobManager knows nothing of this job
     _kill_group(_live(c.cfg, flink.JM).pid)
+    # a killed JVM's leader is a zombie while its other threads still exit holding the
+    # sockets: `up` would find the REST/RPC ports taken by "a process it did not start"
+    _poll("the JobManager's ports free", 30,
+          lambda: not any(port_in_use(c.cfg.host, p) for p in (c.cfg.rest_port, c.cfg.jm_rpc_port)))
     core.up(c.cfg, ("flink",))  # = `darkpool stack up`: a JobManager alone; the TaskManager rejoins
     c.job_id, restored = jobs.resume(c.cfg, c.record)  # = `darkpool submit --resume`
     c.job_ids.append(c.job_id)
@@ -247,8 +336,10 @@ def kill_jobmanager(c: Chaos) -> None:
 
 
 def inject(c: Chaos, kind: str, rng: random.Random) -> None:
-    if kind == "python_worker":
-        kill_python_worker(c, rng)
+    if kind in ("python_worker", "taskmanager"):  # each of these always fails the job over
+        before = jobs.num_restarts(c.cfg, c.job_id)
+        kill_python_worker(c, rng) if kind == "python_worker" else kill_taskmanager(c)
+        wait_noticed(c, kind, before)
         return
     {"taskmanager": kill_taskmanager, "scorer": kill_scorer, "scorer_outage": scorer_outage,
      "kafka": restart_kafka, "jobmanager": kill_jobmanager}[kind](c)  # fmt: skip
@@ -318,7 +409,8 @@ def run(o: Options) -> dict:
     smoke.create_topics(cfg, topics, 2)
     record = f"chaos-{tag}"
     scorer_log = logs / "scorer.log"
-    c = Chaos(cfg, o, record, ScorerProcess(o.artifact, free_port(), scorer_log), scorer_log)
+    c = Chaos(cfg, o, record, ScorerProcess(o.artifact, free_port(), scorer_log), scorer_log, trades=trades,
+              group=f"chaos-{tag}.{trades}", savepoints=logs / "savepoints")  # group: JobConfig.group_id of the job
     result: dict = {"market": str(data), "faults_planned": len(kinds), "faults": []}
     try:
         subprocess.run([sys.executable, "-m", "darkpool.cli", "replay", "--input", str(data), "--bootstrap-servers",
@@ -354,6 +446,7 @@ def run(o: Options) -> dict:
         c.note_restarts()
         result["chaos_s"] = round(time.monotonic() - t1, 1)
         result["unplanned"] = c.unplanned
+        result["drained"] = c.drained
         result.update(compare(committed(cfg, out["reference"]["alerts"]), committed(cfg, out["chaos"]["alerts"])))
         result["restarts"] = sum(c.restarts.values()) + sum(1 for f in result["faults"] if f["kind"] == "jobmanager")
     finally:
@@ -378,6 +471,8 @@ def cleanup(c: Chaos, topics: list[str], record: str) -> None:
     for job_id in c.job_ids:
         shutil.rmtree(root / job_id, ignore_errors=True)
     jobs.record_path(c.cfg, record).unlink(missing_ok=True)
+    if c.savepoints:
+        shutil.rmtree(c.savepoints, ignore_errors=True)
 
 
 def parse(argv: list[str] | None) -> Options:

@@ -57,8 +57,14 @@ def submit(jobmanager: str | None, python: str | None, resume: bool, job_args: t
     try:
         if resume:
             job_id, checkpoint = jobs.resume(cfg)
-            jobmanager = jobs.load_submission(cfg, jobs.DETECTION_RECORD).jobmanager
+            sub = jobs.load_submission(cfg, jobs.DETECTION_RECORD)
+            jobmanager = sub.jobmanager
             click.echo(f"resumed from: {checkpoint}")
+            if "--bounded" in sub.args:
+                # FLINK-33466: a restored bounded Kafka source never gets "no more splits"
+                click.echo("note: a --bounded job restored from a checkpoint reads to its end offsets but does not "
+                           "finish by itself (Kafka connector bug FLINK-33466); stop it with "
+                           "`flink stop --drain <job id>` once its source has caught up", err=True)  # fmt: skip
         else:
             job_id = jobs.submit(cfg, jobs.DETECTION_JOB, list(job_args), jobmanager, python)
             sub = jobs.Submission(str(jobs.DETECTION_JOB), list(job_args), jobmanager, python, [job_id])
