@@ -34,10 +34,11 @@ from darkpool.stack.alerts_topic import BrokerUnavailable, read_alerts
     "--jobmanager",
     "-m",
     default=None,
-    help="HOST:PORT of another cluster's JobManager REST (default: the local stack)",
+    show_default="the local stack",
+    help="HOST:PORT of another cluster's JobManager REST",
 )
 @click.option(
-    "--python", default=None, help="interpreter of the Python workers (default: this clone's .venv)"
+    "--python", default=None, show_default="this clone's .venv", help="interpreter of the Python workers"
 )
 @click.option(
     "--resume",
@@ -80,9 +81,10 @@ def submit(jobmanager: str | None, python: str | None, resume: bool, job_args: t
 @click.option(
     "--bootstrap-servers",
     default=None,
-    help="Kafka brokers (default: KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS)",
+    show_default="KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS",
+    help="Kafka brokers",
 )
-@click.option("--topic", default=None, help="alerts topic (default: KafkaConfig.alerts_topic)")
+@click.option("--topic", default=None, show_default="KafkaConfig.alerts_topic", help="alerts topic")
 @click.option(
     "--from-beginning", is_flag=True, help="start at the earliest committed alert, not at the end"
 )

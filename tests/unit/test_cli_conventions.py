@@ -59,9 +59,7 @@ def test_dash_h_is_help_everywhere(path):
 
 def test_defaults_are_shown_one_way():
     """click's `[default: ...]` (show_default), never a default written into the help text."""
-    # submit and alerts still write "(default: ...)" by hand; they move to show_default next
-    not_yet = {"submit", "alerts"}
-    hand_written = [f"{path} {opt.opts[0]}" for path, cmd in _commands() if path not in not_yet
+    hand_written = [f"{path} {opt.opts[0]}" for path, cmd in _commands()
                     for opt in cmd.params if isinstance(opt, click.Option)
                     if re.search(r"[\[(]default\b", opt.help or "", re.I)]
     assert hand_written == []
