@@ -83,16 +83,29 @@ def up(cfg: StackConfig, parts: tuple[str, ...] = PARTS, progress: Progress | No
         return _up(cfg, parts, progress or _quiet)
 
 
-def _clear_exited(cfg: StackConfig, pids: PidFiles, name: str, progress: Progress) -> None:
+def _clear_exited(cfg: StackConfig, pids: PidFiles, name: str, progress: Progress) -> bool:
     """Stop what an exited part left in its process group (the Python workers of a
-    killed TaskManager JVM), then drop its stale pid file."""
+    killed TaskManager JVM), then drop its stale pid file; True if the part had exited."""
     proc = pids.exited(name)
     if proc is None:
-        return
+        return False
     if group_members(proc.pid):
         progress(f"{name} (pid {proc.pid}) had exited; stopping what it left behind")
     stop(proc, cfg.stop_timeout_s)
     pids.remove(name)
+    return True
+
+
+def _wait_released(cfg: StackConfig, ports: dict[str, int]) -> None:
+    """The ports of a part that exited by itself, once the kernel has released them.
+
+    A SIGKILLed JVM's main thread is already a zombie (so the part counts as exited)
+    while its other threads are still being torn down, holding its sockets for a moment:
+    starting its successor then found "port already taken" (seen under load).
+    """
+    deadline = time.monotonic() + cfg.stop_timeout_s
+    while time.monotonic() < deadline and any(port_in_use(cfg.host, p) for p in ports.values()):
+        time.sleep(0.2)
 
 
 def _up(cfg: StackConfig, parts: tuple[str, ...], progress: Progress) -> UpResult:
@@ -104,14 +117,11 @@ def _up(cfg: StackConfig, parts: tuple[str, ...], progress: Progress) -> UpResul
     live = {n: pids.live(n) for n in wanted}
     missing = [n for n in wanted if live[n] is None]
     result.already = [n for n in wanted if live[n] is not None]
-    for name in missing:
-        _clear_exited(cfg, pids, name, progress)
+    exited = [name for name in missing if _clear_exited(cfg, pids, name, progress)]
     ports = cfg.ports()
-    check = {}
-    if kafka.NAME in missing:
-        check.update({k: ports[k] for k in ("kafka", "kafka-controller")})
-    if flink.JM in missing:
-        check.update({k: ports[k] for k in ("flink-rest", "flink-rpc")})
+    own = {kafka.NAME: ("kafka", "kafka-controller"), flink.JM: ("flink-rest", "flink-rpc")}
+    check = {k: ports[k] for name in missing for k in own.get(name, ())}
+    _wait_released(cfg, {k: ports[k] for name in exited for k in own.get(name, ())})
     _check_ports(cfg, check)
     flink_missing = [n for n in (flink.JM, flink.TM) if n in missing]
     if flink_missing:
