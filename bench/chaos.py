@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from darkpool.evaluate.alert_diff import comparable, differences  # noqa: E402
 from darkpool.stack import checkpoints, core, flink, jobs, smoke  # noqa: E402
-from darkpool.stack.alerts_topic import read_alerts  # noqa: E402
+from darkpool.stack.alerts_topic import reachable, read_alerts  # noqa: E402
 from darkpool.stack.procs import PidFiles, StackError, group_members, port_in_use  # noqa: E402
 from darkpool.stack.scorer import ScorerProcess, free_port  # noqa: E402
 from darkpool.stack.settings import StackConfig  # noqa: E402
@@ -205,9 +205,11 @@ def source_at_end(c: Chaos) -> bool:
     sources = [v for v in info.get("vertices", []) if v["name"].startswith("Source: KafkaSource")]
     if info["state"] != "RUNNING" or not sources or any(v["status"] != "RUNNING" for v in sources):
         return False
+    if not any(reachable(hp) for hp in c.cfg.bootstrap_servers.split(",")):
+        return False  # the broker is restarting: not yet (a consumer made now would wait for ever)
     try:  # a consumer of the job's group that never joins it: reads its committed offsets only
         consumer = KafkaConsumer(bootstrap_servers=c.cfg.bootstrap_servers.split(","), group_id=c.group,
-                                 enable_auto_commit=False)  # fmt: skip
+                                 enable_auto_commit=False, request_timeout_ms=15000)  # fmt: skip
         try:
             parts = [TopicPartition(c.trades, p) for p in sorted(consumer.partitions_for_topic(c.trades) or ())]
             ends = consumer.end_offsets(parts)

@@ -35,7 +35,7 @@ def _wait_for_topic(consumer: Any, topic: str, bootstrap_servers: str, wait_s: f
         time.sleep(0.5)
 
 
-def _reachable(host_port: str, timeout_s: float = 3.0) -> bool:
+def reachable(host_port: str, timeout_s: float = 3.0) -> bool:
     host, _, port = host_port.strip().rpartition(":")
     try:
         with socket.create_connection((host or "localhost", int(port)), timeout=timeout_s):
@@ -50,7 +50,7 @@ def read_alerts(bootstrap_servers: str, topic: str, from_beginning: bool = False
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
-    if not any(_reachable(hp) for hp in bootstrap_servers.split(",")):
+    if not any(reachable(hp) for hp in bootstrap_servers.split(",")):
         # fail in seconds: a client left to itself retries its bootstrap for ~30 s
         raise BrokerUnavailable(
             f"no Kafka broker answers at {bootstrap_servers} (is `darkpool stack up` running?)"
