@@ -278,7 +278,7 @@ def register_source(
     if backtest is None:
         t_env.execute_sql(sources.kafka_raw_ddl("trades_raw", cfg, bounded=bounded))
         return (
-            *sources.register_views(t_env, "trades_raw", has_metadata=True, time_rule=sources.time_rule_of(cfg)),
+            *sources.register_views(t_env, "trades_raw", has_metadata=True, time_rule=cfg.time_plausibility),
             cfg.kafka.trades_topic,
         )
     path = backtest
@@ -286,7 +286,7 @@ def register_source(
         path = os.path.join(tempfile.mkdtemp(prefix="darkpool-backtest-"), "events.jsonl")
         sources.parquet_to_ndjson(backtest, path)
     t_env.execute_sql(sources.file_raw_ddl("trades_raw", path, cfg))
-    return (*sources.register_views(t_env, "trades_raw", has_metadata=False, time_rule=sources.time_rule_of(cfg)), None)
+    return (*sources.register_views(t_env, "trades_raw", has_metadata=False, time_rule=cfg.time_plausibility), None)
 
 
 def kafka_string_sink(cfg: JobConfig, topic: str, exactly_once: bool) -> Sink:

@@ -84,11 +84,6 @@ READ_TIME_COLUMN = "read_ms"  # main view: wall-clock ms at which the source rea
 SIDE_FIELDS = ("kind", "reason", "payload", "src_partition", "src_offset", "ts", "watermark_ms")
 
 
-def time_rule_of(cfg: JobConfig) -> TimePlausibility:
-    """The job's time plausibility bounds (JobConfig.time_plausibility)."""
-    return cfg.time_plausibility
-
-
 def _parser_args(partition: str, rule: TimePlausibility) -> str:
     """Arguments after the payload of both JVM functions: the record's partition (an INT
     expression) and the time bounds."""
@@ -158,7 +153,7 @@ CREATE TEMPORARY TABLE {table} (
   payload STRING,
   src_partition INT METADATA FROM 'partition' VIRTUAL,
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-  {_rowtime("src_partition", time_rule_of(cfg))},
+  {_rowtime("src_partition", cfg.time_plausibility)},
   {_watermark_ddl(cfg)}
 ) WITH (
   'connector' = 'kafka',
@@ -182,7 +177,7 @@ def file_raw_ddl(table: str, path: str, cfg: JobConfig) -> str:
     return f"""
 CREATE TEMPORARY TABLE {table} (
   payload STRING,
-  {_rowtime(_NO_PARTITION, time_rule_of(cfg))},
+  {_rowtime(_NO_PARTITION, cfg.time_plausibility)},
   {_watermark_ddl(cfg)}
 ) WITH (
   'connector' = 'filesystem',
@@ -233,7 +228,7 @@ def register_views(
     """Register `<prefix>_typed`, `_checked`, `_main`, `_side` views over the raw table.
 
     `has_metadata`: the raw table has Kafka partition / offset columns (file: no).
-    `time_rule`: the bounds the raw table's DDL was made with (`time_rule_of(cfg)`).
+    `time_rule`: the bounds the raw table's DDL was made with (`cfg.time_plausibility`).
     Returns the names of the main and side views. Main columns: the contract fields +
     rowtime + `read_ms` (when the source read the event, for the alert latency). Side columns: `SIDE_FIELDS`.
     """
