@@ -26,10 +26,11 @@ it breaks and brings back, so run it while nobody else uses that stack. One run:
   4. both alert topics are read with read_committed and compared event by event
      ((alert_id, seq); processing-time fields aside; numbers to rel 1e-4 / abs 1e-6:
      a window's score depends on the batch it was scored in).
-A part that dies by itself meanwhile is started again and listed under "unplanned".
-Prints a progress line per fault (stderr) and one JSON object: faults, alerts_expected,
-alerts_committed, lost, duplicated, extra, differing, identical, restarts, unplanned, drained,
-wall_s.
+A part that dies by itself meanwhile is started again and listed under "unplanned"; a
+killed Python worker the job did not miss within 120 s is listed under "unnoticed".
+Prints a progress line per fault (stderr), a status line a minute while it waits for the
+end, and one JSON object: faults, alerts_expected, alerts_committed, lost, duplicated, extra,
+differing, identical, restarts, unplanned, drained, unnoticed, wall_s.
 Exit status 0 when identical and every fault was injected. If the job finishes before every fault was injected, the
 JSON says so (faults_planned vs faults): use a bigger market.
 """
@@ -114,6 +115,7 @@ class Chaos:
     restarts: dict[str, int] = field(default_factory=dict)  # numRestarts last seen, per job id
     unplanned: list[dict] = field(default_factory=list)  # parts that died without a fault
     drained: list[str] = field(default_factory=list)  # jobs ended by stop --drain (see wait_finished)
+    unnoticed: list[float] = field(default_factory=list)  # seconds into the run of faults no restart followed
     t0: float = field(default_factory=time.monotonic)
 
     def note_restarts(self) -> None:
@@ -170,20 +172,27 @@ def wait_finished(c: Chaos) -> None:
     the reader that no more splits come (FLINK-31006, unfixed in the connector we use).
     Once the source has read and committed its topic to the end and still runs for
     STUCK_CHECKPOINTS checkpoints, the job is ended with stop --drain: its end of input
-    (every window flushed, the last transaction committed), as the source would have."""
+    (every window flushed, the last transaction committed), as the source would have.
+    What it sees is said every PROGRESS_EVERY_S, so a run that never ends tells why."""
     stuck_at: int | None = None  # completed checkpoints when the source was seen stuck
     seen = -1
+    last_said = time.monotonic()
 
     def ok() -> bool:
-        nonlocal stuck_at, seen
+        nonlocal stuck_at, seen, last_said
         heal(c)
-        if job_state(c)[0] == "FINISHED":
+        state, _ = job_state(c)
+        if state == "FINISHED":
             return True
-        done = c.completed()
+        counts = jobs.checkpoint_counts(c.cfg, c.job_id)
+        done = counts["completed"]
+        if time.monotonic() - last_said >= PROGRESS_EVERY_S:
+            last_said = time.monotonic()
+            say(f"    job {c.job_id[:8]} {state}: checkpoints {counts}; source: {source_position(c)[1]}")
         if done == seen:
             return False  # offsets move only with checkpoints: ask Kafka once per checkpoint
         seen = done
-        if not source_at_end(c):
+        if not source_position(c)[0]:
             stuck_at = None
         elif stuck_at is None:
             stuck_at = done
@@ -192,21 +201,28 @@ def wait_finished(c: Chaos) -> None:
             stuck_at = None  # a failed stop leaves it running: tried again later
         return False
 
-    _poll(f"job {c.job_id} FINISHED", c.opts.job_timeout_s, ok)
+    try:
+        _poll(f"job {c.job_id} FINISHED", c.opts.job_timeout_s, ok)
+    except StackError as e:
+        raise StackError(f"{e}; last seen: checkpoints {jobs.checkpoint_counts(c.cfg, c.job_id)}, "
+                         f"source {source_position(c)[1]}, exceptions: {jobs.exceptions(c.cfg, c.job_id)[:1500]}") from e
 
 
-def source_at_end(c: Chaos) -> bool:
-    """The job's Kafka source still runs though the offsets it commits on checkpoints
-    are the end offsets of its topic (the replay is complete: they do not move)."""
+PROGRESS_EVERY_S = 60.0
+
+
+def source_position(c: Chaos) -> tuple[bool, str]:
+    """(whether the job's Kafka source runs though the offsets it commits on checkpoints
+    are the end offsets of its topic: the replay is read, they no longer move; what was seen)."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
     info = jobs.job(c.cfg, c.job_id)
     sources = [v for v in info.get("vertices", []) if v["name"].startswith("Source: KafkaSource")]
     if info["state"] != "RUNNING" or not sources or any(v["status"] != "RUNNING" for v in sources):
-        return False
+        return False, f"job {info['state']}, source tasks {[v['status'] for v in sources]}"
     if not any(reachable(hp) for hp in c.cfg.bootstrap_servers.split(",")):
-        return False  # the broker is restarting: not yet (a consumer made now would wait for ever)
+        return False, "broker not reachable"  # restarting: a consumer made now would wait for ever
     try:  # a consumer of the job's group that never joins it: reads its committed offsets only
         consumer = KafkaConsumer(bootstrap_servers=c.cfg.bootstrap_servers.split(","), group_id=c.group,
                                  enable_auto_commit=False, request_timeout_ms=15000)  # fmt: skip
@@ -216,9 +232,10 @@ def source_at_end(c: Chaos) -> bool:
             committed = {tp: consumer.committed(tp) for tp in parts}
         finally:
             consumer.close()
-    except KafkaError:
-        return False  # e.g. the broker restarting: not yet
-    return bool(parts) and committed == ends
+    except KafkaError as e:
+        return False, f"broker: {type(e).__name__}"  # e.g. restarting: not yet
+    seen = ", ".join(f"p{tp.partition} {committed[tp]}/{ends[tp]}" for tp in parts)
+    return bool(parts) and committed == ends, f"committed/end offsets {seen or 'no partitions'}"
 
 
 def drain(c: Chaos) -> None:
@@ -341,7 +358,15 @@ def inject(c: Chaos, kind: str, rng: random.Random) -> None:
     if kind in ("python_worker", "taskmanager"):  # each of these always fails the job over
         before = jobs.num_restarts(c.cfg, c.job_id)
         kill_python_worker(c, rng) if kind == "python_worker" else kill_taskmanager(c)
-        wait_noticed(c, kind, before)
+        try:
+            wait_noticed(c, kind, before)
+        except StackError:
+            if kind != "python_worker":
+                raise
+            # The job has not used that worker since (seen once in a 20-fault run): it fails
+            # over when it next does. Go on, and say so in the result.
+            say(f"    the {kind} fault was not noticed within {NOTICE_TIMEOUT_S:.0f}s; going on")
+            c.unnoticed.append(round(time.monotonic() - c.t0, 1))
         return
     {"taskmanager": kill_taskmanager, "scorer": kill_scorer, "scorer_outage": scorer_outage,
      "kafka": restart_kafka, "jobmanager": kill_jobmanager}[kind](c)  # fmt: skip
@@ -449,6 +474,7 @@ def run(o: Options) -> dict:
         result["chaos_s"] = round(time.monotonic() - t1, 1)
         result["unplanned"] = c.unplanned
         result["drained"] = c.drained
+        result["unnoticed"] = c.unnoticed
         result.update(compare(committed(cfg, out["reference"]["alerts"]), committed(cfg, out["chaos"]["alerts"])))
         result["restarts"] = sum(c.restarts.values()) + sum(1 for f in result["faults"] if f["kind"] == "jobmanager")
     finally:

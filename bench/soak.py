@@ -17,7 +17,9 @@ leak in either path shows as growth.
 Every --sample-s seconds it records: the latest completed checkpoint (its full state
 size, the size it uploaded, its duration), checkpoint and restart counts, and the RSS of
 every process: JobManager, TaskManager JVM, the TaskManager's Python workers (its process
-group), scorer, Kafka; how far the job's watermark is behind the wall clock (is it
+group), scorer, Kafka; the TaskManager JVM's heap (used, committed), non-heap, metaspace,
+direct and managed memory and its GC counts (a heap filling towards -Xmx shows as RSS
+growth that levels off; a leak outside the heap does not); how far the job's watermark is behind the wall clock (is it
 keeping up?); and the producer's pace (events sent, seconds behind schedule).
 
 Prints one JSON object: the settings, the samples, and per series its first, last, min,
@@ -150,9 +152,41 @@ def sample(cfg: StackConfig, job_id: str, scorer: ScorerProcess, producer: Paced
     row["rss_taskmanager_jvm_mb"] = rss_bytes([tm.pid]) / 2**20 if tm else None
     row["rss_python_workers_mb"] = rss_bytes(workers) / 2**20
     row["python_workers"] = len(workers)
+    row.update(taskmanager_memory(cfg))
     row["rss_scorer_mb"] = rss_bytes([scorer.pid]) / 2**20
     row["events_sent"] = producer.sent
     row["producer_behind_s"] = producer.behind_s
+    return row
+
+
+# The TaskManager JVM's own view of its memory, to tell a filling heap (RSS follows the
+# committed heap up to -Xmx, then levels) from native growth (RocksDB, direct buffers).
+TM_MEMORY_METRICS = {
+    "Status.JVM.Memory.Heap.Used": "tm_heap_used_mb",
+    "Status.JVM.Memory.Heap.Committed": "tm_heap_committed_mb",
+    "Status.JVM.Memory.NonHeap.Used": "tm_nonheap_used_mb",
+    "Status.JVM.Memory.Metaspace.Used": "tm_metaspace_used_mb",
+    "Status.JVM.Memory.Direct.MemoryUsed": "tm_direct_used_mb",
+    "Status.Flink.Memory.Managed.Used": "tm_managed_used_mb",
+}
+TM_GC_METRICS = {
+    "Status.JVM.GarbageCollector.G1_Young_Generation.Count": "tm_gc_young",
+    "Status.JVM.GarbageCollector.G1_Old_Generation.Count": "tm_gc_old",
+}
+
+
+def taskmanager_memory(cfg: StackConfig) -> dict[str, float | None]:
+    """The TaskManager's heap, non-heap, metaspace, direct and managed memory (MB) and GC counts."""
+    row: dict[str, float | None] = dict.fromkeys([*TM_MEMORY_METRICS.values(), *TM_GC_METRICS.values()])
+    tms = flink.rest_get(cfg, "/taskmanagers", timeout=10).get("taskmanagers", [])
+    if not tms:
+        return row
+    names = ",".join([*TM_MEMORY_METRICS, *TM_GC_METRICS])
+    for m in flink.rest_get(cfg, f"/taskmanagers/{tms[0]['id']}/metrics?get={names}", timeout=10):
+        if m["id"] in TM_MEMORY_METRICS:
+            row[TM_MEMORY_METRICS[m["id"]]] = float(m["value"]) / 2**20
+        else:
+            row[TM_GC_METRICS[m["id"]]] = float(m["value"])
     return row
 
 
@@ -170,7 +204,7 @@ def watermark_lag_s(cfg: StackConfig, job_id: str, info: dict) -> float | None:
 
 
 # Cumulative counts: their slope is a rate (per hour), not a trend to judge as flat.
-COUNTERS = ("checkpoints_completed", "checkpoints_failed", "restarts", "events_sent")
+COUNTERS = ("checkpoints_completed", "checkpoints_failed", "restarts", "events_sent", *TM_GC_METRICS.values())
 
 
 def trend(ts_h: list[float], ys: list[float]) -> dict:

@@ -79,8 +79,21 @@ def _locked(cfg: StackConfig) -> Iterator[None]:
 
 def up(cfg: StackConfig, parts: tuple[str, ...] = PARTS, progress: Progress | None = None) -> UpResult:
     """Start the processes of `parts` that do not run; `progress` gets a line per step."""
+    progress = progress or _quiet
     with _locked(cfg):
-        return _up(cfg, parts, progress or _quiet)
+        try:
+            return _up(cfg, parts, progress)
+        except StackError:
+            # A part that was running before died while its peer started: a TaskManager
+            # whose JobManager was killed cancels its tasks, and when a Python operator
+            # hangs in close Flink's task-cancellation watchdog ends the TaskManager
+            # (task.cancellation.timeout). A cluster manager would start it again: so do we, once.
+            pids = PidFiles(cfg.pid_dir)
+            died = [n for n in NAMES if PART_OF[n] in parts and pids.exited(n) is not None]
+            if not died:
+                raise
+            progress(f"{', '.join(died)} exited while the stack came up; starting again")
+            return _up(cfg, parts, progress)
 
 
 def _clear_exited(cfg: StackConfig, pids: PidFiles, name: str, progress: Progress) -> bool:

@@ -35,7 +35,8 @@ SHORT_EVENTS = 1_000_000
 
 def test_short_chaos_commits_the_same_alerts_exactly_once(stack, trained_model) -> None:
     opts = chaos.Options(preset="tiny", events=SHORT_EVENTS, seed=7, faults=len(SHORT_KINDS), kinds=SHORT_KINDS,
-                         max_gap=1, checkpoint_interval_ms=2000, artifact=trained_model)  # fmt: skip
+                         max_gap=1, checkpoint_interval_ms=2000, artifact=trained_model,
+                         job_timeout_s=420)  # fmt: skip  # its own diagnosis, before pytest's timeout
     result = chaos.run(opts)
     print(result)
     kinds = [f["kind"] for f in result["faults"]]

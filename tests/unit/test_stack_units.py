@@ -153,3 +153,32 @@ def test_container_properties_render_onto_the_shared_config():
     assert conf["rest"]["port"] == 8082 and conf["rest"]["bind-address"] == "0.0.0.0"
     with pytest.raises(ValueError, match="line 1"):
         container.parse_properties("no colon here")
+
+
+def test_up_starts_again_once_when_a_running_part_dies_meanwhile(cfg, monkeypatch):
+    """A TaskManager that the task-cancellation watchdog ends while a new JobManager
+    starts (its old one was killed) is started again, once; any other failure is raised."""
+    from darkpool.stack import core
+
+    pids = procs.PidFiles(cfg.pid_dir)
+    dead = subprocess.Popen(["true"], start_new_session=True)
+    dead.wait()
+    pids.write(procs.Proc(flink.TM, dead.pid, start_ticks=1, log="", cmd=""))  # recorded, no longer running
+    calls = []
+
+    def fake_up(_cfg, parts, _progress):
+        calls.append(parts)
+        if len(calls) == 1:
+            raise procs.StackError("the Flink flink-taskmanager exited during start-up")
+        return core.UpResult(started=[flink.JM, flink.TM])
+
+    monkeypatch.setattr(core, "_up", fake_up)
+    said = []
+    assert core.up(cfg, ("flink",), said.append).started == [flink.JM, flink.TM]
+    assert len(calls) == 2 and "exited while the stack came up" in said[0]
+
+    pids.remove(flink.TM)  # nothing died: the failure is the answer
+    calls.clear()
+    with pytest.raises(procs.StackError, match="exited during start-up"):
+        core.up(cfg, ("flink",), said.append)
+    assert len(calls) == 1
