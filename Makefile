@@ -25,8 +25,9 @@ demo: bootstrap
 	$(VENV)/darkpool demo --preset $(DEMO_PRESET)
 
 # The layers contract (pyproject.toml [tool.importlinter]) and the doctests of the
-# packages (seeded examples with exact output) run first: seconds.
-DOCTEST_PACKAGES := core model udfs darkpool jobs
+# packages and bench scripts (seeded examples with exact output; collecting the scripts
+# also checks that their imports still resolve) run first: seconds.
+DOCTEST_PACKAGES := core model udfs darkpool jobs bench
 test: bootstrap
 	$(VENV)/lint-imports
 	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)

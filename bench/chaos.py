@@ -241,11 +241,24 @@ def source_position(c: Chaos) -> tuple[bool, str]:
     except KafkaError as e:
         return False, f"broker: {type(e).__name__}"  # e.g. restarting: not yet
     emitted = emitted_offsets(c, sources[0]["id"])
-    read = {tp: ends[tp] == begins[tp] or committed[tp] == ends[tp] or emitted.get(tp.partition, -1) >= ends[tp] - 1
-            for tp in parts}  # fmt: skip
+    read = {tp: partition_read(begins[tp], ends[tp], committed[tp], emitted.get(tp.partition)) for tp in parts}
     seen = ", ".join(f"p{tp.partition} committed {committed[tp]} emitted {emitted.get(tp.partition)} "
                      f"end {ends[tp]}" for tp in parts)  # fmt: skip
     return bool(parts) and all(read.values()), seen or "no partitions"
+
+
+def partition_read(begin: int, end: int, committed: int | None, emitted: int | None) -> bool:
+    """Whether a partition [begin, end) is read: empty, committed to its end, or its last
+    record (offset end - 1) emitted.
+
+    >>> partition_read(0, 0, None, None)  # empty: nothing to read, and nothing committed
+    True
+    >>> partition_read(0, 100, 100, None), partition_read(0, 100, None, 99)
+    (True, True)
+    >>> partition_read(0, 100, 60, 98)
+    False
+    """
+    return end == begin or committed == end or (emitted is not None and emitted >= end - 1)
 
 
 def emitted_offsets(c: Chaos, vertex: str) -> dict[int, int]:

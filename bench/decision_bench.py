@@ -25,12 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.coalesce import InstrumentState, step  # noqa: E402
 from core.features import CHANNELS  # noqa: E402
-from core.records import ScoredWindow  # noqa: E402
-from udfs.shard_thresholds import (  # noqa: E402
-    checked,  # noqa: E402
-    encode_scored_batch,
-    scored_windows,
-)
+from core.records import ScoredWindow, encode_scored_batch  # noqa: E402
+from udfs.shard_thresholds import checked, scored_windows  # noqa: E402
 
 WARM_UP = 500  # windows the state has seen before timing (past every warm-up branch)
 
