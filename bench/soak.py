@@ -18,8 +18,9 @@ Every --sample-s seconds it records: the latest completed checkpoint (its full s
 size, the size it uploaded, its duration), checkpoint and restart counts, and the RSS of
 every process: JobManager, TaskManager JVM, the TaskManager's Python workers (its process
 group), scorer, Kafka; the TaskManager JVM's heap (used, committed), non-heap, metaspace,
-direct and managed memory and its GC counts (a heap filling towards -Xmx shows as RSS
-growth that levels off; a leak outside the heap does not); how far the job's watermark is behind the wall clock (is it
+direct and managed memory and its GC counts, and how much of its RSS is the Java heap's
+resident pages (a heap being touched for the first time grows the RSS until the whole
+-Xmx range is resident; a leak outside the heap grows `rss_taskmanager_outside_heap_mb`); how far the job's watermark is behind the wall clock (is it
 keeping up?); and the producer's pace (events sent, seconds behind schedule).
 
 Prints one JSON object: the settings, the samples, and per series its first, last, min,
@@ -150,6 +151,9 @@ def sample(cfg: StackConfig, job_id: str, scorer: ScorerProcess, producer: Paced
     tm = pids.live(flink.TM)
     workers = [p for p in group_members(tm.pid) if p != tm.pid] if tm else []
     row["rss_taskmanager_jvm_mb"] = rss_bytes([tm.pid]) / 2**20 if tm else None
+    heap = heap_resident_bytes(tm.pid) if tm else None
+    row["rss_taskmanager_heap_mb"] = heap / 2**20 if heap is not None else None
+    row["rss_taskmanager_outside_heap_mb"] = (rss_bytes([tm.pid]) - heap) / 2**20 if heap is not None else None
     row["rss_python_workers_mb"] = rss_bytes(workers) / 2**20
     row["python_workers"] = len(workers)
     row.update(taskmanager_memory(cfg))
@@ -188,6 +192,26 @@ def taskmanager_memory(cfg: StackConfig) -> dict[str, float | None]:
         else:
             row[TM_GC_METRICS[m["id"]]] = float(m["value"])
     return row
+
+
+def heap_resident_bytes(pid: int) -> int | None:
+    """Resident bytes of the JVM's Java heap: its largest mapping (the reserved -Xmx range).
+    The heap's pages become resident as allocation first touches them and stay so; the
+    rest of the RSS (metaspace, code, thread stacks, direct buffers, RocksDB) is what a
+    leak outside the heap would grow."""
+    largest, rss, size = -1, None, 0
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(maxsplit=1)[0]
+                if "-" in head and not head.endswith(":"):
+                    lo, hi = (int(x, 16) for x in head.split("-"))
+                    size = hi - lo
+                elif head == "Rss:" and size > largest:
+                    largest, rss = size, int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return rss
 
 
 def watermark_lag_s(cfg: StackConfig, job_id: str, info: dict) -> float | None:
