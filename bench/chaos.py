@@ -196,12 +196,13 @@ def wait_finished(c: Chaos) -> None:
         if done == seen:
             return False  # offsets move only with checkpoints: ask Kafka once per checkpoint
         seen = done
-        if not source_position(c)[0]:
+        at_end, position = source_position(c)
+        if not at_end:
             stuck_at = None
         elif stuck_at is None:
             stuck_at, stuck_since = done, time.monotonic()
         elif done >= stuck_at + STUCK_CHECKPOINTS and time.monotonic() - stuck_since >= STUCK_S:
-            drain(c)
+            drain(c, position)
             stuck_at = None  # a failed stop leaves it running: tried again later
         return False
 
@@ -279,9 +280,9 @@ def emitted_offsets(c: Chaos, vertex: str) -> dict[int, int]:
     return {int(m["id"].split(".partition.")[1].split(".")[0]): int(float(m["max"])) for m in got}
 
 
-def drain(c: Chaos) -> None:
+def drain(c: Chaos, position: str) -> None:
     """`flink stop --drain` by REST: the sources end, the job finishes with a savepoint."""
-    say(f"    job {c.job_id[:8]}: source at the end of {c.trades} but not finishing; stop --drain")
+    say(f"    job {c.job_id[:8]}: source at the end of {c.trades} ({position}) but not finishing; stop --drain")
     assert c.savepoints is not None
     body = json.dumps({"drain": True, "targetDirectory": c.savepoints.as_uri()}).encode()
     req = urllib.request.Request(f"{c.cfg.rest_url}/jobs/{c.job_id}/stop", data=body, method="POST",
