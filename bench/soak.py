@@ -20,7 +20,8 @@ every process: JobManager, TaskManager JVM, the TaskManager's Python workers (it
 group), scorer, Kafka; the TaskManager JVM's heap (used, committed), non-heap, metaspace,
 direct and managed memory and its GC counts, and how much of its RSS is the Java heap's
 resident pages (a heap being touched for the first time grows the RSS until the whole
--Xmx range is resident; a leak outside the heap grows `rss_taskmanager_outside_heap_mb`); how far the job's watermark is behind the wall clock (is it
+-Xmx range is resident; a leak outside the heap grows `rss_taskmanager_outside_heap_mb`);
+how far the job's watermark is behind the wall clock (is it
 keeping up?); and the producer's pace (events sent, seconds behind schedule).
 
 Prints one JSON object: the settings, the samples, and per series its first, last, min,
@@ -150,10 +151,11 @@ def sample(cfg: StackConfig, job_id: str, scorer: ScorerProcess, producer: Paced
         row[key] = rss_bytes(group_members(proc.pid)) / 2**20 if proc else None
     tm = pids.live(flink.TM)
     workers = [p for p in group_members(tm.pid) if p != tm.pid] if tm else []
-    row["rss_taskmanager_jvm_mb"] = rss_bytes([tm.pid]) / 2**20 if tm else None
+    tm_rss = rss_bytes([tm.pid]) if tm else None
     heap = heap_resident_bytes(tm.pid) if tm else None
+    row["rss_taskmanager_jvm_mb"] = tm_rss / 2**20 if tm_rss is not None else None
     row["rss_taskmanager_heap_mb"] = heap / 2**20 if heap is not None else None
-    row["rss_taskmanager_outside_heap_mb"] = (rss_bytes([tm.pid]) - heap) / 2**20 if heap is not None else None
+    row["rss_taskmanager_outside_heap_mb"] = (tm_rss - heap) / 2**20 if heap is not None and tm_rss is not None else None
     row["rss_python_workers_mb"] = rss_bytes(workers) / 2**20
     row["python_workers"] = len(workers)
     row.update(taskmanager_memory(cfg))
