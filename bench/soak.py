@@ -21,6 +21,10 @@ group), scorer, Kafka; the TaskManager JVM's heap (used, committed), non-heap, m
 direct and managed memory and its GC counts, and how much of its RSS is the Java heap's
 resident pages (a heap being touched for the first time grows the RSS until the whole
 -Xmx range is resident; a leak outside the heap grows `rss_taskmanager_outside_heap_mb`);
+the JVM's native memory tracking per category (`nmt_*`, from `jcmd PID VM.native_memory`:
+the TaskManager of this stack runs with -XX:NativeMemoryTracking=summary) and what is
+left of the RSS outside it (`rss_taskmanager_untracked_mb`: RocksDB, Arrow, malloc);
+each operator's state in the latest checkpoint (`state_kb_*`);
 how far the job's watermark is behind the wall clock (is it
 keeping up?); and the producer's pace (events sent, seconds behind schedule).
 
@@ -37,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,6 +144,7 @@ def sample(cfg: StackConfig, job_id: str, scorer: ScorerProcess, producer: Paced
     row["checkpoint_state_mb"] = done.get("state_size", 0) / 2**20 if done else None
     row["checkpoint_uploaded_mb"] = done.get("checkpointed_size", 0) / 2**20 if done else None
     row["checkpoint_duration_ms"] = done.get("end_to_end_duration") if done else None
+    row.update(operator_state(cfg, job_id, done.get("id")) if done else {})
     row["checkpoints_completed"] = cps["counts"]["completed"]
     row["checkpoints_failed"] = cps["counts"]["failed"]
     row["restarts"] = jobs.num_restarts(cfg, job_id)
@@ -159,6 +165,13 @@ def sample(cfg: StackConfig, job_id: str, scorer: ScorerProcess, producer: Paced
     row["rss_python_workers_mb"] = rss_bytes(workers) / 2**20
     row["python_workers"] = len(workers)
     row.update(taskmanager_memory(cfg))
+    nmt = native_memory(tm.pid) if tm else {}
+    row.update(nmt)
+    if nmt and heap is not None and tm_rss is not None:
+        # what the JVM does not account for: native libraries (RocksDB, Arrow) and the
+        # allocator's own overhead (NMT's committed pages are taken as resident)
+        jvm_native = nmt["nmt_total_mb"] - nmt["nmt_java_heap_mb"]
+        row["rss_taskmanager_untracked_mb"] = (tm_rss - heap) / 2**20 - jvm_native
     row["rss_scorer_mb"] = rss_bytes([scorer.pid]) / 2**20
     row["events_sent"] = producer.sent
     row["producer_behind_s"] = producer.behind_s
@@ -194,6 +207,64 @@ def taskmanager_memory(cfg: StackConfig) -> dict[str, float | None]:
         else:
             row[TM_GC_METRICS[m["id"]]] = float(m["value"])
     return row
+
+
+def operator_state(cfg: StackConfig, job_id: str, checkpoint_id: int) -> dict[str, float]:
+    """The state each operator wrote into one checkpoint (KB): which one grows, if any."""
+    details = flink.rest_get(cfg, f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}", timeout=10)
+    names = {v["id"]: v["name"] for v in jobs.job(cfg, job_id)["vertices"]}
+    row = {}
+    for vertex_id, task in (details.get("tasks") or {}).items():
+        slug = re.sub(r"[^a-z0-9]+", "_", names.get(vertex_id, vertex_id).lower()).strip("_")[:40]
+        row[f"state_kb_{slug}"] = task.get("state_size", 0) / 1024
+    return row
+
+
+# The soak starts its TaskManager with the JVM's native memory tracking (summary level,
+# a few % of allocation cost), so the RSS outside the heap can be split into what the
+# JVM itself holds (code cache, metaspace, threads, GC, direct buffers) and the rest.
+NMT_OPTS = "-XX:NativeMemoryTracking=summary"
+NMT_LINE = re.compile(r"^-\s+(.+?) \(reserved=(\d+)KB, committed=(\d+)KB\)")
+NMT_TOTAL = re.compile(r"^Total: reserved=(\d+)KB, committed=(\d+)KB")
+
+
+def taskmanager_java_opts() -> str:
+    """flink-conf's env.java.opts.taskmanager (what a TaskManager of the stack runs with)."""
+    from ruamel.yaml import YAML
+
+    conf = YAML(typ="safe").load(flink.BASE_CONFIG.read_text())
+    return str(conf.get("env", {}).get("java", {}).get("opts", {}).get("taskmanager", ""))
+
+
+def parse_native_memory(text: str) -> dict[str, float]:
+    """Committed MB per category of `jcmd PID VM.native_memory summary`, and the total.
+
+    >>> parse_native_memory('''Total: reserved=4096KB, committed=2048KB
+    ... -                 Java Heap (reserved=1024KB, committed=1024KB)
+    ... -                     Class (reserved=2048KB, committed=512KB)''')
+    {'nmt_total_mb': 2.0, 'nmt_java_heap_mb': 1.0, 'nmt_class_mb': 0.5}
+    """
+    row = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if m := NMT_TOTAL.match(line):
+            row["nmt_total_mb"] = int(m.group(2)) / 1024
+        elif m := NMT_LINE.match(line):
+            row["nmt_" + re.sub(r"[^a-z0-9]+", "_", m.group(1).lower()).strip("_") + "_mb"] = int(m.group(3)) / 1024
+    return row
+
+
+def native_memory(pid: int) -> dict[str, float]:
+    """The TaskManager JVM's own native memory accounting ({} when NMT is not on)."""
+    jcmd = shutil.which("jcmd", path=str(Path(os.environ.get("JAVA_HOME", "/nonexistent")) / "bin")) or shutil.which("jcmd")
+    if jcmd is None:
+        return {}
+    try:
+        out = subprocess.run([jcmd, str(pid), "VM.native_memory", "summary"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    row = parse_native_memory(out.stdout)
+    return row if "nmt_total_mb" in row and "nmt_java_heap_mb" in row else {}
 
 
 def heap_resident_bytes(pid: int) -> int | None:
@@ -255,7 +326,8 @@ def trend(ts_h: list[float], ys: list[float]) -> dict:
 
 def summarize(samples: list[dict], warmup_s: float) -> dict:
     series = {}
-    for key in samples[0]:
+    keys = dict.fromkeys(k for s in samples for k in s)  # some appear later (first checkpoint)
+    for key in keys:
         if key in ("t_s", "job_state"):
             continue
         points = [(s["t_s"], s[key]) for s in samples if isinstance(s.get(key), int | float)]
@@ -306,6 +378,9 @@ def main() -> None:
     scorer = producer = None
     job_id = None
     samples: list[dict] = []
+    # the TaskManager's JVM options for this stack only: bin/config.sh takes this variable
+    # instead of flink-conf's env.java.opts.taskmanager, so it carries those too
+    os.environ["FLINK_ENV_JAVA_OPTS_TM"] = f"{taskmanager_java_opts()} {NMT_OPTS}".strip()
     try:
         core.up(cfg)
         scorer = ScorerProcess(a.artifact, free_port(), run_dir / "scorer.log")

@@ -73,7 +73,9 @@ fields of its own version, so events written by older jobs stay readable):
                                  scores, (peak - threshold) / threshold for raw or rules scores
     top_features          list   [{"channel", "z", "z_clipped", "level", "value", "unit",
                                  "normal"}] at the peak window: the channels with the
-                                 largest |channel_z|. z is the scorer's raw, unbounded
+                                 largest positive channel_z (none <= 0: a channel the
+                                 model explained better than usual is no evidence).
+                                 z is the scorer's raw, unbounded
                                  per-channel z (the rules' channel score when degraded);
                                  z_clipped = z within +-Z_CLIP and level its word
                                  (Z_LEVELS); value = the window's mean of the channel as
@@ -201,9 +203,18 @@ def top_features(
     normals: list[float] | None,
     k: int,
 ) -> list[dict[str, Any]]:
-    """The k channels with the largest |z|, with the window value vs the instrument normal."""
+    """The k channels with the largest positive z, with the window value vs the
+    instrument normal. z is how much worse than in normal windows the model explained a
+    channel (or a rule's score for it): a negative z means *better* explained than usual,
+    which is no evidence, so such channels are never listed (they once read "elevated
+    (z -2.7)" next to a channel that was not behind the alert).
+
+    >>> [f["channel"] for f in top_features([0.5, -6.0, 3.0], [1, 2, 3], None, 3)]
+    ['channel_2', 'channel_0']
+    """
     names = channel_names(len(channel_z))
-    order = sorted(range(len(channel_z)), key=lambda i: (-abs(channel_z[i]), i))[:k]
+    evidence = (i for i in range(len(channel_z)) if channel_z[i] > 0)
+    order = sorted(evidence, key=lambda i: (-channel_z[i], i))[:k]
     out = []
     for i in order:
         has_value = i < len(values)

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from ruamel.yaml import YAML  # noqa: E402
 
-from darkpool.stack import container, kafka  # noqa: E402
+from darkpool.stack import container, flink, kafka  # noqa: E402
 from darkpool.stack.settings import StackConfig  # noqa: E402
 
 DOCKER = ROOT / "docker"
@@ -79,6 +79,9 @@ def check_flink(compose: dict) -> None:
     check("requirements.lock" in dockerfile, "Dockerfile.flink installs requirements.lock")
     check(re.search(r"FROM python:3\.11[.\d]*-", dockerfile) is not None, "Dockerfile.flink runs Python 3.11 (requires-python)")
     check(re.search(r"FROM maven:\S+-17\b|FROM maven:\S+temurin-17", dockerfile) is not None, "Dockerfile.flink jar stage uses Java 17")
+    arenas = re.search(r"MALLOC_ARENA_MAX=(\S+)", dockerfile)
+    check(arenas is not None and arenas.group(1) == flink.MALLOC_ARENAS,
+          "Dockerfile.flink MALLOC_ARENA_MAX = the local stack's (darkpool/stack/flink.py)", arenas and arenas.group(0))
     base = (ROOT / "flink-conf/config.yaml").read_text()
     for name in ("jobmanager", "taskmanager"):
         svc = compose["services"][name]

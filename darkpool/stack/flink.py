@@ -33,6 +33,14 @@ SERVICE = {JM: "standalonesession", TM: "taskexecutor"}
 SCRIPT = {JM: "jobmanager.sh", TM: "taskmanager.sh"}
 BASE_CONFIG = paths.REPO_ROOT / "flink-conf" / "config.yaml"
 
+# glibc's malloc gives each thread that allocates concurrently an arena of its own (up to
+# 8 per core) and seldom returns their freed pages; RocksDB's many small native
+# allocations from Flink's task, compaction and checkpoint threads then leave the
+# TaskManager's RSS creeping up outside the JVM heap (seen in bench/soak.py). Two arenas
+# is the usual remedy for RocksDB-backed JVMs (the Flink image preloads jemalloc
+# instead). docker/Dockerfile.flink sets the same value; a user's own setting wins.
+MALLOC_ARENAS = "2"
+
 
 def flink_home() -> Path:
     try:
@@ -164,6 +172,7 @@ def client_env(cfg: StackConfig) -> dict[str, str]:
         # JVM stdout/stderr to <log>.out/.err, no duplicate console copy of the log
         STD_REDIRECT_TO_FILE="true",
     )
+    env.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENAS)
     return env
 
 

@@ -29,7 +29,8 @@ def win(i: int, score: float, best: float, scenario: str = "spoofing_layering") 
     probs[0] = 1.0 - best
     z = [0.5] * N_CHANNELS
     z[CHANNELS.index("cancel_fill_ratio")] = BIG_Z
-    z[CHANNELS.index("fill_imbalance")] = -3.0
+    z[CHANNELS.index("fill_imbalance")] = 3.0
+    z[CHANNELS.index("log_events")] = -6.0  # explained better than usual: no evidence
     end = T0 + i * SLIDE
     return ScoredWindow(
         instrument="AAA", window_start=end - 60_000, window_end=end, score=score,
@@ -72,6 +73,7 @@ def test_unbounded_channel_z_is_shown_clipped_with_a_level_and_unit():
     second = e["top_features"][1]
     assert second["channel"] == "fill_imbalance" and second["level"] == "elevated"
     assert second["unit"] == CHANNEL_UNITS["fill_imbalance"]  # absolute channel: its own unit
+    assert "log_events" not in [f["channel"] for f in e["top_features"]]
     line = alerts.format_line(e)
     assert "1425" not in line and f"z > +{Z_CLIP:.0f}" in line and "extreme" in line
 

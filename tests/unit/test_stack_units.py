@@ -83,6 +83,13 @@ def test_render_config_fills_machine_values_and_keeps_cluster_defaults(cfg):
     assert "--add-opens=java.base/java.util=ALL-UNNAMED" in conf["env"]["java"]["opts"]["all"]
 
 
+def test_flink_processes_get_two_malloc_arenas_unless_the_user_chose(cfg, monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert flink.client_env(cfg)["MALLOC_ARENA_MAX"] == flink.MALLOC_ARENAS == "2"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert flink.client_env(cfg)["MALLOC_ARENA_MAX"] == "4"
+
+
 def test_stack_config_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("DARKPOOL_RUN_DIR", str(tmp_path))
     monkeypatch.setenv("DARKPOOL_KAFKA_PORT", "29092")
