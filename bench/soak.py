@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/soak.py [--minutes 60] [--instruments 500] [--rate 500]
         [--sample-s 30] [--warmup-minutes M/6] [--quiet-share 0.2] [--quiet-minutes 20]
-        [--parallelism 1] [--artifact DIR] [--keep]
+        [--parallelism 1] [--artifact DIR] [--keep] [--plot PNG]
+    .venv/bin/python bench/soak.py --replot SAMPLES [--warmup-minutes M] [--plot PNG]
 
 Runs on a stack of its own (own run dir and ports, as bench/stack_bench.py), so no other
 job's state or Python workers are counted: Kafka, a JobManager, a TaskManager, a scorer,
@@ -32,7 +33,8 @@ Prints one JSON object: the settings, the samples, and per series its first, las
 max and mean and, over the samples after the warm-up, the least-squares slope per hour,
 its standard error, and `flat`: the slope is within 2 standard errors of zero (noise), or
 under 1% of the series' mean per hour. Counts (checkpoints, restarts, events) give their
-rate per hour after the warm-up instead.
+rate per hour after the warm-up instead. --plot also draws the series (warm-up shaded);
+--replot summarizes and plots the sample lines an earlier run printed to stderr.
 """
 
 from __future__ import annotations
@@ -344,6 +346,62 @@ def summarize(samples: list[dict], warmup_s: float) -> dict:
     return series
 
 
+# what the plot shows, panel by panel: (title, [(series, label)])
+PLOT_PANELS = (
+    ("RSS per process (MB)", [("rss_taskmanager_jvm_mb", "TaskManager JVM"), ("rss_jobmanager_mb", "JobManager"),
+                              ("rss_kafka_mb", "Kafka"), ("rss_scorer_mb", "scorer"),
+                              ("rss_python_workers_mb", "Python workers")]),
+    ("TaskManager RSS, split (MB)", [("rss_taskmanager_heap_mb", "Java heap, resident"),
+                                     ("rss_taskmanager_outside_heap_mb", "outside the heap"),
+                                     ("rss_taskmanager_untracked_mb", "outside the JVM's own tracking"),
+                                     ("nmt_code_mb", "JIT code"), ("nmt_metaspace_mb", "metaspace")]),
+    ("Checkpointed state (MB)", [("checkpoint_state_mb", "full state"), ("checkpoint_uploaded_mb", "uploaded")]),
+)  # fmt: skip
+
+
+def plot(samples: list[dict], warmup_s: float, path: Path) -> Path:
+    """PNG of the memory and state series over the run, the warm-up shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    operators = sorted({k for s in samples for k in s if k.startswith("state_kb_")})
+    panels = [*PLOT_PANELS, ("Checkpointed state per operator (KB)", [(k, k[len("state_kb_"):]) for k in operators])]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.2 * len(panels)), sharex=True)
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        for key, label in series:
+            pts = [(s["t_s"] / 60, s[key]) for s in samples if isinstance(s.get(key), int | float)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=label, lw=1.2)
+        ax.axvspan(0, warmup_s / 60, color="0.9", zorder=0)
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper left", ncol=2)
+        else:  # an older run's samples lack these series
+            ax.text(0.5, 0.5, "not sampled in this run", transform=ax.transAxes, ha="center", color="0.5")
+    axes[0].text(warmup_s / 120, 0.02, "warm-up (left out of the slopes)", transform=axes[0].get_xaxis_transform(),
+                 ha="center", fontsize=8, color="0.4")  # fmt: skip
+    axes[-1].set_xlabel("minutes")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def replot(samples_file: Path, warmup_minutes: float, plot_path: Path | None) -> None:
+    """Summary (and plot) of the sample lines an earlier run wrote to stderr."""
+    samples = [json.loads(line) for line in samples_file.read_text().splitlines() if line.startswith('{"t_s"')]
+    if not samples:
+        raise SystemExit(f"soak: no sample lines in {samples_file} (lines starting with {{\"t_s\")")
+    result = {"samples": len(samples), "warmup_s": 60 * warmup_minutes, "series": summarize(samples, 60 * warmup_minutes)}
+    if plot_path:
+        result["plot"] = str(plot(samples, 60 * warmup_minutes, plot_path))
+    print(json.dumps(result))
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=60.0, help="wall time of the paced run [60]")
@@ -357,7 +415,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small", help="model the scorer serves")
     p.add_argument("--keep", action="store_true", help="leave the stack's run dir (logs, checkpoints) behind")
+    p.add_argument("--plot", type=Path, help="also write the series as a PNG here")
+    p.add_argument("--replot", type=Path, metavar="SAMPLES",
+                   help="run nothing: summarize (and --plot) the sample lines of an earlier run's stderr")  # fmt: skip
     a = p.parse_args()
+    if a.replot:
+        if not a.replot.is_file():
+            p.error(f"--replot {a.replot}: no such file (pass the stderr an earlier soak wrote)")
+        return a
     if a.minutes <= 0 or a.rate <= 0 or a.sample_s <= 0 or a.instruments < 1 or not 0 <= a.quiet_share <= 1:
         p.error("--minutes, --rate, --sample-s must be > 0, --instruments >= 1, --quiet-share in [0, 1]")
     if not (a.artifact / "config.json").exists():
@@ -368,6 +433,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     a = parse_args()
     warmup_s = 60 * (a.warmup_minutes if a.warmup_minutes is not None else a.minutes / 6)
+    if a.replot:
+        return replot(a.replot, warmup_s / 60, a.plot)
     run_dir = Path(tempfile.mkdtemp(prefix="darkpool-soak-"))
     cfg = StackConfig(run_dir=run_dir, **PORTS)
     loop_s = int(60 * a.loop_minutes)
@@ -413,6 +480,8 @@ def main() -> None:
     result["samples"] = len(samples)
     result["series"] = summarize(samples, warmup_s) if samples else {}
     result["load_average"] = os.getloadavg()
+    if a.plot and samples:
+        result["plot"] = str(plot(samples, warmup_s, a.plot))
     print(json.dumps(result))
 
 
