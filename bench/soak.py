@@ -413,6 +413,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quiet-minutes", type=float, default=20.0, help="how long they stay quiet each time [20]")
     p.add_argument("--loop-minutes", type=int, default=10, help="length of the market sent in a loop [10]")
     p.add_argument("--parallelism", type=int, default=1)
+    p.add_argument("--port-offset", type=int, default=0, help="added to each of the soak stack's ports (two soaks at once) [0]")
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small", help="model the scorer serves")
     p.add_argument("--keep", action="store_true", help="leave the stack's run dir (logs, checkpoints) behind")
     p.add_argument("--plot", type=Path, help="also write the series as a PNG here")
@@ -436,7 +437,7 @@ def main() -> None:
     if a.replot:
         return replot(a.replot, warmup_s / 60, a.plot)
     run_dir = Path(tempfile.mkdtemp(prefix="darkpool-soak-"))
-    cfg = StackConfig(run_dir=run_dir, **PORTS)
+    cfg = StackConfig(run_dir=run_dir, **{k: v + a.port_offset for k, v in PORTS.items()})
     loop_s = int(60 * a.loop_minutes)
     market = load_market(a.instruments, a.rate, loop_s, run_dir / "market")
     quiet = sorted(set(market[1]))[: round(a.quiet_share * a.instruments)]

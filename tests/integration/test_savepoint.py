@@ -11,10 +11,12 @@ re-emitted (no duplicate through the restore).
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
+from ruamel.yaml import YAML
 
-from darkpool.stack import jobs
+from darkpool.stack import flink, jobs
 from tests.integration.threshold_support import (
     committed_alerts,
     produce,
@@ -37,6 +39,7 @@ def test_threshold_state_survives_stop_with_savepoint_and_restore(stack, kafka_t
         produce(stack, src, phase1)
         first = committed_alerts(stack, out, lambda a: any(e["status"] == "close" for e in a))
         assert [e["status"] for e in first] == ["open", "close"]
+        assert_bounded_manifest(stack, job)
         savepoint = stop_with_savepoint(stack, job)
         jobs.wait_for_state(stack, job, {"FINISHED"}, timeout_s=60)
 
@@ -56,3 +59,17 @@ def test_threshold_state_survives_stop_with_savepoint_and_restore(stack, kafka_t
     assert c_open[0]["threshold_source"] == "global" and c_open[0]["threshold"] == pytest.approx(1.0)
     ids = [(e["alert_id"], e["seq"]) for e in alerts]
     assert len(ids) == len(set(ids)), "an alert event was emitted twice across the restore"
+
+
+def assert_bounded_manifest(stack, job_id: str) -> None:
+    """The running job's RocksDB instances took flink-conf's options factory: RocksDB
+    writes the options it opened with into an OPTIONS file in each instance's folder."""
+    conf = YAML(typ="safe").load(flink.BASE_CONFIG.read_text())
+    size = conf["darkpool"]["rocksdb"]["max-manifest-size"]
+    number, unit = re.fullmatch(r"(\d+)\s*(kb|mb)", size.lower()).groups()
+    want = int(number) * {"kb": 2**10, "mb": 2**20}[unit]
+    dbs = list((stack.flink_dir / "tmp").glob(f"tm_*/tmp/job_{job_id}_op_*/db"))
+    assert dbs, f"no RocksDB instance of job {job_id} under {stack.flink_dir / 'tmp'}"
+    for db in dbs:
+        options = max(db.glob("OPTIONS-*"), key=lambda f: f.stat().st_mtime).read_text()
+        assert f"max_manifest_file_size={want}" in options, db
