@@ -54,6 +54,11 @@ def check_kafka(compose: dict) -> None:
     version = pom_property(ROOT / "deps/kafka-broker/pom.xml", "kafka.version")
     image = compose["services"]["kafka"]["image"]
     check(image == f"apache/kafka:{version}", "kafka image = deps/kafka-broker version", f"{image} vs {version}")
+    env = compose["services"]["kafka"]["environment"]
+    heap = StackConfig().kafka_heap
+    jvm = f"{env.get('KAFKA_HEAP_OPTS', '')} {env.get('KAFKA_OPTS', '')}".split()
+    want = [f"-Xmx{heap}", *kafka.broker_jvm_flags(heap)]
+    check(all(f in jvm for f in want), "kafka JVM flags = the local broker's", f"{jvm} vs {want}")
     command = " ".join(compose["services"]["kafka"]["command"])
     want = f"transaction.version={kafka.TRANSACTION_VERSION}"
     check(want in command, "kafka storage formatted with " + want, command)
