@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/soak.py [--minutes 60] [--instruments 500] [--rate 500]
         [--sample-s 30] [--warmup-minutes M/6] [--quiet-share 0.2] [--quiet-minutes 20]
-        [--parallelism 1] [--artifact DIR] [--keep] [--plot PNG]
+        [--parallelism 1] [--artifact DIR] [--keep] [--plot PNG] [--port-offset 0]
     .venv/bin/python bench/soak.py --replot SAMPLES [--warmup-minutes M] [--plot PNG]
 
 Runs on a stack of its own (own run dir and ports, as bench/stack_bench.py), so no other
