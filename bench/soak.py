@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from core.config import KafkaConfig  # noqa: E402
 from core.paths import artifacts_dir  # noqa: E402
 from darkpool.stack import core, flink, jobs  # noqa: E402
+from darkpool.stack import kafka as kafka_stack  # noqa: E402
 from darkpool.stack.procs import PidFiles, group_members, rss_bytes  # noqa: E402
 from darkpool.stack.scorer import ScorerProcess, free_port  # noqa: E402
 from darkpool.stack.settings import StackConfig  # noqa: E402
@@ -146,15 +147,15 @@ def sample(cfg: StackConfig, job_id: str, scorer: ScorerProcess, producer: Paced
     row["checkpoint_state_mb"] = done.get("state_size", 0) / 2**20 if done else None
     row["checkpoint_uploaded_mb"] = done.get("checkpointed_size", 0) / 2**20 if done else None
     row["checkpoint_duration_ms"] = done.get("end_to_end_duration") if done else None
-    row.update(operator_state(cfg, job_id, done.get("id")) if done else {})
     row["checkpoints_completed"] = cps["counts"]["completed"]
     row["checkpoints_failed"] = cps["counts"]["failed"]
     row["restarts"] = jobs.num_restarts(cfg, job_id)
     info = jobs.job(cfg, job_id)
+    row.update(operator_state(cfg, job_id, done["id"], info) if done else {})
     row["job_state"] = info["state"]
     row["job_lag_s"] = watermark_lag_s(cfg, job_id, info)
     pids = PidFiles(cfg.pid_dir)
-    for name, key in ((flink.JM, "rss_jobmanager_mb"), ("kafka", "rss_kafka_mb")):
+    for name, key in ((flink.JM, "rss_jobmanager_mb"), (kafka_stack.NAME, "rss_kafka_mb")):
         proc = pids.live(name)
         row[key] = rss_bytes(group_members(proc.pid)) / 2**20 if proc else None
     tm = pids.live(flink.TM)
@@ -211,15 +212,22 @@ def taskmanager_memory(cfg: StackConfig) -> dict[str, float | None]:
     return row
 
 
-def operator_state(cfg: StackConfig, job_id: str, checkpoint_id: int) -> dict[str, float]:
-    """The state each operator wrote into one checkpoint (KB): which one grows, if any."""
+def slug(name: str) -> str:
+    """A series name from free text.
+
+    >>> slug("PythonGroupWindowAggregate[6] -> Calc[7]"), slug("Java Heap")
+    ('pythongroupwindowaggregate_6_calc_7', 'java_heap')
+    """
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def operator_state(cfg: StackConfig, job_id: str, checkpoint_id: int, info: dict) -> dict[str, float]:
+    """The state each operator (of the job `info` describes) wrote into one checkpoint
+    (KB): which one grows, if any."""
     details = flink.rest_get(cfg, f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}", timeout=10)
-    names = {v["id"]: v["name"] for v in jobs.job(cfg, job_id)["vertices"]}
-    row = {}
-    for vertex_id, task in (details.get("tasks") or {}).items():
-        slug = re.sub(r"[^a-z0-9]+", "_", names.get(vertex_id, vertex_id).lower()).strip("_")[:40]
-        row[f"state_kb_{slug}"] = task.get("state_size", 0) / 1024
-    return row
+    names = {v["id"]: v["name"] for v in info["vertices"]}
+    return {f"state_kb_{slug(names.get(vertex, vertex))[:40]}": task.get("state_size", 0) / 1024
+            for vertex, task in (details.get("tasks") or {}).items()}  # fmt: skip
 
 
 # The soak starts its TaskManager with the JVM's native memory tracking (summary level,
@@ -252,14 +260,15 @@ def parse_native_memory(text: str) -> dict[str, float]:
         if m := NMT_TOTAL.match(line):
             row["nmt_total_mb"] = int(m.group(2)) / 1024
         elif m := NMT_LINE.match(line):
-            row["nmt_" + re.sub(r"[^a-z0-9]+", "_", m.group(1).lower()).strip("_") + "_mb"] = int(m.group(3)) / 1024
+            row[f"nmt_{slug(m.group(1))}_mb"] = int(m.group(3)) / 1024
     return row
 
 
 def native_memory(pid: int) -> dict[str, float]:
     """The TaskManager JVM's own native memory accounting ({} when NMT is not on)."""
-    jcmd = shutil.which("jcmd", path=str(Path(os.environ.get("JAVA_HOME", "/nonexistent")) / "bin")) or shutil.which("jcmd")
-    if jcmd is None:
+    java = shutil.which(kafka_stack.java_binary())  # the stack's JVMs: JAVA_HOME's, else PATH's
+    jcmd = Path(java).resolve().with_name("jcmd") if java else None
+    if jcmd is None or not jcmd.exists():
         return {}
     try:
         out = subprocess.run([jcmd, str(pid), "VM.native_memory", "summary"], capture_output=True, text=True, timeout=30)

@@ -58,8 +58,4 @@ public class BoundedManifest implements ConfigurableRocksDBOptionsFactory {
         maxManifestBytes = bytes;
         return this;
     }
-
-    public long maxManifestBytes() {
-        return maxManifestBytes;
-    }
 }
