@@ -24,16 +24,19 @@ DEMO_PRESET ?= tiny
 demo: bootstrap
 	$(VENV)/darkpool demo --preset $(DEMO_PRESET)
 
-# The layers contract (pyproject.toml [tool.importlinter]) and the doctests of the
-# packages and bench scripts (seeded examples with exact output; collecting the scripts
-# also checks that their imports still resolve) run first: seconds.
+# Lint (ruff, pyproject.toml [tool.ruff]), the layers contract (pyproject.toml
+# [tool.importlinter]) and the doctests of the packages and bench scripts (seeded
+# examples with exact output; collecting the scripts also checks that their imports
+# still resolve) run first: seconds.
 DOCTEST_PACKAGES := core model udfs darkpool jobs bench
 test: bootstrap
+	$(VENV)/ruff check .
 	$(VENV)/lint-imports
 	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)
 	$(VENV)/pytest -m "not slow"
 
 test-unit: bootstrap
+	$(VENV)/ruff check .
 	$(VENV)/lint-imports
 	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)
 	$(VENV)/pytest tests/unit

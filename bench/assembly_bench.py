@@ -2,7 +2,7 @@
 instrument (`udfs.assembler.add_pane`: its pane buffer and its normal) and the window
 assembly of a shard's batch (`assemble_batch`: window tensors with the z-scores).
 
-    python bench/assembly_bench.py [--root CHECKOUT] [--instruments 20] [--panes 400]
+    python bench/assembly_bench.py [--root CHECKOUT] [--instruments 20] [--panes 400] [--smoke]
 
 `--root` runs another checkout's code (e.g. a worktree of an older commit) for a
 before/after in one session; prints one JSON line.
@@ -25,7 +25,10 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
     p.add_argument("--instruments", type=int, default=20)
     p.add_argument("--panes", type=int, default=400)
+    p.add_argument("--smoke", action="store_true", help="seconds, tiny sizes: checks that the script runs (its figures mean nothing)")
     a = p.parse_args()
+    if a.smoke:
+        a.instruments, a.panes = 3, 60  # past the 50 warm-up panes
     sys.path.insert(0, str(a.root))
     from core.features import N_PANE_CHANNELS
     from udfs import assembler

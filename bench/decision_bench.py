@@ -1,6 +1,6 @@
 """The decision stage's pure cost per window (no Flink): prints JSON, µs per window.
 
-    .venv/bin/python bench/decision_bench.py [--windows 3000] [--repeat 3]
+    .venv/bin/python bench/decision_bench.py [--windows 3000] [--repeat 3] [--smoke]
 
 What `ShardThresholds` does for each scored window, timed piece by piece on one warm
 instrument state (the steady state of a live job): unpickle the scored batch, one
@@ -61,7 +61,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--windows", type=int, default=3000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--smoke", action="store_true", help="seconds, tiny sizes: checks that the script runs (its figures mean nothing)")
     a = p.parse_args()
+    if a.smoke:
+        a.windows, a.repeat = 100, 1
     cfg = checked(None)
     windows = scored(WARM_UP + a.windows)
     warm = InstrumentState()

@@ -1,6 +1,7 @@
 """The decision stage's settings, swept offline on one labeled data set.
 
     python bench/decision_sweep.py --artifact DIR --data DIR [--set max_flag_rate=0.2,0.35,0.5 ...]
+    python bench/decision_sweep.py --smoke
 
 Scores every window of DATA once with the artifact (the job's own window functions,
 model.windows), then runs the job's pure decision stage (core/coalesce.step, the code
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from core.coalesce import InstrumentState, step  # noqa: E402
 from core.config import WindowConfig  # noqa: E402
@@ -69,11 +71,23 @@ def decide(windows: list[ScoredWindow], cfg: ThresholdConfig) -> tuple[list[dict
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--artifact", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True, help="labeled folder (events + episodes)")
+    p.add_argument("--artifact", type=Path)
+    p.add_argument("--data", type=Path, help="labeled folder (events + episodes)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=V1,V2",
                    help="a ThresholdConfig field and the values to try (several --set: every combination)")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds: a 4,000-event market, an untrained model, two settings (checks the script)")
     a = p.parse_args()
+    if a.smoke:
+        import tempfile
+
+        from _smoke import tiny_market, untrained_artifact
+
+        tmp = Path(tempfile.mkdtemp(prefix="sweep-smoke-"))
+        a.artifact, a.data = untrained_artifact(tmp / "model"), tiny_market(tmp / "market")
+        a.set = a.set or ["max_flag_rate=0.2,0.5"]
+    elif a.artifact is None or a.data is None:
+        p.error("--artifact and --data are required (or --smoke)")
     grid = {}
     for item in a.set:
         field, _, values = item.partition("=")

@@ -1,6 +1,7 @@
 """Detection on a labeled data set through the job's own backtest path, graded.
 
     python bench/detection_bench.py --artifact artifacts/small --data DIR [--out DIR]
+    python bench/detection_bench.py --smoke
 
 Starts the scorer on the artifact, runs `jobs/detect_anomalies.py --backtest
 DIR/events.parquet` (the real job on Flink's mini cluster: panes, instrument normals,
@@ -59,11 +60,22 @@ def run_backtest(artifact: Path, events: Path, out: Path, timeout_s: float) -> t
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--artifact", type=Path, required=True, help="model artifact folder (darkpool train)")
-    p.add_argument("--data", type=Path, required=True, help="labeled folder: events.parquet + episodes.parquet")
+    p.add_argument("--artifact", type=Path, help="model artifact folder (darkpool train)")
+    p.add_argument("--data", type=Path, help="labeled folder: events.parquet + episodes.parquet")
     p.add_argument("--out", type=Path, default=None, help="where alerts.jsonl and the report go [default: DATA/detection]")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="backtest time limit")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds: a 4,000-event market and an untrained model (checks the script, grades nothing real)")
     a = p.parse_args()
+    if a.smoke:
+        import tempfile
+
+        from _smoke import tiny_market, untrained_artifact
+
+        tmp = Path(tempfile.mkdtemp(prefix="detection-smoke-"))
+        a.artifact, a.data, a.timeout_s = untrained_artifact(tmp / "model"), tiny_market(tmp / "market"), min(a.timeout_s, 300)
+    elif a.artifact is None or a.data is None:
+        p.error("--artifact and --data are required (or --smoke)")
     for need in (a.artifact / "config.json", a.data / "events.parquet", a.data / "episodes.parquet"):
         if not need.exists():
             raise SystemExit(f"{need} does not exist: give a trained --artifact and a labeled --data folder")

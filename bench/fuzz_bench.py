@@ -2,6 +2,10 @@
 more hostile messages (default 10,000) mixed into the tiny market's 20,000 valid events.
 
     flock /tmp/stack.lock .venv/bin/python bench/fuzz_bench.py [--hostile N] [--seed S]
+    .venv/bin/python bench/fuzz_bench.py --smoke     # 2,000 valid events, 200 hostile ones
+
+The hostile kinds are darkpool/market/hostile.py (the test's too); the scorer serves a
+freshly initialized small model (dead-lettering does not depend on the weights).
 
 Needs the local stack's Kafka (`darkpool stack up`). The job runs bounded with no restart
 allowed, so `restarts` is 0 when it finished and any failure shows as `job_exit` != 0.
@@ -14,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,19 +27,79 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from _scorer_load import start_scorer, stop_scorer  # noqa: E402
+from _smoke import untrained_artifact  # noqa: E402
+
+from darkpool.market.hostile import HOSTILE_KINDS, mix  # noqa: E402
 from darkpool.stack import smoke  # noqa: E402
 from darkpool.stack.settings import StackConfig  # noqa: E402
-from tests.integration.test_fuzz_input import (  # noqa: E402
-    HOSTILE_KINDS,
-    mix,
-    produce_recording,
-    read_all,
-    run_job,
-    tiny_market,
-)
-from tests.unit.test_scorer import Scorer, make_artifact  # noqa: E402
+
+
+def tiny_market(out: Path, limit: int | None, seed: int = 7) -> list[tuple[bytes, bytes, dict]]:
+    """(key, value, record) of the first `limit` events (all: None) of the tiny market, in
+    replay order."""
+    import pyarrow.parquet as pq
+
+    from core.schemas import encode_batch
+
+    subprocess.run([sys.executable, "-m", "darkpool.cli", "generate", "--preset", "tiny", "--seed", str(seed),
+                    "--out", str(out)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    table = pq.read_table(out / "events.parquet").sort_by("ts")
+    table = table.slice(0, limit) if limit else table
+    return [(k.encode(), v.encode(), json.loads(v)) for k, v in encode_batch(table)]
+
+
+def produce_recording(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes, str | None]]) -> dict[tuple[int, int], str]:
+    """Send all messages in order; returns {(partition, offset): kind} of the hostile ones."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_request_size=4 * 2**20,
+                      max_in_flight_requests_per_connection=1)  # fmt: skip
+    futures = [(p.send(topic, value, key=key), kind) for key, value, kind in messages]
+    p.flush()
+    coords = {}
+    for future, kind in futures:
+        meta = future.get(timeout=60)
+        if kind is not None:
+            coords[(meta.partition, meta.offset)] = kind
+    p.close()
+    return coords
+
+
+def read_all(bootstrap: str, topic: str, idle_s: float = 5.0) -> list[dict]:
+    """Every JSON record of `topic` (the job has finished: read until it stays quiet)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=int(idle_s * 1000),
+                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)  # fmt: skip
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def run_job(bootstrap: str, topics: dict[str, str], scorer_url: str, log: Path, timeout_s: float) -> int:
+    """jobs/detect_anomalies.py on the local mini cluster, bounded, no restart allowed;
+    its exit status (0: the job finished)."""
+    argv = [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", bootstrap,
+            "--trades-topic", topics["trades"], "--dead-letter-topic", topics["dlq"], "--alerts-topic", topics["alerts"],
+            "--scorer-url", scorer_url, "--start-from", "earliest", "--bounded", "--parallelism", "1",
+            "--checkpoint-interval-ms", "2000", "--job-name", f"fuzz-{topics['trades'][-8:]}", "--restart-attempts", "0"]  # fmt: skip
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            return proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise SystemExit(f"fuzz_bench: the job did not finish in {timeout_s:.0f} s; its log ends:\n{tail}") from None
 
 
 def main() -> None:
@@ -41,7 +107,11 @@ def main() -> None:
     p.add_argument("--hostile", type=int, default=10_000, help="hostile messages to mix in")
     p.add_argument("--seed", type=int, default=1, help="seed of the hostile messages and their positions")
     p.add_argument("--timeout-s", type=float, default=900, help="longest the job may run")
+    p.add_argument("--valid", type=int, default=0, help="only the first N valid events of the tiny market (0: all 20,000)")
+    p.add_argument("--smoke", action="store_true", help="seconds, not minutes: --valid 2000 --hostile 200")
     a = p.parse_args()
+    if a.smoke:
+        a.valid, a.hostile, a.timeout_s = a.valid or 2000, min(a.hostile, 200), min(a.timeout_s, 300)
     cfg = StackConfig.load()
     bootstrap = cfg.bootstrap_servers
     tag = uuid.uuid4().hex[:8]
@@ -53,16 +123,15 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp:
             work = Path(tmp)
-            valid = tiny_market(work / "market")
+            valid = tiny_market(work / "market", a.valid or None)
             messages = mix(valid, a.hostile, a.seed)
             hostile = produce_recording(bootstrap, topics["trades"], messages)
-            make_artifact(work / "model", 0)
-            scorer = Scorer(work / "model")
+            scorer, url = start_scorer(untrained_artifact(work / "model"), ["--device", "cpu", "--threads", "1"])
             t0 = time.perf_counter()
             try:
-                status = run_job(bootstrap, topics, scorer.url, work / "job.log", a.timeout_s)
+                status = run_job(bootstrap, topics, url, work / "job.log", a.timeout_s)
             finally:
-                scorer.stop()
+                stop_scorer(scorer)
             wall = time.perf_counter() - t0
             letters = read_all(bootstrap, topics["dlq"])
     finally:

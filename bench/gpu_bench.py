@@ -3,7 +3,7 @@
 Prepared for a machine with CUDA (run from the repo root):
 
     PYTHONUNBUFFERED=1 python bench/gpu_bench.py [--preset enhanced] [--seconds 3]
-    python bench/gpu_bench.py --dry-run      # checks the script on CPU (small preset)
+    python bench/gpu_bench.py --dry-run      # checks the script on CPU (small preset); = --smoke
 
 Needs torch, numpy, aiohttp, click, safetensors, pyarrow, pandas (no trained artifact:
 a freshly initialized model is as fast as a trained one). Targets from the issue:
@@ -57,8 +57,9 @@ def main() -> None:
     ap.add_argument("--skip-service", action="store_true")
     ap.add_argument("--dry-run", action="store_true",
                     help="check the script on a CPU machine: small preset, float32, short runs")
+    ap.add_argument("--smoke", action="store_true", help="--dry-run with one scorer start (every bench script has --smoke)")
     args = ap.parse_args()
-    if args.dry_run:
+    if args.dry_run or args.smoke:
         dev, dtype, name, args.seconds = torch.device("cpu"), torch.float32, "small", 0.3
         torch.set_num_threads(1)
         batches, service_cfgs = (1, 64), ((1, 1), (64, 4))
@@ -87,7 +88,7 @@ def main() -> None:
             torch.cuda.empty_cache()
         if not args.skip_service:
             service = []
-            for max_delay in (0.5, 2.0):
+            for max_delay in (2.0,) if args.smoke else (0.5, 2.0):  # smoke: one scorer start
                 proc, url = start_scorer(artifact, ["--device", dev.type, "--dtype", result["dtype"],
                                                     "--max-batch", "8192", "--max-queue", "65536",
                                                     "--max-delay-ms", str(max_delay)])

@@ -1,6 +1,7 @@
 """Throughput and memory of the whole detection job beside a read-and-discard job.
 
     python bench/job_bench.py [--instruments 20] [--events 300000] [--duration 30m]
+    python bench/job_bench.py --smoke    # 3,000 events, an untrained model: read-only and full job once
 
 One run: a market of N events is generated and replayed into a fresh Kafka topic; then,
 on the local mini cluster (one process each, same settings, --parallelism, default 1):
@@ -28,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from darkpool.stack.scorer import ScorerProcess  # noqa: E402
 
@@ -111,11 +113,12 @@ def read_only_job(bootstrap: str, topic: str, parallelism: int, parse: bool = Fa
     `parse`: also the JVM parsing / validation / late split (udfs.sources views), to
     separate the SQL cost from the Python stages.
     """
+    from core.config import KafkaConfig, from_env
     from core.job_config import JobConfig
     from jobs import detect_anomalies as job
     from udfs.sources import kafka_raw_ddl, register_functions
 
-    cfg = JobConfig(kafka=job.from_env(job.KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic),
+    cfg = JobConfig(kafka=from_env(KafkaConfig, bootstrap_servers=bootstrap, trades_topic=topic),
                     start_from="earliest", parallelism=parallelism, job_name=f"read-only-{uuid.uuid4().hex[:6]}")  # fmt: skip
     _, t_env = job.make_env(cfg, job.local_jars())
     if parse:  # the job's own source, typed view and main / side split (udfs.sources)
@@ -177,13 +180,26 @@ def main() -> None:
     # Throughput depends on events per (instrument, pane): each pane costs a fixed Python
     # call (~ms). Keep instruments x duration / slide well below the event count.
     p.add_argument("--duration", default="30m", help="event-time span of the generated session")
-    p.add_argument("--bootstrap", default="localhost:9092")
+    p.add_argument("--bootstrap", default=None, help="Kafka [the local stack's: DARKPOOL_* env, localhost:9092]")
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small")
     p.add_argument("--scorer-port", type=int, default=8597)
     p.add_argument("--parallelism", type=int, default=1, help="of every job (read-only, parse, full)")
     p.add_argument("--pane-shards", type=int, default=0, help="the job's --pane-shards (0 = its default)")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds, not minutes: 2 instruments, 3,000 events, an untrained model; the read-only job "
+                        "and the full job run once, on the full topic only (no rates: they need the empty-topic runs)")  # fmt: skip
     a = p.parse_args()
+    from darkpool.stack.settings import StackConfig
+
+    a.bootstrap = a.bootstrap or StackConfig.load().bootstrap_servers
     tmp = Path(tempfile.mkdtemp(prefix="job-bench-"))
+    if a.smoke:
+        from _smoke import untrained_artifact
+
+        from darkpool.stack.scorer import free_port
+
+        a.instruments, a.events, a.duration, a.scorer_port = 2, 3000, "2m", free_port()
+        a.artifact = untrained_artifact(tmp / "model")
     cli = [sys.executable, "-m", "darkpool.cli"]
     subprocess.run([*cli, "generate", "--preset", "default", "--instruments", str(a.instruments), "--events",
                     str(a.events), "--duration", a.duration, "--out", str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
@@ -195,13 +211,14 @@ def main() -> None:
     scorer = start_scorer(a.artifact, a.scorer_port)
     try:
         runs = {}
-        for topic, label in ((empty_topic, "empty"), (full_topic, "full")):
+        for topic, label in ((empty_topic, "empty"), (full_topic, "full"))[1 if a.smoke else 0:]:
             runs[f"read_only_{label}"] = _timed(
                 [sys.executable, __file__, "--read-only-job", a.bootstrap, topic, str(a.parallelism)]
             )
-            runs[f"parse_only_{label}"] = _timed(
-                [sys.executable, __file__, "--parse-only-job", a.bootstrap, topic, str(a.parallelism)]
-            )
+            if not a.smoke:  # its one own line (the parse branch) is not worth a smoke run's ~20 s
+                runs[f"parse_only_{label}"] = _timed(
+                    [sys.executable, __file__, "--parse-only-job", a.bootstrap, topic, str(a.parallelism)]
+                )
             alerts, dead = _topic(a.bootstrap, 1), _topic(a.bootstrap, 1)
             runs[f"job_{label}"] = _timed(
                 [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
@@ -223,6 +240,10 @@ def main() -> None:
         from darkpool.stack.settings import StackConfig
 
         smoke.delete_topics(StackConfig.load(), _CREATED)
+
+    if a.smoke:  # the three jobs ran: enough to know the script works, too little for a rate
+        print(json.dumps({"smoke": True, "events": a.events, "runs": runs, "load_average": os.getloadavg()}))
+        return
 
     def rate(kind: str) -> float | None:
         margin = runs[f"{kind}_full"]["wall_s"] - runs[f"{kind}_empty"]["wall_s"]

@@ -1,6 +1,7 @@
 """Window end -> alert visible latency, on the exactly-once topic and on the fast topic.
 
     python bench/job_latency.py [--seconds 120] [--rate 500] [--instruments 20]
+    python bench/job_latency.py --smoke      # about a minute: checks the script
 
 A live stream is produced with event time = wall-clock time (so event-time window ends
 and wall-clock receive times are comparable), the job runs live (mini cluster,
@@ -81,11 +82,27 @@ def main() -> None:
     p.add_argument("--rate", type=int, default=500)
     p.add_argument("--instruments", type=int, default=20)
     p.add_argument("--checkpoint-interval-ms", type=int, default=5000)
-    p.add_argument("--bootstrap", default="localhost:9092")
+    p.add_argument("--bootstrap", default=None, help="Kafka [the local stack's: DARKPOOL_* env, localhost:9092]")
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small")
     p.add_argument("--scorer-port", type=int, default=8598)
+    p.add_argument("--smoke", action="store_true",
+                   help="about a minute: 15 s at 40 events/s of 2 instruments, an untrained model, shorter waits")
     a = p.parse_args()
-    trades, alerts, fast, dead = (_topic(a.bootstrap, n) for n in (2, 1, 1, 1))
+    from darkpool.stack import smoke
+    from darkpool.stack.settings import StackConfig
+
+    a.bootstrap = a.bootstrap or StackConfig.load().bootstrap_servers
+    startup_s, drain_s = 45, 30
+    if a.smoke:
+        import tempfile
+
+        from bench._smoke import untrained_artifact
+        from darkpool.stack.scorer import free_port
+
+        a.seconds, a.rate, a.instruments, a.scorer_port = 15, 40, 2, free_port()
+        a.artifact = untrained_artifact(Path(tempfile.mkdtemp(prefix="latency-smoke-")) / "model")
+        startup_s, drain_s = 30, 15
+    trades, alerts, fast, dead = topics = [_topic(a.bootstrap, n) for n in (2, 1, 1, 1)]
     scorer = start_scorer(a.artifact, a.scorer_port)
     job = subprocess.Popen(
         [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
@@ -99,21 +116,25 @@ def main() -> None:
     stop = threading.Event()
     got = {"exactly_once": [], "fast": []}
     try:
-        time.sleep(45)  # job start-up (mini cluster + Python workers); the source starts at latest
+        time.sleep(startup_s)  # job start-up (mini cluster + Python workers); the source starts at latest
         threads = [threading.Thread(target=_consume, args=(a.bootstrap, t, c, got[k], stop), daemon=True)
                    for t, c, k in ((alerts, True, "exactly_once"), (fast, False, "fast"))]  # fmt: skip
         for t in threads:
             t.start()
         _produce(a.bootstrap, trades, a.seconds, a.rate, a.instruments, stop)
-        time.sleep(30)  # let the last windows close (the watermark needs newer events) and commit
+        time.sleep(drain_s)  # let the last windows close (the watermark needs newer events) and commit
+        if job.poll() is not None:  # a job that died has no latency: say so instead of printing none
+            raise SystemExit(f"job_latency: the job exited during the run (exit status {job.returncode})")
     finally:
         stop.set()
-        os.killpg(job.pid, 15)
+        if job.poll() is None:
+            os.killpg(job.pid, 15)
         job.wait(30)
         scorer.kill()
+        smoke.delete_topics(StackConfig.load(), topics)
     print(json.dumps({
         "seconds": a.seconds, "rate": a.rate, "instruments": a.instruments,
-        "checkpoint_interval_ms": a.checkpoint_interval_ms, "out_of_orderness_ms": 2000,
+        "checkpoint_interval_ms": a.checkpoint_interval_ms, "out_of_orderness_ms": 2000, "smoke": a.smoke,
         "exactly_once": _stats(got["exactly_once"]), "fast": _stats(got["fast"]), "load_average": os.getloadavg(),
     }))  # fmt: skip
 

@@ -1,6 +1,6 @@
 """Market-data benchmark: simulator events/s to Parquet, replay events/s into the local broker.
 
-    .venv/bin/python bench/market_bench.py [--preset default] [--repeat 2] [--replay-events 50000]
+    .venv/bin/python bench/market_bench.py [--preset default] [--repeat 2] [--replay-events 50000] [--smoke]
 
 Prints one JSON object. Generation is timed end to end (simulate + contract validation +
 Parquet write, as `darkpool generate` does) with per-stage seconds; the best of `--repeat` runs is reported, with the
@@ -96,7 +96,10 @@ def main() -> None:
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--replay-events", type=int, default=50_000)
+    ap.add_argument("--smoke", action="store_true", help="seconds: the tiny preset once, 2,000 events replayed")
     args = ap.parse_args()
+    if args.smoke:
+        args.preset, args.repeat, args.replay_events = "tiny", 1, min(args.replay_events, 2000)
     with tempfile.TemporaryDirectory() as tmp:
         gen, result = bench_generate(args.preset, args.repeat, Path(tmp))
     out = {"generate": gen, "target_events_per_s": 1_000_000, "cpus": os.cpu_count()}

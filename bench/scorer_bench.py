@@ -1,6 +1,6 @@
 """Scorer throughput and latency vs windows per request and concurrent clients; prints JSON.
 
-    .venv/bin/python bench/scorer_bench.py [--artifact DIR] [--seconds 3] [--preset small]
+    .venv/bin/python bench/scorer_bench.py [--artifact DIR] [--seconds 3] [--preset small] [--smoke]
 
 Starts a real scorer process (CPU unless --device says otherwise) and drives it over
 HTTP from this process with the asyncio client, so on a 2-core machine the clients and
@@ -55,7 +55,10 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=512)
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1, help="scorer torch threads (0 = torch default)")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 0.2 s per configuration, batches 1 and 64, 1 and 4 clients")
     args = ap.parse_args()
+    if args.smoke:
+        args.seconds, args.batches, args.clients = 0.2, "1,64", "1,4"
     if args.threads:
         torch.set_num_threads(args.threads)  # the in-process figures use the same thread count
 
@@ -71,7 +74,7 @@ def main() -> None:
             "bench": "scorer", "preset": args.preset if args.artifact is None else str(artifact),
             "device": args.device, "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
             "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "scorer_threads": args.threads,
-            "in_process": [in_process(artifact, b, 1.0) for b in (64, 256, 1024)],
+            "in_process": [in_process(artifact, b, 0.2 if args.smoke else 1.0) for b in (64, 256, 1024)],
             "service": [],
         }
         proc, url = start_scorer(artifact, ["--device", args.device, "--max-batch", str(args.max_batch),

@@ -1,6 +1,7 @@
 """The scorer under a standard HTTP load tool (`hey`), with plain OIP v2 JSON requests; prints JSON.
 
     .venv/bin/python bench/scorer_hey.py --artifact DIR [--requests 2000] [--concurrency 8] [--batch 16]
+    .venv/bin/python bench/scorer_hey.py --smoke
 
 `hey` (github.com/rakyll/hey, a Go module) is installed on first use into the cache
 outside the clone ($DARKPOOL_CACHE/tools, needs the `go` toolchain). Each request is one
@@ -63,12 +64,21 @@ def parse_hey(text: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--artifact", type=Path, required=True, help="a `darkpool train` artifact folder")
+    p.add_argument("--artifact", type=Path, help="a `darkpool train` artifact folder")
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--batch", type=int, default=16, help="windows per request")
     p.add_argument("--threads", type=int, default=1, help="the scorer's torch threads")
+    p.add_argument("--smoke", action="store_true", help="seconds: 100 requests of 4 windows, 2 at a time, an untrained model")
     a = p.parse_args()
+    if a.smoke:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from _smoke import untrained_artifact
+
+        a.requests, a.concurrency, a.batch = min(a.requests, 100), min(a.concurrency, 2), min(a.batch, 4)
+        a.artifact = a.artifact or untrained_artifact(Path(tempfile.mkdtemp(prefix="hey-smoke-")) / "model")
+    elif a.artifact is None:
+        p.error("--artifact is required (or --smoke)")
     if not (a.artifact / "VERSION").exists():
         raise SystemExit(f"bench/scorer_hey.py: {a.artifact} is not a model artifact (no VERSION file)")
     exe = hey_binary()

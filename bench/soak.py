@@ -3,10 +3,13 @@
     .venv/bin/python bench/soak.py [--minutes 60] [--instruments 500] [--rate 500]
         [--sample-s 30] [--warmup-minutes M/6] [--quiet-share 0.2] [--quiet-minutes 20]
         [--parallelism 1] [--artifact DIR] [--keep] [--plot PNG] [--port-offset 0]
+        [--profile production]
+    .venv/bin/python bench/soak.py --smoke       # about two minutes: checks the script
     .venv/bin/python bench/soak.py --replot SAMPLES [--warmup-minutes M] [--plot PNG]
 
-Runs on a stack of its own (own run dir and ports, as bench/stack_bench.py), so no other
-job's state or Python workers are counted: Kafka, a JobManager, a TaskManager, a scorer,
+Runs on a stack of its own (own run dir and ports, as bench/stack_bench.py), in the
+production memory profile (fixed, pre-touched heaps: the profile made for long runs), so
+no other job's state or Python workers are counted: Kafka, a JobManager, a TaskManager, a scorer,
 and jobs/detect_anomalies.py submitted with `flink run` (RocksDB state, a checkpoint
 every 5 s), reading the trades topic a paced producer fills at --rate events/s with
 event time = wall time. The events are a simulated market of --instruments instruments
@@ -54,6 +57,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from core.config import KafkaConfig  # noqa: E402
 from core.paths import artifacts_dir  # noqa: E402
@@ -61,7 +65,7 @@ from darkpool.stack import core, flink, jobs  # noqa: E402
 from darkpool.stack import kafka as kafka_stack  # noqa: E402
 from darkpool.stack.procs import PidFiles, group_members, rss_bytes  # noqa: E402
 from darkpool.stack.scorer import ScorerProcess, free_port  # noqa: E402
-from darkpool.stack.settings import StackConfig  # noqa: E402
+from darkpool.stack.settings import PROFILES, StackConfig  # noqa: E402
 
 # An isolated stack, on ports apart from the shared one (9092/8081) and stack_bench's.
 PORTS = {"kafka_port": 49092, "controller_port": 49093, "rest_port": 48081, "jm_rpc_port": 46123, "prom_port": 49349}
@@ -236,14 +240,6 @@ def operator_state(cfg: StackConfig, job_id: str, checkpoint_id: int, info: dict
 NMT_OPTS = "-XX:NativeMemoryTracking=summary"
 NMT_LINE = re.compile(r"^-\s+(.+?) \(reserved=(\d+)KB, committed=(\d+)KB\)")
 NMT_TOTAL = re.compile(r"^Total: reserved=(\d+)KB, committed=(\d+)KB")
-
-
-def taskmanager_java_opts() -> str:
-    """flink-conf's env.java.opts.taskmanager (what a TaskManager of the stack runs with)."""
-    from ruamel.yaml import YAML
-
-    conf = YAML(typ="safe").load(flink.BASE_CONFIG.read_text())
-    return str(conf.get("env", {}).get("java", {}).get("opts", {}).get("taskmanager", ""))
 
 
 def parse_native_memory(text: str) -> dict[str, float]:
@@ -422,13 +418,24 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quiet-minutes", type=float, default=20.0, help="how long they stay quiet each time [20]")
     p.add_argument("--loop-minutes", type=int, default=10, help="length of the market sent in a loop [10]")
     p.add_argument("--parallelism", type=int, default=1)
+    p.add_argument("--profile", default="production", choices=sorted(PROFILES),
+                   help="the soak stack's memory profile (darkpool/stack/settings.py) [production]")
     p.add_argument("--port-offset", type=int, default=0, help="added to each of the soak stack's ports (two soaks at once) [0]")
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small", help="model the scorer serves")
     p.add_argument("--keep", action="store_true", help="leave the stack's run dir (logs, checkpoints) behind")
     p.add_argument("--plot", type=Path, help="also write the series as a PNG here")
     p.add_argument("--replot", type=Path, metavar="SAMPLES",
                    help="run nothing: summarize (and --plot) the sample lines of an earlier run's stderr")  # fmt: skip
+    p.add_argument("--smoke", action="store_true",
+                   help="about two minutes: 30 s of 4 instruments at 20 events/s, an untrained model, the default "
+                        "profile (less memory); checks the script, its slopes mean nothing")  # fmt: skip
     a = p.parse_args()
+    if a.smoke:
+        from _smoke import untrained_artifact
+
+        a.minutes, a.sample_s, a.instruments, a.rate, a.loop_minutes, a.quiet_minutes = 0.5, 10.0, 4, 20.0, 1, 0.25
+        a.profile = "default" if "--profile" not in sys.argv else a.profile
+        a.artifact = untrained_artifact(Path(tempfile.mkdtemp(prefix="soak-smoke-")) / "model")
     if a.replot:
         if not a.replot.is_file():
             p.error(f"--replot {a.replot}: no such file (pass the stderr an earlier soak wrote)")
@@ -446,7 +453,7 @@ def main() -> None:
     if a.replot:
         return replot(a.replot, warmup_s / 60, a.plot)
     run_dir = Path(tempfile.mkdtemp(prefix="darkpool-soak-"))
-    cfg = StackConfig(run_dir=run_dir, **{k: v + a.port_offset for k, v in PORTS.items()})
+    cfg = StackConfig(run_dir=run_dir, profile=a.profile, **{k: v + a.port_offset for k, v in PORTS.items()})
     loop_s = int(60 * a.loop_minutes)
     market = load_market(a.instruments, a.rate, loop_s, run_dir / "market")
     quiet = sorted(set(market[1]))[: round(a.quiet_share * a.instruments)]
@@ -456,8 +463,8 @@ def main() -> None:
     job_id = None
     samples: list[dict] = []
     # the TaskManager's JVM options for this stack only: bin/config.sh takes this variable
-    # instead of flink-conf's env.java.opts.taskmanager, so it carries those too
-    os.environ["FLINK_ENV_JAVA_OPTS_TM"] = f"{taskmanager_java_opts()} {NMT_OPTS}".strip()
+    # instead of env.java.opts.taskmanager (the profile's), so it carries those too
+    os.environ["FLINK_ENV_JAVA_OPTS_TM"] = f"{cfg.memory.flink_jvm_opts} {NMT_OPTS}".strip()
     try:
         core.up(cfg)
         scorer = ScorerProcess(a.artifact, free_port(), run_dir / "scorer.log")

@@ -1,6 +1,6 @@
 """Training cost per preset: seconds per optimizer step and peak memory; prints JSON.
 
-    .venv/bin/python bench/train_bench.py [--data data/default] [--steps-small 30] [--steps-large 3]
+    .venv/bin/python bench/train_bench.py [--data data/default] [--steps-small 30] [--steps-large 3] [--smoke]
 
 Each preset runs in its own process (so peak RSS is per preset) for a few optimizer
 steps on random windows of the real shape, batch 256, CPU float32 unless --device.
@@ -89,7 +89,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (training default: 1)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one preset here
+    ap.add_argument("--smoke", action="store_true", help="seconds: each preset 1 timed step of batch 8, no --data run")
     args = ap.parse_args()
+    if args.smoke:
+        args.steps_small, args.steps_large, args.batch, args.data = 1, 1, 8, None
     if args.one:
         steps = args.steps_small if args.one == "small" else args.steps_large
         print(json.dumps(one_preset(args.one, steps, args.batch, args.device, args.threads)))
@@ -107,6 +110,9 @@ def main() -> None:
     if args.data:
         out["full_train_small"] = full_train(args.data)
     print(json.dumps(out))
+    failed = [p["preset"] for p in out["presets"] if "error" in p]
+    if failed:  # printed above with their errors; the exit status says it too
+        raise SystemExit(f"train_bench: preset(s) {', '.join(failed)} failed")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ fields of its own version, so events written by older jobs stay readable):
     2  + evidence_start, evidence_end, continues
     3  + severity, score_margin, the *_iso times, top_features[].z_clipped / level /
        unit, participants[].share
+    4  + account
 
-    schema                int    3
+    schema                int    4
     alert_id              str    sha1(instrument | episode open window_end | model_version)[:20]
     seq                   int    0 for open, then +1 per event of the same alert
     status                str    open | update | close
@@ -88,6 +89,11 @@ fields of its own version, so events written by older jobs stay readable):
                                  the episode: weight = the sum over flagged windows of the
                                  participant's share of the window's named participants'
                                  events; share = weight / n_windows (0..1, the mean share)
+    account               str|null  what the first of `participants` did inside the evidence
+                                 span, in one line (core/participant_account.py): orders
+                                 placed per side (count, shares, ticks from the quote),
+                                 shares bought / sold, cancels and how soon; null when the
+                                 producer sent no per-pane activity for it
     close_reason          str|null  below_threshold | quiet_gap | max_duration (close only)
     model_version         str
     degraded              bool   any window of the episode scored in degraded mode
@@ -107,7 +113,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -115,8 +120,9 @@ from zoneinfo import ZoneInfo
 from core.channels import CHANNEL_UNITS
 from core.pane_normals import RELATIVE_CHANNELS, Z_CLIP
 from core.schemas import SCENARIOS
+from core.thresholds import logit
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STATUSES = ("open", "update", "close")
 CLOSE_REASONS = ("below_threshold", "quiet_gap", "max_duration")
 # every value of threshold_source, in one place (core/thresholds.py makes them)
@@ -161,8 +167,9 @@ FIELDS_V2 = (*FIELDS_V1[:7], "evidence_start", "evidence_end", "continues", *FIE
 # epoch-ms fields that get an ISO-8601 twin named <field>_iso
 ISO_TIMES = ("window_end", "episode_start", "episode_end", "evidence_start", "evidence_end",
              "peak_window_end", "emitted_at")  # fmt: skip
-FIELDS = (*FIELDS_V2, "severity", "score_margin", *(f"{f}_iso" for f in ISO_TIMES))
-_FIELDS_OF = {1: FIELDS_V1, 2: FIELDS_V2}  # older schema -> its fields (newest: FIELDS)
+FIELDS_V3 = (*FIELDS_V2, "severity", "score_margin", *(f"{f}_iso" for f in ISO_TIMES))
+FIELDS = (*FIELDS_V3, "account")
+_FIELDS_OF = {1: FIELDS_V1, 2: FIELDS_V2, 3: FIELDS_V3}  # older schema -> its fields (newest: FIELDS)
 # fields that depend on when the event was made, not on what was decided: two runs that
 # decide the same differ only in these (used to compare runs: recovery tests, chaos)
 PROCESSING_TIME_FIELDS = ("emitted_at", "emitted_at_iso", "latency_ms")
@@ -252,9 +259,6 @@ def iso_times(alert: dict[str, Any]) -> dict[str, str | None]:
     return {f"{f}_iso": iso_utc(alert.get(f)) for f in ISO_TIMES}
 
 
-_EPS = 1e-6  # as core/thresholds.py: probabilities clipped before the logit (+-13.8)
-
-
 def score_margin(score: float, threshold: float, scale: str) -> float:
     """How far `score` clears `threshold`: logit difference on the "logit" scale (the
     model's probabilities), the excess as a share of the threshold otherwise ("raw" and
@@ -264,10 +268,6 @@ def score_margin(score: float, threshold: float, scale: str) -> float:
     (2.197, 2.0)
     """
     if scale == "logit":
-        def logit(p: float) -> float:
-            p = min(max(p, _EPS), 1.0 - _EPS)
-            return math.log(p / (1.0 - p))
-
         return logit(score) - logit(threshold)
     return (score - threshold) / max(abs(threshold), 1e-9)
 
@@ -319,6 +319,8 @@ def validate(alert: dict[str, Any]) -> None:
         return
     if alert["severity"] not in SEVERITIES:
         raise ValueError(f"bad severity {alert['severity']!r} (expected one of {SEVERITIES})")
+    if version != 3 and not (alert["account"] is None or isinstance(alert["account"], str)):
+        raise ValueError(f"account must be a line of text or null, got {alert['account']!r}")
 
 
 def encode(alert: dict[str, Any]) -> bytes:
@@ -396,9 +398,11 @@ def format_line(a: dict[str, Any]) -> str:
         lag_text = _duration(lag) + (" (past data: not a latency)" if lag >= 86_400_000 else "")
     tail = f" | closed: {a['close_reason'].replace('_', ' ')}" if a["status"] == "close" and a.get("close_reason") else ""
     deg = " | DEGRADED (scored by rules)" if a.get("degraded") else ""
+    first = (a.get("participants") or [{}])[0].get("participant", "the first")
+    did = f" | {first} did: {a['account']}" if a.get("account") else ""
     return (
         f"{a['status'].upper():6} {sev.upper():6} {a['instrument']:<8} {scenario}"
         f" | {_span(start, end)} New York ({_offset(end)}), {a['n_windows']} window{'s' * (a['n_windows'] != 1)}{evidence}"
         f" | peak {a['peak_score']:.3f} vs threshold {a['threshold']:.3f} ({source})"
-        f" | top: {feats} | who: {_who(a)} | id {a['alert_id'][:10]}{cont} | lag {lag_text}{deg}{tail}"
+        f" | top: {feats} | who: {_who(a)}{did} | id {a['alert_id'][:10]}{cont} | lag {lag_text}{deg}{tail}"
     )

@@ -63,6 +63,7 @@ from core.alerts import (
     severity,
     top_features,
 )
+from core.participant_account import account, merge
 from core.records import ScoredWindow
 from core.schemas import COMPACT_JSON, SCENARIOS  # one encoder for every state write
 from core.thresholds import Baseline, ChannelNormals, Threshold, ThresholdConfig
@@ -96,6 +97,9 @@ class Episode:
     # evidence_fraction of it (a later, weaker window cannot widen the span with its
     # ordinary panes; a stronger one replaces it)
     peak_surprise: float = 0.0
+    # what the kept participants did per pane of the evidence span (ScoredWindow.accounts):
+    # participant -> {pane start ms (str: a JSON key): core.participant_account.STATS}
+    pane_stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.evidence_start is None or self.evidence_end is None:
@@ -165,6 +169,7 @@ def _event(
     watermark passed a quiet gap: no single read caused it), latency_ms null."""
     scenario, prob = ep.scenario(cfg.min_scenario_probability)
     parts = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))
+    panes = ep.pane_stats.get(parts[0][0]) if parts else None
     # the rules score on their own raw scale (threshold 1), whatever the model's scale
     margin = score_margin(ep.peak_score, thr.value, "raw" if thr.source == "rules" else cfg.score_scale)
     ev = {
@@ -201,6 +206,7 @@ def _event(
         "latency_ms": None if read_ms is None else now_ms - (read_ms or window_end),
         "severity": severity(margin, ep.last_above_end - ep.start, scenario),
         "score_margin": round(margin, 4),
+        "account": account(merge(panes.values())) if panes else None,
     }
     ev.update(iso_times(ev))
     ep.seq += 1
@@ -225,11 +231,27 @@ def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: Threshold
         : 2 * cfg.top_participants
     ]
     ep.participants = dict(keep)
+    _keep_accounts(ep, w)
     ep.degraded = ep.degraded or w.degraded
     if w.score > ep.peak_score or not ep.peak_features:
         normals = state.channels.mean.tolist() if len(state.channels) else None
         ep.peak_score, ep.peak_end = max(w.score, ep.peak_score), w.window_end
         ep.peak_features = top_features(w.channel_z, w.features, normals, cfg.top_features)
+
+
+def _keep_accounts(ep: Episode, w: ScoredWindow) -> None:
+    """Keep the kept participants' pane stats inside the evidence span (a pane that
+    leaves the span is dropped; a later window covering it sends it again)."""
+    lo, hi = ep.evidence_start, ep.evidence_end
+    kept = {
+        name: {t: v for t, v in panes.items() if lo <= int(t) < hi}  # type: ignore[operator]
+        for name, panes in ep.pane_stats.items()
+        if name in ep.participants
+    }
+    for name, pane_ms, stats in w.accounts:
+        if lo <= pane_ms < hi and name in ep.participants:  # type: ignore[operator]
+            kept.setdefault(name, {})[str(pane_ms)] = list(stats)
+    ep.pane_stats = {name: panes for name, panes in kept.items() if panes}
 
 
 def evidence(w: ScoredWindow, cfg: ThresholdConfig, not_before: int, cut: float | None = None) -> tuple[int, int]:

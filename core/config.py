@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -101,6 +102,12 @@ class FlinkConfig:
         return f"http://{self.rest_host}:{self.rest_port}"
 
 
+def panes_in(seconds: float, slide_s: float) -> int:
+    """Panes of `slide_s` seconds in `seconds` of event time, at least 1 (for code that
+    holds the pane length only; `WindowConfig.panes_in` otherwise)."""
+    return max(1, round(seconds / slide_s))
+
+
 @dataclass(frozen=True)
 class WindowConfig:
     """Event-time windowing shared by the job and by training.
@@ -125,8 +132,75 @@ class WindowConfig:
         return self.size_s // self.slide_s
 
     @property
+    def slide_ms(self) -> int:
+        return self.slide_s * 1000
+
+    @property
     def slide_ns(self) -> int:
         return self.slide_s * 1_000_000_000
+
+    @property
+    def panes_per_minute(self) -> float:
+        return 60 / self.slide_s
+
+    def panes_in(self, seconds: float) -> int:
+        """Panes (= windows of one instrument: one ends per slide) in `seconds` of event
+        time, at least 1. Spans of event time that the code counts in panes or windows
+        are defined in seconds and converted here, so they keep their length under
+        any geometry.
+
+        >>> WindowConfig().panes_in(3600), WindowConfig(30, 2).panes_in(3600), WindowConfig(63, 7).panes_in(60)
+        (720, 1800, 9)
+        """
+        return panes_in(seconds, self.slide_s)
+
+    def describe(self) -> str:
+        """The geometry in words, as errors name it.
+
+        >>> WindowConfig().describe()
+        '60 s sliding every 5 s (12 panes)'
+        """
+        return f"{self.size_s} s sliding every {self.slide_s} s ({self.n_buckets} panes)"
+
+
+DEFAULT_WINDOW = WindowConfig()  # the geometry of code paths given none (training, tests, tools)
+# Where a geometry is set: the job's flags, or the environment (from_env(WindowConfig))
+# for the job, training and the evaluation alike.
+WINDOW_SETTINGS = "--window-size/--window-slide (job) or DARKPOOL_SIZE_S/DARKPOOL_SLIDE_S"
+
+
+class GeometryMismatch(ValueError):
+    """A model's window geometry (or channels) disagrees with the window this code cuts."""
+
+
+def check_geometry(configured: WindowConfig, model_window: Mapping[str, Any], model: str = "the model") -> None:
+    """The one check that a model was trained on the window geometry `configured` cuts.
+
+    `model_window` is what the model artifact records (config.json "window", or the
+    scorer's model configuration): `size_s`, `slide_s`, `n_buckets`, any of them absent
+    in older artifacts (those are checked on what they record). A model trained on 5 s
+    panes scores 10 s panes without error, and meaninglessly: a mismatch raises
+    GeometryMismatch naming both geometries and the settings to change.
+
+    >>> check_geometry(WindowConfig(), {"size_s": 60, "slide_s": 5, "n_buckets": 12})
+    >>> check_geometry(WindowConfig(), {"n_buckets": 12})
+    >>> check_geometry(WindowConfig(60, 10), {"size_s": 60, "slide_s": 5, "n_buckets": 12}, "artifact A")
+    Traceback (most recent call last):
+    ...
+    core.config.GeometryMismatch: artifact A was trained on 60 s sliding every 5 s (12 panes) but the window here is 60 s sliding every 10 s (6 panes): set --window-size/--window-slide (job) or DARKPOOL_SIZE_S/DARKPOOL_SLIDE_S to the model's geometry, or use a model trained on this one
+    """
+    recorded = {k: int(model_window[k]) for k in ("size_s", "slide_s", "n_buckets") if model_window.get(k)}
+    ours = {"size_s": configured.size_s, "slide_s": configured.slide_s, "n_buckets": configured.n_buckets}
+    if all(ours[k] == v for k, v in recorded.items()):
+        return
+    if "size_s" in recorded and "slide_s" in recorded:
+        theirs = WindowConfig(recorded["size_s"], recorded["slide_s"]).describe()
+    else:
+        theirs = ", ".join(f"{k}={v}" for k, v in recorded.items())
+    raise GeometryMismatch(
+        f"{model} was trained on {theirs} but the window here is {configured.describe()}: set "
+        f"{WINDOW_SETTINGS} to the model's geometry, or use a model trained on this one"
+    )
 
 
 @dataclass(frozen=True)

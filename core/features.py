@@ -45,6 +45,7 @@ from core.channels import (  # noqa: F401  (re-exported: the feature module's pu
     N_PANE_CHANNELS,
     PANE_CHANNELS,
 )
+from core.config import DEFAULT_WINDOW
 from core.pane_normals import (
     RELATIVE_CHANNELS,
     PaneNormal,
@@ -63,7 +64,7 @@ _C = {name: i for i, name in enumerate(CHANNELS)}
 _REL_TO_CHANNEL = np.array([CHANNELS.index(c) for c in RELATIVE_CHANNELS])
 
 # ---- constants of the definitions ------------------------------------------------------
-DEFAULT_SLIDE_NS = 5_000_000_000  # pane length if the caller gives none (WindowConfig default)
+DEFAULT_SLIDE_NS = DEFAULT_WINDOW.slide_ns  # pane length if the caller gives none
 BLOCK_NOTIONAL = 200_000.0  # a print of at least this notional (price * qty) is a block
 LARGE_FILL_RATIO = 4.0  # a fill is "large" if >= this x the mean size of the pane's other fills
 BURST_SLOT_NS = 100_000_000  # slot length of the burst count
@@ -324,7 +325,7 @@ def empty_pane(slide_ns: int = DEFAULT_SLIDE_NS) -> np.ndarray:
     return v
 
 
-EMPTY_PANE: np.ndarray = empty_pane(DEFAULT_SLIDE_NS)  # for the default 5 s slide
+EMPTY_PANE: np.ndarray = empty_pane(DEFAULT_SLIDE_NS)  # for the default slide
 EMPTY_PANE.flags.writeable = False
 
 
@@ -462,7 +463,7 @@ def windows_from_panes(
     """
     order = np.argsort(panes)
     panes, X = np.asarray(panes, dtype=np.int64)[order], X[order]
-    mean, scale, ready = normals_for_windows(panes, X, n_buckets)
+    mean, scale, ready = normals_for_windows(panes, X, n_buckets, slide_ns / 1e9)
     first, grid = dense_pane_grid(panes, X, slide_ns, pad=n_buckets - 1)
     view = np.lib.stride_tricks.sliding_window_view(grid, n_buckets, axis=0)  # [P', F_raw, T]
     idx = panes - first - (n_buckets - 1)  # window starting row for each end pane

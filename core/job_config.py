@@ -12,14 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import KafkaConfig, ScorerEndpoint, WindowConfig
+from core.config import GeometryMismatch, KafkaConfig, ScorerEndpoint, WindowConfig, check_geometry
 from core.features import CHANNELS
 from core.schemas import TimePlausibility
 from core.thresholds import ThresholdConfig
-
-
-class GeometryMismatch(ValueError):
-    """The job's window geometry or channels disagree with the model's."""
 
 
 def model_config_parameters(config: Mapping[str, Any]) -> dict[str, str]:
@@ -71,9 +67,10 @@ def window_from_model(configured: WindowConfig, explicit: bool, model_window: di
     (`geometry_from_model_config`). The artifact is the one source of the window size,
     slide and bucket count (a model trained on 5 s panes scores 10 s panes without
     error, and meaninglessly). A geometry
-    set explicitly (flag or DARKPOOL_SIZE_S / DARKPOOL_SLIDE_S) must agree with it;
-    otherwise the model's is used. An artifact that records no window (older ones) leaves
-    the configured geometry, checked against its bucket count only.
+    set explicitly (flag or DARKPOOL_SIZE_S / DARKPOOL_SLIDE_S) must agree with it
+    (`core.config.check_geometry`); otherwise the model's is used. An artifact that
+    records no window (older ones) leaves the configured geometry, checked against its
+    bucket count only.
 
     >>> model = {"size_s": 60, "slide_s": 5, "n_buckets": 12}
     >>> window_from_model(WindowConfig(120, 10), False, model, CHANNELS)
@@ -81,26 +78,17 @@ def window_from_model(configured: WindowConfig, explicit: bool, model_window: di
     >>> window_from_model(WindowConfig(60, 10), True, model, CHANNELS)
     Traceback (most recent call last):
     ...
-    core.job_config.GeometryMismatch: the job's window is 60 s sliding every 10 s (6 panes) but the model was trained on 60 s sliding every 5 s (12 panes): drop --window-size/--window-slide to use the model's, or score with a model trained on this geometry
+    core.config.GeometryMismatch: the scorer's model was trained on 60 s sliding every 5 s (12 panes) but the window here is 60 s sliding every 10 s (6 panes): set --window-size/--window-slide (job) or DARKPOOL_SIZE_S/DARKPOOL_SLIDE_S to the model's geometry, or use a model trained on this one
     """
     if list(model_channels) != list(CHANNELS):
         raise GeometryMismatch(
             f"the model expects {len(model_channels)} channels ({', '.join(model_channels[:3])}, ...) but this job "
             f"computes {len(CHANNELS)} (core.features.CHANNELS): serve a model trained with this code (`darkpool train`)"
         )
-    if not model_window.get("slide_s"):
-        n = model_window.get("n_buckets")
-        if n and n != configured.n_buckets:
-            raise GeometryMismatch(f"the job's window has {configured.n_buckets} panes, the model {n}")
-        return configured
-    model = WindowConfig(size_s=int(model_window["size_s"]), slide_s=int(model_window["slide_s"]))
-    if model == configured or not explicit:
-        return model
-    raise GeometryMismatch(
-        f"the job's window is {configured.size_s} s sliding every {configured.slide_s} s ({configured.n_buckets} "
-        f"panes) but the model was trained on {model.size_s} s sliding every {model.slide_s} s ({model.n_buckets} "
-        "panes): drop --window-size/--window-slide to use the model's, or score with a model trained on this geometry"
-    )
+    if model_window.get("slide_s") and not explicit:
+        return WindowConfig(size_s=int(model_window["size_s"]), slide_s=int(model_window["slide_s"]))
+    check_geometry(configured, model_window, "the scorer's model")
+    return configured
 
 
 # Default instrument shard count (JobConfig.pane_shards): the most subtasks the keyed

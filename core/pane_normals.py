@@ -13,21 +13,24 @@ The normal, per instrument (`PaneNormal`, pure; the job keeps it in keyed state,
 recomputes it in the same pass over time with the same code: `normals_for_windows`):
 
 * a winsorized EWMA of mean and mean absolute deviation per channel (the arithmetic of
-  `core.thresholds.ChannelNormals`), with a half-life of `HALF_LIFE_PANES` panes;
+  `core.thresholds.ChannelNormals`), with a half-life of `HALF_LIFE_S` of event time
+  (in panes of the job's slide: `core.config.WindowConfig.panes_in`);
 * learned from the panes *with events* only, and only once a pane has left every
   window (the window ending at pane e is judged against the panes <= e - T): a window
   is never compared with itself;
 * each residual is clipped at `WINSOR_C` sigmas before it is learned, so an episode
-  cannot drag the normal along: a one-minute episode (12 panes) moves a channel's mean
-  by at most 12 x alpha x 3 sigma ~ 0.03 sigma (alpha = 1 - 0.5 ** (1 / 720));
-* after `IDLE_PANES` panes without events (one hour at 5 s panes) the normal starts
-  afresh, as the decision stage's state does.
+  cannot drag the normal along: a one-minute episode moves a channel's mean by at most
+  k x alpha x 3 sigma ~ 0.03 sigma, whatever the slide (k = panes a minute, alpha =
+  1 - 0.5 ** (1 / half-life in panes), so k x alpha ~ ln 2 / 60);
+* after `IDLE_S` of event time without events the normal starts afresh, as the
+  decision stage's state does.
 
 Warm-up: until the normal has learned `WARMUP_PANES` panes the relative channels are 0
-("as usual"): the first T + WARMUP_PANES active panes of an instrument (about 3 minutes
-of a busy instrument) are scored on the absolute channels alone; the decision stage's
-own warm-up covers that time. An empty pane's relative channels are 0 as well (the
-`pane_active` channel tells the model the pane was empty).
+("as usual"): the first T + WARMUP_PANES active panes of an instrument (a sample size,
+not a span of time: 3 minutes of a busy instrument at the default slide) are scored on
+the absolute channels alone; the decision stage's own warm-up covers that time. An
+empty pane's relative channels are 0 as well (the `pane_active` channel tells the model
+the pane was empty).
 
 z = (x - mean) / max(1.2533 * mad, SIGMA_FLOOR[channel]), clipped to +-Z_CLIP.
 
@@ -44,9 +47,12 @@ z = (x - mean) / max(1.2533 * mad, SIGMA_FLOOR[channel]), clipped to +-Z_CLIP.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from core.channels import PANE_CHANNELS
+from core.config import DEFAULT_WINDOW, panes_in
 from core.thresholds import ChannelNormals
 
 # (pane channel, the smallest sigma a z is divided by, in the channel's unit)
@@ -75,11 +81,26 @@ _RELATIVE_SPEC: tuple[tuple[str, float], ...] = (
 RELATIVE_CHANNELS: tuple[str, ...] = tuple(name for name, _ in _RELATIVE_SPEC)
 REL_INDEX = np.array([PANE_CHANNELS.index(c) for c in RELATIVE_CHANNELS])  # into a pane row
 SIGMA_FLOOR = np.array([floor for _, floor in _RELATIVE_SPEC])
-HALF_LIFE_PANES = 720.0  # one hour of 5 s panes
-ALPHA = 1.0 - 0.5 ** (1.0 / HALF_LIFE_PANES)
+HALF_LIFE_S = 3600  # the normal's memory, seconds of event time
+IDLE_S = 3600  # an instrument silent this long (event time) starts a fresh normal
 WINSOR_C = 3.0  # residuals clipped at +- this many sigmas before they are learned
-WARMUP_PANES = 24  # active panes learned before the relative channels are used
-IDLE_PANES = 720  # this many panes without events and the normal starts afresh
+WARMUP_PANES = 24  # active panes learned before the relative channels are used (a sample size)
+DEFAULT_SLIDE_S = DEFAULT_WINDOW.slide_s  # the pane length of callers that give none
+
+
+@functools.lru_cache(maxsize=16)
+def alpha(slide_s: float = DEFAULT_SLIDE_S) -> float:
+    """EWMA weight of one pane of `slide_s` seconds: a half-life of HALF_LIFE_S."""
+    return 1.0 - 0.5 ** (1.0 / panes_in(HALF_LIFE_S, slide_s))
+
+
+def idle_panes(slide_s: float = DEFAULT_SLIDE_S) -> int:
+    """Panes of `slide_s` seconds without events after which the normal starts afresh."""
+    return panes_in(IDLE_S, slide_s)
+
+
+ALPHA = alpha()  # at the default geometry
+IDLE_PANES = idle_panes()  # at the default geometry
 Z_CLIP = 8.0  # |z| beyond this carries no more information
 SURPRISE_TOP = 2  # a pane's surprise = mean |z| of its this-many most surprising channels
 
@@ -87,12 +108,13 @@ SURPRISE_TOP = 2  # a pane's surprise = mean |z| of its this-many most surprisin
 class PaneNormal:
     """One instrument's normal of the relative pane channels (see the module docstring)."""
 
-    def __init__(self, est: ChannelNormals):
+    def __init__(self, est: ChannelNormals, slide_s: float = DEFAULT_SLIDE_S):
         self.est = est
+        self.alpha = alpha(slide_s)  # per pane: the half-life stays HALF_LIFE_S of event time
 
     @classmethod
-    def fresh(cls) -> PaneNormal:
-        return cls(ChannelNormals.empty(len(RELATIVE_CHANNELS)))
+    def fresh(cls, slide_s: float = DEFAULT_SLIDE_S) -> PaneNormal:
+        return cls(ChannelNormals.empty(len(RELATIVE_CHANNELS)), slide_s)
 
     @property
     def learned(self) -> int:
@@ -100,7 +122,7 @@ class PaneNormal:
 
     def fold(self, pane_row: np.ndarray) -> None:
         """Learn one active pane's raw row (float32 [N_PANE_CHANNELS]) that left every window."""
-        self.est.update(np.asarray(pane_row, dtype=np.float64)[REL_INDEX], ALPHA, WINSOR_C)
+        self.est.update(np.asarray(pane_row, dtype=np.float64)[REL_INDEX], self.alpha, WINSOR_C)
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray, bool]:
         """(mean, scale, ready): what a window is judged against now."""
@@ -113,14 +135,14 @@ class PaneNormal:
         return e.n.astype("<i8").tobytes() + e.mean.astype("<f8").tobytes() + e.mad.astype("<f8").tobytes()
 
     @classmethod
-    def from_state(cls, data: bytes) -> PaneNormal:
+    def from_state(cls, data: bytes, slide_s: float = DEFAULT_SLIDE_S) -> PaneNormal:
         k = len(RELATIVE_CHANNELS)
         if len(data) != 24 * k:  # a channel list of another version: learn afresh
-            return cls.fresh()
+            return cls.fresh(slide_s)
         n = np.frombuffer(data[: 8 * k], dtype="<i8").astype(np.int64)
         mean = np.frombuffer(data[8 * k : 16 * k], dtype="<f8").astype(np.float64)
         mad = np.frombuffer(data[16 * k :], dtype="<f8").astype(np.float64)
-        return cls(ChannelNormals(n, mean, mad))
+        return cls(ChannelNormals(n, mean, mad), slide_s)
 
 
 def due_to_fold(buffered: list[int], pane: int, n_buckets: int) -> list[int]:
@@ -128,24 +150,26 @@ def due_to_fold(buffered: list[int], pane: int, n_buckets: int) -> list[int]:
     return sorted(p for p in buffered if p <= pane - n_buckets)
 
 
-def is_stale(last_pane: int | None, pane: int) -> bool:
+def is_stale(last_pane: int | None, pane: int, slide_s: float = DEFAULT_SLIDE_S) -> bool:
     """True when the instrument was silent long enough that its normal starts afresh."""
-    return last_pane is not None and pane - last_pane > IDLE_PANES
+    return last_pane is not None and pane - last_pane > idle_panes(slide_s)
 
 
-def normals_for_windows(panes: np.ndarray, X: np.ndarray, n_buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def normals_for_windows(panes: np.ndarray, X: np.ndarray, n_buckets: int, slide_s: float = DEFAULT_SLIDE_S
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """The normal each window of ONE instrument is judged against (training's pass).
 
-    `panes` [P] ascending active pane indices, `X` [P, F_raw] their raw rows. Returns
-    mean [P, R], scale [P, R], ready [P] for the windows ending at those panes: the same
-    sequence of `fold`s the job's assembler makes (udfs/assembler.py), so equal floats.
+    `panes` [P] ascending active pane indices (panes of `slide_s` seconds), `X` [P, F_raw]
+    their raw rows. Returns mean [P, R], scale [P, R], ready [P] for the windows ending at
+    those panes: the same sequence of `fold`s the job's assembler makes
+    (udfs/assembler.py), so equal floats.
     """
     P, R = len(panes), len(RELATIVE_CHANNELS)
     mean, scale, ready = np.zeros((P, R)), np.ones((P, R)), np.zeros(P, dtype=bool)
-    normal, nxt, last = PaneNormal.fresh(), 0, None
+    normal, nxt, last = PaneNormal.fresh(slide_s), 0, None
     for i, pane in enumerate(panes.tolist()):
-        if is_stale(last, pane):
-            normal, nxt = PaneNormal.fresh(), i  # the buffered panes are dropped unlearned
+        if is_stale(last, pane, slide_s):
+            normal, nxt = PaneNormal.fresh(slide_s), i  # the buffered panes are dropped unlearned
         while nxt < i and panes[nxt] <= pane - n_buckets:
             normal.fold(X[nxt])
             nxt += 1

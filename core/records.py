@@ -31,6 +31,10 @@ Fields (times are event time, epoch **milliseconds**):
     read_ms           int    when the job's source read the window's latest-read event
                              (wall clock, ms); the alert latency is measured from it.
                              0 if unknown (then from window_end)
+    accounts          [[name, pane_start_ms, [stats]], ...]  optional: what the window's
+                             leading participants did in each of its panes
+                             (core.participant_account.STATS), for the alert's
+                             one-line account of its evidence span; [] if absent
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class ScoredWindow:
     degraded: bool = False
     pane_surprise: tuple[float, ...] = ()
     read_ms: int = 0
+    accounts: tuple[tuple[str, int, tuple[float, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         # A NaN score would compare False against every threshold and silently never
@@ -79,6 +84,7 @@ class ScoredWindow:
         # window, the largest single cost of the decision stage).
         d = {f: getattr(self, f) for f in _FIELDS}
         d["participants"] = [list(p) for p in self.participants]
+        d["accounts"] = [[n, t, list(v)] for n, t, v in self.accounts]
         return json.dumps(d, separators=(",", ":"))
 
     @classmethod
@@ -101,6 +107,7 @@ class ScoredWindow:
             degraded=bool(d.get("degraded", False)),
             pane_surprise=tuple(float(v) for v in d.get("pane_surprise", ()) or ()),
             read_ms=int(d.get("read_ms", 0) or 0),
+            accounts=tuple((str(n), int(t), tuple(float(x) for x in v)) for n, t, v in d.get("accounts", ()) or ()),
         )
 
     @classmethod

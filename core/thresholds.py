@@ -15,8 +15,8 @@ threshold as normal) or, anchored at the global threshold, cut recall from 87 % 
 (core/pane_normals.py), the model's calibrated global threshold is the instrument's
 threshold, raised only by the instrument's **alert budget**:
 
-* Warm-up (cannot deadlock): the first `warmup_windows` windows (60 x 5 s slide = 5
-  minutes of event time) are judged on the global threshold (`threshold_source
+* Warm-up (cannot deadlock): the first `warmup_windows` windows (`WARMUP_S`, 5 minutes
+  of event time, at the job's slide: `ThresholdConfig.for_window`) are judged on the global threshold (`threshold_source
   "global"`; alerts are raised, not suppressed), and *all* their scores, flagged or not,
   in logit, form a sample that seeds the budget quantile: the sample's
   (1 - max_flag_rate) quantile, with a step size from its median absolute deviation.
@@ -100,6 +100,7 @@ threshold of 0.9 is held to its own level after the warm-up.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
 import struct
 from dataclasses import dataclass, field
@@ -107,17 +108,43 @@ from typing import Any
 
 import numpy as np
 
+from core.config import DEFAULT_WINDOW, WindowConfig
+
 REGIMES = ("calm", "normal", "active")
 MAX_COUNT = 1_000_000_000  # counters saturate here: state stays a fixed size forever
+
+# Spans of event time that ThresholdConfig counts in windows (an instrument has one window
+# per slide): its defaults are these spans at the default geometry, `for_window` gives
+# them at another.
+HALF_LIFE_S = 1800  # memory of the raw scale's EWMAs
+WARMUP_S = 300  # warm-up on the global threshold
+BUDGET_S = 1800  # alert budget period
+RELEARN_S = 300  # a recalibration's sample
+_SPANS = {"half_life_windows": HALF_LIFE_S, "warmup_windows": WARMUP_S, "budget_windows": BUDGET_S,
+          "relearn_windows": RELEARN_S}
+LOGIT_EPS = 1e-6  # probability scores are clipped to [eps, 1 - eps] before the logit (+-13.8)
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)) of a probability clipped to [LOGIT_EPS, 1 - LOGIT_EPS]: the scale
+    the decision stage learns the model's scores on, and alerts' score margins.
+
+    >>> round(logit(0.9), 3), round(logit(1.0), 1), logit(0.5)
+    (2.197, 13.8, 0.0)
+    """
+    p = min(max(p, LOGIT_EPS), 1.0 - LOGIT_EPS)
+    return math.log(p / (1.0 - p))
 
 
 @dataclass(frozen=True)
 class ThresholdConfig:
     k_sigma: float = 4.0  # threshold = baseline mean + k_sigma * robust sigma
-    half_life_windows: float = 360.0  # EWMA memory (360 windows x 5 s slide = 30 min)
+    # EWMA memory, in windows: 30 min of event time (a count left at its default follows the slide)
+    half_life_windows: float = float(DEFAULT_WINDOW.panes_in(HALF_LIFE_S))
     # warm-up: the instrument's first N windows are judged on the global threshold and
-    # all of them (flagged or not) seed its own estimate (60 x 5 s slide = 5 min)
-    warmup_windows: int = 60
+    # all of them (flagged or not) seed its own estimate: 5 min of event time (a count
+    # left at its default follows the slide)
+    warmup_windows: int = DEFAULT_WINDOW.panes_in(WARMUP_S)
     # restore of state written before the warm-up sample: an instrument counts as warm
     # when it had seen warmup_windows and learned this many (else its warm-up restarts)
     min_learned: int = 30
@@ -142,8 +169,8 @@ class ThresholdConfig:
     # threshold's calibration); injected test sets hold up to ~30 % abusive windows; a
     # model wrong about an instrument flags ~100 %. 1.0 = no budget
     max_flag_rate: float = 0.35
-    budget_windows: int = 360  # 360 x 5 s = 30 min
-    relearn_windows: int = 60  # windows (flagged ones too) a recalibration learns from
+    budget_windows: int = DEFAULT_WINDOW.panes_in(BUDGET_S)  # alert budget period, in windows: 30 min of event time
+    relearn_windows: int = DEFAULT_WINDOW.panes_in(RELEARN_S)  # windows (flagged ones too) a recalibration learns from: 5 min
     close_after: int = 3  # consecutive windows below threshold that close an episode
     quiet_gap_ms: int = 60_000  # event-time silence that closes an open episode
     # longest alert (episode_end - episode_start, event time); a longer run of flagged
@@ -159,8 +186,8 @@ class ThresholdConfig:
     # 14 / 7.7 / 3.1 %, episode recall 84 / 81 / 79 % (a narrower span overlaps fewer episodes)
     evidence_fraction: float = 1.0
     # pane length assumed for a window without pane_surprise (its last pane is its
-    # evidence): the job's slide (WindowConfig.slide_s), 5 s by default
-    fallback_pane_ms: int = 5_000
+    # evidence): the job's slide (`for_window`)
+    fallback_pane_ms: int = DEFAULT_WINDOW.slide_ms
     # below this mean probability of the best non-normal scenario, an alert's scenario
     # is "unknown" (the probability is still reported)
     min_scenario_probability: float = 0.3
@@ -186,21 +213,33 @@ class ThresholdConfig:
     def alpha(self) -> float:
         return 1.0 - 0.5 ** (1.0 / self.half_life_windows)
 
+    def for_window(self, window: WindowConfig) -> ThresholdConfig:
+        """This config on `window`'s geometry: its pane length, and each window count
+        that is still at its default (a span of event time at the default geometry) as
+        the same span in `window`'s windows. A count set to another value is kept.
+
+        >>> c = ThresholdConfig(relearn_windows=10).for_window(WindowConfig(30, 2))
+        >>> c.warmup_windows, c.half_life_windows, c.budget_windows, c.relearn_windows, c.fallback_pane_ms
+        (150, 900.0, 900, 10, 2000)
+        >>> ThresholdConfig().for_window(WindowConfig()) == ThresholdConfig()
+        True
+        """
+        default = ThresholdConfig()
+        spans = {k: window.panes_in(s) for k, s in _SPANS.items() if getattr(self, k) == getattr(default, k)}
+        spans = {k: type(getattr(default, k))(v) for k, v in spans.items()}
+        return dataclasses.replace(self, fallback_pane_ms=window.slide_ms, **spans)
+
     def scaled(self, score: float) -> float:
         """A score on the scale the baseline learns on (`score_scale`)."""
         if self.score_scale == "raw":
             return score
-        p = min(max(score, _EPS), 1.0 - _EPS)
-        return math.log(p / (1.0 - p))
+        return logit(score)
 
     def unscaled(self, value: float) -> float:
         """Back from the learning scale to the score's own."""
         if self.score_scale == "raw":
             return value
         return 1.0 / (1.0 + math.exp(-value)) if value > -700 else 0.0
-
-
-_EPS = 1e-6  # probability scores are clipped to [eps, 1 - eps] before the logit (+-13.8)
 
 
 @dataclass

@@ -22,10 +22,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import click
 
+from core.cli_types import BOOTSTRAP_SERVERS, POSITIVE, POSITIVE_INT
 from core.config import FlinkConfig, KafkaConfig, from_env
+from core.paths import REPO_ROOT
 from darkpool.stack.alerts_topic import BrokerUnavailable, read_alerts
 
 
@@ -52,9 +57,17 @@ def submit(jobmanager: str | None, python: str | None, resume: bool, job_args: t
     from darkpool.stack.procs import StackError
     from darkpool.stack.settings import StackConfig
 
-    cfg = StackConfig.load()
     if resume and (job_args or jobmanager or python):
         raise click.UsageError("--resume reuses the previous submit's flags, cluster and python: give no others")
+    if python is not None and not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise click.BadParameter(f"{python} is not an executable Python interpreter", param_hint="--python")
+    if jobmanager is not None:
+        host, _, port = jobmanager.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise click.BadParameter(f"{jobmanager!r} is not HOST:PORT (e.g. localhost:8081)", param_hint="--jobmanager")
+    if job_args:
+        check_job_flags(job_args)
+    cfg = StackConfig.load()
     try:
         if resume:
             job_id, checkpoint = jobs.resume(cfg)
@@ -77,9 +90,20 @@ def submit(jobmanager: str | None, python: str | None, resume: bool, job_args: t
     click.echo(f"web UI: {ui}/#/job/running/{job_id}/overview")
 
 
+def check_job_flags(job_args: tuple[str, ...]) -> None:
+    """The job's own flag check (`python -m jobs.job_flags`), in seconds rather than after
+    the Flink client's JVM start; a separate process, as the layers keep jobs out of here."""
+    done = subprocess.run([sys.executable, "-m", "jobs.job_flags", *job_args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise click.ClickException(f"job flags after --: {lines[-1] if lines else f'exit {done.returncode}'}")
+
+
 @click.command()
 @click.option(
     "--bootstrap-servers",
+    type=BOOTSTRAP_SERVERS,
     default=None,
     show_default="KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS",
     help="Kafka brokers",
@@ -88,10 +112,10 @@ def submit(jobmanager: str | None, python: str | None, resume: bool, job_args: t
 @click.option(
     "--from-beginning", is_flag=True, help="start at the earliest committed alert, not at the end"
 )
-@click.option("--max", "max_alerts", type=int, default=None, help="stop after N alert events")
-@click.option(
-    "--timeout", type=float, default=None, help="stop after S seconds without a new alert"
-)
+@click.option("--max", "max_alerts", type=POSITIVE_INT, default=None, show_default="no limit",
+              help="stop after N alert events")
+@click.option("--timeout", type=POSITIVE, default=None, show_default="wait for ever; Ctrl-C stops",
+              help="stop after S seconds without a new alert")
 @click.option(
     "--json", "as_json", is_flag=True, help="print raw JSON lines instead of readable lines"
 )

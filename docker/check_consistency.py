@@ -1,4 +1,5 @@
-"""Check that docker/ mirrors the local stack: same versions, same config, valid compose.
+"""Check that docker/ mirrors the local stack: same versions, same config, valid compose,
+and the production memory profile (darkpool/stack/settings.py PROFILES) throughout.
 
 No Docker engine runs here, so this reads the files instead of building them. Each
 check prints one line; exit status 1 when any fails. Run by docker/check.sh.
@@ -17,9 +18,10 @@ sys.path.insert(0, str(ROOT))
 from ruamel.yaml import YAML  # noqa: E402
 
 from darkpool.stack import container, flink, kafka  # noqa: E402
-from darkpool.stack.settings import StackConfig  # noqa: E402
+from darkpool.stack.settings import PROFILES, StackConfig  # noqa: E402
 
 DOCKER = ROOT / "docker"
+PROFILE = PROFILES[container.CONTAINER_PROFILE]  # what the containers must run: production
 failures: list[str] = []
 
 
@@ -55,10 +57,11 @@ def check_kafka(compose: dict) -> None:
     image = compose["services"]["kafka"]["image"]
     check(image == f"apache/kafka:{version}", "kafka image = deps/kafka-broker version", f"{image} vs {version}")
     env = compose["services"]["kafka"]["environment"]
-    heap = StackConfig().kafka_heap
     jvm = f"{env.get('KAFKA_HEAP_OPTS', '')} {env.get('KAFKA_OPTS', '')}".split()
-    want = [f"-Xmx{heap}", *kafka.broker_jvm_flags(heap)]
-    check(all(f in jvm for f in want), "kafka JVM flags = the local broker's", f"{jvm} vs {want}")
+    want = PROFILE.kafka_jvm_flags()
+    heaps = [f for f in jvm if f.startswith(("-Xmx", "-Xms"))]
+    check(all(f in jvm for f in want) and all(f in want for f in heaps),
+          f"kafka JVM flags = the {PROFILE.name} profile's broker flags", f"{jvm} vs {list(want)}")
     command = " ".join(compose["services"]["kafka"]["command"])
     want = f"transaction.version={kafka.TRANSACTION_VERSION}"
     check(want in command, "kafka storage formatted with " + want, command)
@@ -87,13 +90,30 @@ def check_flink(compose: dict) -> None:
     arenas = re.search(r"MALLOC_ARENA_MAX=(\S+)", dockerfile)
     check(arenas is not None and arenas.group(1) == flink.MALLOC_ARENAS,
           "Dockerfile.flink MALLOC_ARENA_MAX = the local stack's (darkpool/stack/flink.py)", arenas and arenas.group(0))
+    image_profile = re.search(r"^ENV DARKPOOL_PROFILE=(\S+)", dockerfile, re.MULTILINE)
+    check(image_profile is not None and image_profile.group(1) == PROFILE.name,
+          f"Dockerfile.flink sets DARKPOOL_PROFILE={PROFILE.name}", image_profile and image_profile.group(0))
     base = (ROOT / "flink-conf/config.yaml").read_text()
     for name in ("jobmanager", "taskmanager"):
         svc = compose["services"][name]
         mounts = [v.split(":")[0:2] for v in svc.get("volumes", [])]
         check(["../flink-conf/config.yaml", "/opt/darkpool/flink-conf/config.yaml"] in mounts, f"{name} mounts flink-conf/config.yaml")
-        rendered = YAML(typ="safe").load(container.render(base, svc["environment"]["FLINK_PROPERTIES"]))
+        env = svc["environment"]
+        check(env.get("DARKPOOL_PROFILE") == PROFILE.name, f"{name} runs the {PROFILE.name} profile (DARKPOOL_PROFILE)",
+              repr(env.get("DARKPOOL_PROFILE")))
+        rendered = YAML(typ="safe").load(container.render(base, env["FLINK_PROPERTIES"], env.get("DARKPOOL_PROFILE") or PROFILE.name))
         check(rendered["jobmanager"]["rpc"]["address"] == "jobmanager", f"{name} FLINK_PROPERTIES render onto config.yaml")
+        # what the container's Flink gets = the profile's memory (FLINK_PROPERTIES must not undo it)
+        got = {key: _dotted(rendered, key) for key in PROFILE.flink_overrides()}
+        diff = {k: (v, PROFILE.flink_overrides()[k]) for k, v in got.items() if v != PROFILE.flink_overrides()[k]}
+        check(not diff, f"{name} memory = the {PROFILE.name} profile's", f"differ (container, profile): {diff}")
+
+
+def _dotted(conf: dict, key: str) -> object:
+    node: object = conf
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def check_compose_files(compose: dict) -> None:

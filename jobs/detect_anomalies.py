@@ -55,11 +55,12 @@ from pyflink.datastream.connectors import Sink
 from pyflink.table import StreamTableEnvironment
 
 from core.job_config import GeometryMismatch, JobConfig, window_from_model
-from jobs.job_flags import build_parser, config_from_args
+from jobs.job_flags import parse_job_args
 from model.scorer.client import ScorerClient
-from udfs import sources
+from udfs import planner, sources
 from udfs.assembler import WINDOW_BATCH_TYPE, WindowAssembler
 from udfs.deadletter import DEAD_LETTERS, PANE_BATCH_TYPE, SplitDeadLetters
+from udfs.heartbeat import Heartbeat
 from udfs.pane_udaf import make_pane_udaf, pane_query
 from udfs.scoring import ScoreWindows
 from udfs.shard_thresholds import HOUSEKEEPING, SCORED_BATCH_TYPE, decide_batches
@@ -97,13 +98,14 @@ def union_query(main_view: str, side_view: str, slide_s: int, shards: int) -> st
     null = "CAST(NULL AS {})".format
     panes = f"""SELECT 'pane' AS kind, shard, p.instruments AS instruments, p.panes AS panes,
   p.max_ts_ms AS max_ts_ms, p.read_ms AS read_ms, p.feats AS feats, p.parts AS parts, p.part_n AS part_n,
-  p.part_k AS part_k,
+  p.part_k AS part_k, p.part_stats AS part_stats,
   {null("STRING")} AS reason, {null("STRING")} AS payload, {null("INT")} AS src_partition,
   {null("BIGINT")} AS src_offset, {null("BIGINT")} AS ts, {null("BIGINT")} AS watermark_ms
 FROM ({pane_query(main_view, slide_s, shards)})"""
     side = f"""SELECT kind, {null("INT")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<BIGINT>")},
   {null("ARRAY<BIGINT>")},
   {null("ARRAY<FLOAT>")}, {null("ARRAY<STRING>")}, {null("ARRAY<BIGINT>")}, {null("ARRAY<INT>")},
+  {null("ARRAY<FLOAT>")},
   reason, payload, src_partition, src_offset, ts, watermark_ms
 FROM {side_view}"""
     return f"{panes}\nUNION ALL\n{side}"
@@ -153,7 +155,9 @@ def build_pipeline(
     w = cfg.window
     t_env.create_temporary_function("pane_agg", make_pane_udaf(w.slide_ns))
     shards = pane_shards(cfg, t_env)
-    rows = t_env.to_data_stream(t_env.sql_query(union_query(main_view, side_view, w.slide_s, shards)))
+    # planner calls through udfs.planner: one landing on another Py4J connection's JVM
+    # thread failed the start (NullPointerException: metadataHandlerProvider)
+    rows = planner.to_data_stream(t_env, planner.sql_query(t_env, union_query(main_view, side_view, w.slide_s, shards)))
     panes = (
         rows.process(SplitDeadLetters(source_topic), output_type=PANE_BATCH_TYPE)
         .name("split-dead-letters")
@@ -165,7 +169,9 @@ def build_pipeline(
         return Pipeline(panes, None, None, None, dead)
     windows = (
         panes.key_by(lambda r: r[0], key_type=Types.INT())  # instrument shard
-        .process(WindowAssembler(w.n_buckets, w.slide_s, shards), output_type=WINDOW_BATCH_TYPE)
+        # the heartbeat reaches the slot's Python worker every few seconds, so a worker
+        # that dies while no record comes still fails the task (udfs/heartbeat.py)
+        .process(Heartbeat(WindowAssembler(w.n_buckets, w.slide_s, shards)), output_type=WINDOW_BATCH_TYPE)
         .name("assemble-windows")
         .uid("assemble-windows")
     )
@@ -196,7 +202,8 @@ def build_pipeline(
     if stop_after == "scored":
         return Pipeline(panes, windows, scored, None, dead)
     # evidence spans fall back to the last pane of a window: the job's pane length
-    alerts = decide_batches(scored, dataclasses.replace(cfg.thresholds, fallback_pane_ms=w.slide_s * 1000))
+    # window counts left at their defaults keep their span of event time under this geometry
+    alerts = decide_batches(scored, cfg.thresholds.for_window(w))
     # The decision stage yields housekeeping lines on a side output; PyFlink treats side
     # output tuples as main records (and fails) unless the side stream is consumed.
     (
@@ -265,6 +272,7 @@ def make_env(
         # flink-python jar the client added; replacing it fails the submission with
         # ClassNotFoundException ExternalPythonProcessOperator on the JobManager
         env.add_jars(*jars)
+        planner.remember_context_loader()  # add_jars gave only this JVM thread the jars
     if cfg.parallelism:
         env.set_parallelism(cfg.parallelism)
     return env, StreamTableEnvironment.create(env)
@@ -316,14 +324,13 @@ def kafka_string_sink(cfg: JobConfig, topic: str, exactly_once: bool) -> Sink:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, argparse.Namespace]:
-    """Flags -> (JobConfig, the run-mode flags); a bad setting exits with one line."""
-    p = build_parser(__doc__.split("\n\n")[0])
-    a, _ = p.parse_known_args(argv)  # flink run may pass its own leftovers
-    try:
-        cfg, a.explicit_window = config_from_args(a)
-    except ValueError as exc:  # JobConfig / WindowConfig checks
-        raise SystemExit(f"detect_anomalies: {exc}") from None
-    return cfg, a
+    """Flags -> (JobConfig, the run-mode flags); a mistake exits with one line naming the
+    flag, before the scorer is asked or the JVM starts (jobs/job_flags.parse_job_args).
+
+    Strict: `flink run -py` hands the script exactly the arguments after its own options,
+    so an argument the job does not know is a mistake (a mistyped threshold), never a
+    leftover of the Flink client."""
+    return parse_job_args(argv, __doc__.split("\n\n")[0])
 
 
 def local_jars() -> list[str]:
@@ -362,14 +369,17 @@ async def _metadata(cfg: JobConfig) -> Any:
         return await client.metadata()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, extend: Callable[[Pipeline, JobConfig], None] | None = None) -> None:
+    """The job: flags -> sources, build_pipeline, sinks -> execute. `extend(pipeline, cfg)`
+    may attach more sinks before the job starts (tests/integration/detect_harness.py taps
+    the scored windows)."""
     cfg, a = parse_args(argv)
     cfg = with_model_geometry(cfg, a)
     env, t_env = make_env(cfg, local_jars())
     main_view, side_view, topic = register_source(t_env, cfg, a.backtest, a.bounded)
     to_kafka = a.backtest is None or a.to_kafka
     k = cfg.kafka
-    build_pipeline(
+    pipeline = build_pipeline(
         t_env,
         main_view,
         side_view,
@@ -383,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
         else None,
         source_topic=topic,
     )
+    if extend is not None:
+        extend(pipeline, cfg)
     env.execute(cfg.job_name)
 
 

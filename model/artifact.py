@@ -84,6 +84,13 @@ class Artifact:
     config: dict[str, Any]  # the whole config.json
     path: Path
 
+    @property
+    def window(self) -> dict[str, int]:
+        """The window geometry it was trained on (size_s, slide_s, n_buckets), as
+        `core.config.check_geometry` takes it; the bucket count alone for artifacts
+        written before the geometry was recorded."""
+        return self.config.get("window") or {"n_buckets": self.cfg.n_buckets}
+
 
 def load_artifact(folder: Path | str, device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> Artifact:
@@ -93,7 +100,7 @@ def load_artifact(folder: Path | str, device: torch.device | str = "cpu",
     if missing:
         raise FileNotFoundError(
             f"{folder} is not a model artifact (missing {', '.join(missing)}); "
-            f"train one with `darkpool train --data DIR --out {folder}`"
+            "give the folder `darkpool train --data DIR --out artifacts/NAME` wrote"
         )
     version = _version(folder)
     recorded = (folder / "VERSION").read_text().strip()

@@ -11,13 +11,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.config import DEFAULT_WINDOW
 from core.features import N_CHANNELS
 from core.schemas import SCENARIOS
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    n_buckets: int = 12  # T: time buckets (panes) per window, WindowConfig.n_buckets
+    n_buckets: int = DEFAULT_WINDOW.n_buckets  # T: time buckets (panes) per window (training sets the run's)
     n_channels: int = N_CHANNELS  # F: channels per bucket, len(core.features.CHANNELS)
     n_scenarios: int = len(SCENARIOS)  # scenario classes, index 0 = normal
     n_layer: int = 2  # transformer encoder blocks

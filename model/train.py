@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
-from core.config import WindowConfig
+from core.config import WindowConfig, check_geometry
 from core.schemas import SCENARIOS
 from model.artifact import load_artifact, save_artifact
 from model.config import TrainConfig, preset
@@ -149,9 +149,7 @@ def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | No
 
     if tcfg.init_from:  # fine-tuning: the artifact's network, weights and input scaling
         start = load_artifact(tcfg.init_from)
-        if start.cfg.n_buckets != wcfg.n_buckets:
-            raise ValueError(f"{tcfg.init_from} has {start.cfg.n_buckets} buckets per window, this run "
-                             f"{wcfg.n_buckets}: fine-tune with the artifact's window geometry")  # fmt: skip
+        check_geometry(wcfg, start.window, str(tcfg.init_from))
         model = start.model.float()
         log(f"fine-tuning {tcfg.init_from} (version {start.version}); its normalization is kept")
     else:

@@ -9,7 +9,12 @@ What it writes:
 - docs/ALERTS.md, between `<!-- generated: NAME -->` and `<!-- end generated -->`:
   `example-line` (what `core.alerts.format_line` prints for a fixed event), `severity`
   (the rule's constants in core/alerts.py) and `threshold-sources` (what each
-  `threshold_source` means in the readable line).
+  `threshold_source` means in the readable line);
+- docs/ARCHITECTURE.md, block `packages`: which packages the job's Python workers get
+  (`darkpool.stack.jobs.WORKER_PACKAGES`) and which the scorer image copies
+  (the `COPY <package>` lines of docker/Dockerfile.scorer).
+
+scripts/check_docs.py checks the names the rest of the docs use.
 """
 
 from __future__ import annotations
@@ -94,9 +99,9 @@ def threshold_sources_block() -> str:
     return "\n".join(["| `threshold_source` | the readable line says |", "|---|---|", *rows])
 
 
-# a fixed event (schema 3) for the example line: the docs show what format_line prints
+# a fixed event (schema 4) for the example line: the docs show what format_line prints
 EXAMPLE_ALERT = {
-    "schema": 3, "alert_id": "4cbe158477a0e3c1d2f9", "seq": 0, "status": "open", "instrument": "AAA",
+    "schema": 4, "alert_id": "4cbe158477a0e3c1d2f9", "seq": 0, "status": "open", "instrument": "AAA",
     "episode_start": 1709307000000, "episode_end": 1709307060000, "evidence_start": 1709307035000,
     "evidence_end": 1709307045000, "continues": None, "window_end": 1709307060000, "n_windows": 1,
     "score": 0.97, "peak_score": 0.97, "peak_window_end": 1709307060000, "threshold": 0.5,
@@ -112,6 +117,7 @@ EXAMPLE_ALERT = {
                      {"participant": "P2", "weight": 0.25, "share": 0.25}],
     "close_reason": None, "model_version": "v1", "degraded": False, "emitted_at": 1709307060250,
     "latency_ms": 250,
+    "account": "placed 6 buy orders, 34,000 shares, 2-7 ticks below the bid; sold 300; cancelled all within 0.9 s",
 }  # fmt: skip
 
 
@@ -121,9 +127,29 @@ def example_line_block() -> str:
     return "```\n" + alerts.format_line(EXAMPLE_ALERT) + "\n```"
 
 
+def packages_block() -> str:
+    from darkpool.stack.jobs import WORKER_PACKAGES
+
+    dockerfile = (ROOT / "docker" / "Dockerfile.scorer").read_text()
+    copied = re.findall(r"^COPY (\w+) \./\1\s*$", dockerfile, re.M)
+    if not copied:
+        raise SystemExit("docker/Dockerfile.scorer: no `COPY <package> ./<package>` line found")
+
+    def names(pkgs: tuple[str, ...] | list[str]) -> str:
+        return ", ".join(f"`{p}`" for p in pkgs)
+
+    return "\n".join([
+        f"The job's Python workers get {names(WORKER_PACKAGES)} (`darkpool.stack.jobs.WORKER_PACKAGES`,",
+        "zipped for `flink run -pyfs`); the operations package stays home. The scorer image",
+        f"(docker/Dockerfile.scorer) copies {names(copied)}: it installs the project",
+        "and runs `darkpool scorer serve`, the `darkpool` command's own entry point.",
+    ])
+
+
 WHOLE: dict[str, Callable[[], str]] = {"docs/CHANNELS.md": channels_md}
 BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
     "docs/ALERTS.md": {"example-line": example_line_block, "severity": severity_block, "threshold-sources": threshold_sources_block},
+    "docs/ARCHITECTURE.md": {"packages": packages_block},
 }
 
 

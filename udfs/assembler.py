@@ -23,7 +23,7 @@ A pane that leaves every window is learned by the normal (the window tensors car
 level channels as deviations from it). An event-time sweep timer every T panes learns
 the buffered panes of instruments without a pane in the last T (a quiet instrument then
 holds only its normal, ~0.6 kB) and removes instruments silent for
-core/pane_normals.IDLE_PANES (one hour): a quiet shard's map ends empty. Only a stopped
+core/pane_normals.IDLE_S (one hour of event time): a quiet shard's map ends empty. Only a stopped
 stream, whose watermark never advances again, leaves state behind; the next watermark
 clears it. State of the layout before the normals (a bare pane map) restores with a
 fresh normal.
@@ -43,7 +43,8 @@ Output (`WINDOW_BATCH_TYPE`, one record per input batch, instruments in batch or
     volatility   [n] window realized mid volatility, bps (regime input)
     volume       [n] window filled shares (regime input)
     participants JSON [[[name, weight], ...] per instrument], weight = share of the top
-                 names' events
+                 names' events; the first ACCOUNT_PARTICIPANTS carry a third item, what
+                 they did per pane: [[pane_start_ms, *core.participant_account.STATS], ...]
     read_ms      [n] when the source read the window's latest-read event (wall clock, ms)
 """
 
@@ -66,9 +67,11 @@ from core.features import (
     assemble_raw,
     empty_pane,
 )
-from core.pane_normals import PaneNormal, due_to_fold, is_stale
+from core.pane_normals import DEFAULT_SLIDE_S, PaneNormal, due_to_fold, idle_panes, is_stale
+from core.participant_account import N_STATS
 
 TOP_PARTICIPANTS = 5  # participants named per window
+ACCOUNT_PARTICIPANTS = 2  # of them, those whose per-pane activity travels on (the alert's account)
 
 WINDOW_BATCH_FIELDS = (
     "shard", "window_end", "instruments", "max_event_ts", "windows", "features",
@@ -93,8 +96,9 @@ WINDOW_BATCH_TYPE = Types.ROW_NAMED(
 _VOL = PANE_CHANNELS.index("mid_vol_bps")
 _LOGVOL = PANE_CHANNELS.index("log_volume")
 
-# A pane as kept in state: (float32 vector bytes, max_ts_ms, participant names, counts)
-PaneEntry = tuple[bytes, int, list[str], list[int]]
+# A pane as kept in state: (float32 vector bytes, max_ts_ms, participant names, counts,
+# their float32 [names, N_STATS] activity bytes; entries written before it have 4 items)
+PaneEntry = tuple[Any, ...]
 
 
 def _vector(stored: bytes | np.ndarray) -> np.ndarray:
@@ -117,59 +121,78 @@ def _layout(stored: dict[Any, Any]) -> tuple[dict[int, PaneEntry], bytes | None,
     return stored["panes"], stored["normal"], stored["last"]
 
 
-def _unpack(stored: dict[Any, Any] | None) -> tuple[dict[int, PaneEntry], PaneNormal, int | None]:
+def _unpack(stored: dict[Any, Any] | None, slide_s: int) -> tuple[dict[int, PaneEntry], PaneNormal, int | None]:
     """An instrument's state value -> (a copy of its pane buffer, its normal, last active pane)."""
     if not stored:
-        return {}, PaneNormal.fresh(), None
+        return {}, PaneNormal.fresh(slide_s), None
     buffer, normal, last = _layout(stored)
-    return dict(buffer), PaneNormal.from_state(normal) if normal else PaneNormal.fresh(), last
+    return dict(buffer), PaneNormal.from_state(normal, slide_s) if normal else PaneNormal.fresh(slide_s), last
 
 
 def _pack(buffer: dict[int, PaneEntry], normal: PaneNormal, last: int | None) -> dict[str, Any]:
     return {"panes": buffer, "normal": normal.to_state(), "last": last}
 
 
-def add_pane(stored: dict[Any, Any] | None, pane: int, entry: PaneEntry, n_buckets: int
-             ) -> tuple[dict[str, Any], dict[int, PaneEntry], PaneNormal]:  # fmt: skip
+def add_pane(stored: dict[Any, Any] | None, pane: int, entry: PaneEntry, n_buckets: int,
+             slide_s: int = DEFAULT_SLIDE_S) -> tuple[dict[str, Any], dict[int, PaneEntry], PaneNormal]:  # fmt: skip
     """Pane `pane` of an instrument arrives: returns (new state value, pane buffer, normal).
 
     In this order, the order `core.pane_normals.normals_for_windows` replays in training:
-    after `IDLE_PANES` of silence the normal starts afresh (buffered panes dropped
+    after `IDLE_S` of silence the normal starts afresh (buffered panes dropped
     unlearned); panes that no window ending at or after `pane` contains are learned by
     the normal, oldest first, and leave the buffer; the pane is added.
     """
-    buffer, normal, last = _unpack(stored)
-    if is_stale(last, pane):
-        buffer, normal = {}, PaneNormal.fresh()
+    buffer, normal, last = _unpack(stored, slide_s)
+    if is_stale(last, pane, slide_s):
+        buffer, normal = {}, PaneNormal.fresh(slide_s)
     for p in due_to_fold(list(buffer), pane, n_buckets):
         normal.fold(_vector(buffer.pop(p)[0]))
     buffer[pane] = entry
     return _pack(buffer, normal, pane), buffer, normal
 
 
-def settle(stored: dict[Any, Any], oldest_needed: int) -> dict[str, Any] | None:
+def settle(stored: dict[Any, Any], oldest_needed: int, slide_s: int = DEFAULT_SLIDE_S) -> dict[str, Any] | None:
     """A quiet instrument at a sweep: its buffered panes learned, or None when stale.
 
     Learning them now instead of at the next pane is the same sequence of updates (they
-    are due by then), unless the instrument comes back after IDLE_PANES, when the
+    are due by then), unless the instrument comes back after IDLE_S, when the
     normal starts afresh anyway; so the outcome does not depend on when sweeps run.
     """
-    buffer, normal, last = _unpack(stored)
-    if last is None or is_stale(last, oldest_needed):
+    buffer, normal, last = _unpack(stored, slide_s)
+    if last is None or is_stale(last, oldest_needed, slide_s):
         return None
     for p in sorted(buffer):
         normal.fold(_vector(buffer[p][0]))
     return _pack({}, normal, last)
 
 
-def _top_participants(buffer: dict[int, PaneEntry]) -> list[list[Any]]:
+def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> list[list[Any]]:
     counts: dict[str, int] = {}
-    for _, _, names, ns in buffer.values():
+    for _, _, names, ns, *_ in buffer.values():
         for name, n in zip(names, ns, strict=True):
             counts[name] = counts.get(name, 0) + n
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PARTICIPANTS]
     total = sum(n for _, n in top) or 1
-    return [[n, round(c / total, 4)] for n, c in top]
+    out: list[list[Any]] = [[n, round(c / total, 4)] for n, c in top]
+    panes = _activity(buffer, {n for n, _ in top[:ACCOUNT_PARTICIPANTS]}, slide_ms)
+    for item in out[:ACCOUNT_PARTICIPANTS]:
+        if panes.get(item[0]):
+            item.append(panes[item[0]])
+    return out
+
+
+def _activity(buffer: dict[int, PaneEntry], names: set[str], slide_ms: int) -> dict[str, list[list[float]]]:
+    """Per wanted participant, [pane_start_ms, *STATS] of each buffered pane naming it."""
+    out: dict[str, list[list[float]]] = {}
+    for p in sorted(buffer):
+        entry = buffer[p]
+        if len(entry) < 5 or not entry[4]:
+            continue
+        stats = np.frombuffer(entry[4], dtype=np.float32).reshape(-1, N_STATS)
+        for j, name in enumerate(entry[2]):
+            if name in names:
+                out.setdefault(name, []).append([p * slide_ms, *np.round(stats[j].astype(np.float64), 1).tolist()])
+    return out
 
 
 def assemble_batch(
@@ -210,7 +233,7 @@ def assemble_batch(
         tensors.mean(axis=1).astype(np.float32).tobytes(),
         vol.tolist(),
         volume.tolist(),
-        json.dumps([_top_participants(buf) for buf in buffers], separators=(",", ":")),
+        json.dumps([_top_participants(buf, slide_ms) for buf in buffers], separators=(",", ":")),
         [int(r) for r in read_ms] if read_ms is not None else [0] * len(buffers),
     )
 
@@ -223,8 +246,9 @@ def window_batch_arrays(value: Any, n_buckets: int) -> tuple[np.ndarray, np.ndar
     return windows, features
 
 
-def pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k) -> list[tuple[str, PaneEntry]]:  # noqa: ANN001
-    """A pane batch's parallel arrays -> (instrument, state entry) per instrument."""
+def pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k, part_stats=None) -> list[tuple[str, PaneEntry]]:  # noqa: ANN001
+    """A pane batch's parallel arrays -> (instrument, state entry) per instrument
+    (`part_stats` None: a producer without participant activity; no accounts)."""
     vecs = np.asarray(feats, dtype=np.float32)
     if vecs.size != len(instruments) * N_PANE_CHANNELS:
         # A feature/UDAF version mismatch is a deployment bug, not bad input: fail loudly.
@@ -233,10 +257,12 @@ def pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k) -> list[t
             f"{len(instruments)} x {N_PANE_CHANNELS} (core.features.PANE_CHANNELS)"
         )
     vecs = vecs.reshape(len(instruments), N_PANE_CHANNELS)
+    stats = None if part_stats is None else np.asarray(part_stats, dtype=np.float32).reshape(-1, N_STATS)
     out, j = [], 0
     for i, name in enumerate(instruments):
         k = int(part_k[i])
-        entry = (vecs[i].tobytes(), int(max_ts_ms[i]), list(parts[j : j + k]), [int(n) for n in part_n[j : j + k]])
+        entry = (vecs[i].tobytes(), int(max_ts_ms[i]), list(parts[j : j + k]), [int(n) for n in part_n[j : j + k]],
+                 b"" if stats is None else stats[j : j + k].tobytes())  # fmt: skip
         out.append((name, entry))
         j += k
     return out
@@ -268,7 +294,7 @@ class WindowAssembler(KeyedProcessFunction):
 
     def __init__(self, n_buckets: int, slide_s: int, shards: int):
         self._t = n_buckets
-        self._slide_ms = slide_s * 1000
+        self._slide_s, self._slide_ms = slide_s, slide_s * 1000
         self._shards = shards  # JobConfig.pane_shards, checked against the state's
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -283,15 +309,15 @@ class WindowAssembler(KeyedProcessFunction):
         self._cleared = group.counter("instruments_cleared")
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context):
-        shard, pane, instruments, max_ts_ms, read_ms, feats, parts, part_n, part_k = value
+        shard, pane, instruments, max_ts_ms, read_ms, feats, parts, part_n, part_k, part_stats = value
         if shard not in self._checked:  # once per shard and worker: a restore starts new workers
             check_shard_count(self._shard_count.value(), self._shards)
             self._shard_count.update(self._shards)
             self._checked.add(shard)
         pane = int(pane)
         names, buffers, normals = [], [], []  # (pane_entries keeps the batch's instrument order)
-        for name, entry in pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k):
-            stored, buffer, normal = add_pane(self._panes.get(name), pane, entry, self._t)
+        for name, entry in pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k, part_stats):
+            stored, buffer, normal = add_pane(self._panes.get(name), pane, entry, self._t, self._slide_s)
             self._panes.put(name, stored)
             names.append(name)
             buffers.append(buffer)
@@ -311,11 +337,11 @@ class WindowAssembler(KeyedProcessFunction):
         due = []
         for name, stored in self._panes.items():
             buffer, _, last = _layout(stored)
-            if (buffer and max(buffer) < oldest_needed) or (not buffer and is_stale(last, oldest_needed)):
+            if (buffer and max(buffer) < oldest_needed) or (not buffer and is_stale(last, oldest_needed, self._slide_s)):
                 due.append((name, stored))
         cleared = 0
         for name, stored in due:  # (state is changed after the iteration, not during it)
-            settled = settle(stored, oldest_needed)
+            settled = settle(stored, oldest_needed, self._slide_s)
             if settled is None:
                 self._panes.remove(name)
                 cleared += 1
@@ -324,6 +350,14 @@ class WindowAssembler(KeyedProcessFunction):
         self._cleared.inc(cleared)
         if self._sweep.value() == timestamp:
             self._sweep.clear()
+            # Instruments left hold only their normal, and a shard without new panes
+            # registers no sweep: sweep again when the first of them goes stale, so a
+            # shard that stays quiet ends empty.
+            lasts = [last for _, stored in self._panes.items() if (last := _layout(stored)[2]) is not None]
+            if lasts:
+                at = (min(lasts) + idle_panes(self._slide_s) + self._t) * self._slide_ms - 1
+                ctx.timer_service().register_event_time_timer(at)
+                self._sweep.update(at)
         return iter(())
 
 

@@ -120,7 +120,7 @@ DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
 # Pane batches after the split = WindowAssembler input: one row per (shard, pane),
 # the pane UDAF's PANE_BATCH (udfs/pane_udaf.py) with its shard in front.
 PANE_BATCH_TYPE = Types.ROW_NAMED(
-    ["shard", "pane", "instruments", "max_ts_ms", "read_ms", "feats", "parts", "part_n", "part_k"],
+    ["shard", "pane", "instruments", "max_ts_ms", "read_ms", "feats", "parts", "part_n", "part_k", "part_stats"],
     [
         Types.INT(),
         Types.LONG(),
@@ -131,6 +131,7 @@ PANE_BATCH_TYPE = Types.ROW_NAMED(
         Types.OBJECT_ARRAY(Types.STRING()),
         Types.PRIMITIVE_ARRAY(Types.LONG()),
         Types.PRIMITIVE_ARRAY(Types.INT()),
+        Types.PRIMITIVE_ARRAY(Types.FLOAT()),
     ],
 )
 
@@ -155,11 +156,11 @@ class SplitDeadLetters(ProcessFunction):
     def process_element(self, value: Any, ctx: ProcessFunction.Context):
         kind = value[0]
         if kind == "pane":  # one row per (shard, pane), all instruments of the shard
-            shard, instruments, panes, max_ts_ms, read_ms, feats, parts, part_n, part_k = value[1:10]
+            shard, instruments, panes, max_ts_ms, read_ms, feats, parts, part_n, part_k, part_stats = value[1:11]
             self._panes.inc(len(instruments))
-            yield Row(shard, int(panes[0]), instruments, max_ts_ms, read_ms, feats, parts, part_n, part_k)
+            yield Row(shard, int(panes[0]), instruments, max_ts_ms, read_ms, feats, parts, part_n, part_k, part_stats)
             return
-        reason, payload, partition, offset, ts_ns, wm_ms = value[10:]
+        reason, payload, partition, offset, ts_ns, wm_ms = value[11:]
         text, record = format_dead_letter(
             kind,
             reason,

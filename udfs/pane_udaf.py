@@ -27,6 +27,8 @@ The UDAF returns `PANE_BATCH`, one entry per instrument of the group, as paralle
   parts        ARRAY<STRING>   each instrument's most involved participants, concatenated
   part_n       ARRAY<BIGINT>   their event counts (order owner or fill contra)
   part_k       ARRAY<INT>      how many of `parts` belong to each instrument
+  part_stats   ARRAY<FLOAT>    len(parts) x core.participant_account.STATS, row-major: what
+                               each named participant did in the pane (the alert's account)
 The window assembler (udfs/assembler.py) takes the batch as it is, keyed by shard.
 """
 
@@ -39,6 +41,7 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import udaf
 
 from core.features import REQUIRED_COLUMNS, pane_features_by_key
+from core.participant_account import pair_stats
 from udfs.sources import READ_TIME_COLUMN
 
 TOP_PARTICIPANTS = 5  # per pane; the window keeps the top of their sums
@@ -53,12 +56,13 @@ PANE_BATCH = DataTypes.ROW(
         DataTypes.FIELD("parts", DataTypes.ARRAY(DataTypes.STRING())),
         DataTypes.FIELD("part_n", DataTypes.ARRAY(DataTypes.BIGINT())),
         DataTypes.FIELD("part_k", DataTypes.ARRAY(DataTypes.INT())),
+        DataTypes.FIELD("part_stats", DataTypes.ARRAY(DataTypes.FLOAT())),
     ]
 )
 
 # UDAF arguments, in order: the instrument, the columns pane_features reads (ts first),
-# then the source's read time.
-UDAF_COLUMNS: tuple[str, ...] = ("instrument", *REQUIRED_COLUMNS, READ_TIME_COLUMN)
+# the order id (cancel times of the participants' accounts), then the source's read time.
+UDAF_COLUMNS: tuple[str, ...] = ("instrument", *REQUIRED_COLUMNS, "order_id", READ_TIME_COLUMN)
 
 
 def top_participants_by_key(
@@ -112,9 +116,14 @@ def pane_batch(columns: dict[str, pd.Series], slide_ns: int) -> Row:
     read = np.zeros(len(uniq), dtype=np.int64)  # 0: not known (a caller without read times)
     if READ_TIME_COLUMN in columns:
         np.maximum.at(read, codes, columns[READ_TIME_COLUMN].to_numpy().astype(np.int64))
-    _, names, counts, per_key = top_participants_by_key(
-        columns["instrument"].to_numpy(), columns["participant"].to_numpy(), columns["contra"].to_numpy()
-    )
+    col = {c: columns[c].to_numpy() for c in ("instrument", "participant", "contra", "event", "side", "price",
+                                               "qty", "bid", "ask")}  # fmt: skip
+    part_keys, names, counts, per_key = top_participants_by_key(col["instrument"], col["participant"], col["contra"])
+    stats = pair_stats(
+        col["instrument"], col["participant"], col["contra"], col["event"], col["side"], col["price"], col["qty"],
+        col["bid"], col["ask"], ts, columns["order_id"].to_numpy() if "order_id" in columns else None,
+        want_key=part_keys, want_name=names,
+    )  # fmt: skip
     return Row(
         [str(i) for i in instruments],
         (t_min // slide_ns).tolist(),
@@ -124,6 +133,7 @@ def pane_batch(columns: dict[str, pd.Series], slide_ns: int) -> Row:
         names.tolist(),
         counts.tolist(),
         per_key.tolist(),
+        stats.astype(np.float32).reshape(-1).tolist(),
     )
 
 
@@ -131,9 +141,10 @@ def make_pane_udaf(slide_ns: int):
     """The pandas UDAF for panes of `slide_ns` (register it, then call it in the SQL)."""
 
     @udaf(result_type=PANE_BATCH, func_type="pandas")
-    def pane_agg(instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden, read_ms):  # noqa: PLR0913
+    def pane_agg(instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden, order_id,  # noqa: PLR0913
+                 read_ms):
         # Argument order = UDAF_COLUMNS.
-        cols = (instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden, read_ms)
+        cols = (instrument, ts, event, participant, side, price, qty, contra, bid, ask, hidden, order_id, read_ms)
         return pane_batch(dict(zip(UDAF_COLUMNS, cols, strict=True)), slide_ns)
 
     return pane_agg

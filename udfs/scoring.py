@@ -49,6 +49,7 @@ from pyflink.common import Row
 from pyflink.datastream import RuntimeContext
 from pyflink.datastream.functions import AsyncFunction
 
+from core.config import GeometryMismatch, WindowConfig, check_geometry
 from core.features import window_pane_surprise
 from core.records import ScoredWindow, encode_scored_batch
 from udfs.assembler import window_batch_arrays
@@ -107,16 +108,15 @@ class ScoreWindows(AsyncFunction):
         g.gauge("scorer_latency_p99_us", lambda: self._percentile(99))
         g.gauge("scorer_latency_max_us", lambda: max(self._lat_us, default=0))
 
-    def _check_slide(self, window: dict[str, int]) -> None:
-        """A model (re)loaded with another pane length would score these windows without
-        error and meaninglessly: fail the task instead (not retried)."""
+    def _check_geometry(self, window: dict[str, int]) -> None:
+        """A model (re)loaded with another window geometry would score these windows
+        without error and meaninglessly: fail the task instead (not retried)."""
         from model.scorer.client import ScorerRequestError  # lazy: worker-side import, as in _call
-        slide_s = window.get("slide_s")  # from the scorer's model configuration parameters
-        if slide_s and int(slide_s) * 1000 != self._slide_ms:
-            raise ScorerRequestError(
-                f"the scorer's model was trained on {slide_s} s panes but this job cuts "
-                f"{self._slide_ms // 1000} s panes: serve a model of this geometry or restart the job with its own"
-            )
+        slide_s = self._slide_ms // 1000
+        try:  # `window`: from the scorer's model configuration parameters
+            check_geometry(WindowConfig(self._t * slide_s, slide_s), window, "the scorer's model")
+        except GeometryMismatch as exc:
+            raise ScorerRequestError(str(exc)) from None
 
     def _percentile(self, q: float) -> int:
         samples = list(self._lat_us)
@@ -167,10 +167,11 @@ class ScoreWindows(AsyncFunction):
                     global_threshold=threshold,
                     max_event_ts=int(max_ts[i]),
                     features=tuple(features[i].tolist()),
-                    participants=tuple((str(n), float(w)) for n, w in parts[i]),
+                    participants=tuple((str(p[0]), float(p[1])) for p in parts[i]),
                     degraded=degraded,
                     pane_surprise=tuple(surprise[i].tolist()),
                     read_ms=int(read_ms[i]),
+                    accounts=tuple((str(p[0]), int(r[0]), tuple(r[1:])) for p in parts[i] if len(p) > 2 for r in p[2]),
                 )
             )
         return [Row(int(shard), encode_scored_batch(out))]
@@ -245,7 +246,7 @@ class ScoreWindows(AsyncFunction):
                 if self._meta is None or self._meta.version != result.model_version:
                     # The global threshold belongs to the model version that scored.
                     self._meta = await asyncio.wait_for(self._client.metadata(), self._timeout_s)
-                    self._check_slide(self._meta.window)
+                    self._check_geometry(self._meta.window)
             except ScorerRequestError:
                 raise
             except Exception as exc:  # refused, timeout, 503, 5xx, malformed answer

@@ -105,10 +105,11 @@ def _watermark_ddl(cfg: JobConfig) -> str:
 def register_functions(t_env) -> None:
     """Register the job's JVM functions; call before any DDL or view of this module."""
     from core import paths
+    from udfs import planner
 
     try:
-        for name, cls in JVM_FUNCTIONS.items():
-            t_env.create_java_temporary_system_function(name, cls)
+        for name, cls in JVM_FUNCTIONS.items():  # loaded by the calling JVM thread's class loader
+            planner.planned(t_env, lambda n=name, c=cls: t_env.create_java_temporary_system_function(n, c))
     except Exception as exc:  # py4j wraps the ClassNotFoundException
         raise RuntimeError(
             f"the job's JVM functions ({', '.join(JVM_FUNCTIONS.values())}) are not on Flink's classpath: put "

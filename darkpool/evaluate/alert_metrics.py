@@ -7,11 +7,12 @@ The rules, in one place (docs: darkpool/evaluate/README.md, "Grading the job's a
 - **Alert span** = `[evidence_start, evidence_end)` when the alert carries both (the
   panes that made it fire), else `[episode_start, episode_end]` (first flagged window
   start to last flagged window end), epoch ms.
-- **Match**: an alert detects an episode of the same instrument when its span, widened
-  by a tolerance on both sides, overlaps the episode's [first, last] manipulative
-  event. Tolerance: one window length (60 s) for evidence spans, which are short and
-  pane-aligned while an injected episode's label can start before its first visible
-  effect; none for `[episode_start, episode_end]`, which already reaches a window back.
+- **Match** (the one matcher, darkpool/episodes.py `match_alerts`): an alert detects an
+  episode of the same instrument when its span, widened by a tolerance on both sides,
+  overlaps the episode's [first, last] manipulative event. Tolerance: one window length
+  (the default 60 s) for evidence spans, which are short and pane-aligned while an
+  injected episode's label can start before its first visible effect; none for
+  `[episode_start, episode_end]`, which already reaches a window back.
 - **Scenario type** of a detected episode = the scenario of the matched alert that
   overlaps it most (ties: the earlier alert). `unknown` (or no scenario) counts as
   wrong, and is also counted on its own.
@@ -50,7 +51,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.config import DEFAULT_WINDOW
 from core.schemas import SCENARIOS
+from darkpool.episodes import episode_spans, fold_alert_events, match_alerts
 
 NS_PER_MS = 1_000_000
 NS_PER_HOUR = 3_600 * 10**9
@@ -69,7 +72,7 @@ TARGETS: dict[str, tuple[str, float]] = {
 @dataclass(frozen=True)
 class GradingRules:
     bin_s: float = 10.0  # bin length for the clean / abusive time shares
-    evidence_tolerance_s: float = 60.0  # match slack of an evidence span (one window)
+    evidence_tolerance_s: float = float(DEFAULT_WINDOW.size_s)  # match slack of an evidence span (one window)
     episode_span_tolerance_s: float = 0.0  # match slack of the [episode_start, episode_end] fallback
     session_gap_s: float = 1_800.0  # a longer gap between an instrument's events ends its session
 
@@ -114,23 +117,16 @@ def _opt_int(v: Any) -> int | None:
 
 def latest_alerts(events: Iterable[Mapping[str, Any]]) -> list[JobAlert]:
     """One JobAlert per alert_id: the latest event (highest seq), opened at the earliest one's window_end."""
-    first: dict[str, Mapping[str, Any]] = {}
-    last: dict[str, Mapping[str, Any]] = {}
-    for e in events:
-        k = str(e["alert_id"])
-        if k not in first or e["seq"] < first[k]["seq"]:
-            first[k] = e
-        if k not in last or e["seq"] > last[k]["seq"]:
-            last[k] = e
+    folded = fold_alert_events(events)
     out = []
-    for k in sorted(last):
-        e = last[k]
+    for k in sorted(folded):
+        first, e = folded[k]
         ev_lo, ev_hi = _opt_int(e.get("evidence_start")), _opt_int(e.get("evidence_end"))
         if ev_lo is not None and ev_hi is not None and ev_hi < ev_lo:
             raise ValueError(f"alert {k}: evidence_end {ev_hi} is before evidence_start {ev_lo}")
         out.append(JobAlert(k, str(e["instrument"]), str(e.get("scenario") or UNKNOWN), int(e["episode_start"]),
                             int(e["episode_end"]), ev_lo, ev_hi,
-                            int(first[k].get("window_end") or e["episode_start"]),
+                            int(first.get("window_end") or e["episode_start"]),
                             str(e.get("threshold_source") or "n/a")))
     return out
 
@@ -222,15 +218,12 @@ def grade_job_alerts(alert_events: Iterable[Mapping[str, Any]], events: pd.DataF
     ep_rows: list[dict[str, Any]] = []
     delays: list[float] = []
     ids = episodes["episode_id"] if "episode_id" in episodes else pd.Series(range(len(episodes)), index=episodes.index)
-    for eid, ep in zip(ids, episodes.itertuples(index=False), strict=True):
-        s_ms, e_ms = int(ep.start_ts) // NS_PER_MS, int(ep.end_ts) // NS_PER_MS
-        hits = []
-        for a in by_inst.get(str(ep.instrument), []):
-            lo, hi = a.span_ms
-            tol = a.tolerance_ms(rules)
-            if lo - tol <= e_ms and hi + tol >= s_ms:
-                hits.append(a)
-                matched[a.alert_id].append(int(eid))
+    spans = episode_spans(episodes)
+    hit_ids = match_alerts(spans, [(a.instrument, *a.span_ms, a.tolerance_ms(rules)) for a in alerts])
+    for eid, ep, (_, s_ms, e_ms), h in zip(ids, episodes.itertuples(index=False), spans, hit_ids, strict=True):
+        hits = [alerts[i] for i in h]
+        for a in hits:
+            matched[a.alert_id].append(int(eid))
         row = {"episode_id": int(eid), "instrument": str(ep.instrument), "scenario": str(ep.scenario),
                "start_ms": s_ms, "end_ms": e_ms, "detected": bool(hits), "alert_scenario": None, "delay_s": None}
         if hits:

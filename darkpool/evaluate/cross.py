@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from core.config import WindowConfig
+from core.config import WindowConfig, check_geometry
 from darkpool.evaluate import metrics as M
 from darkpool.evaluate.alert_metrics import NS_PER_HOUR, GradingRules, active_sessions
 from darkpool.evaluate.harness import (
@@ -52,11 +52,7 @@ class ArtifactDetector:
         from model.artifact import load_artifact
 
         art = load_artifact(self.folder)
-        w = art.config.get("window", {})
-        got, want = (w.get("slide_s"), w.get("n_buckets")), (self.wcfg.slide_s, self.wcfg.n_buckets)
-        if got != want:
-            raise ValueError(f"artifact {self.folder} was trained on windows (slide_s, n_buckets) {got}, this "
-                             f"evaluation builds {want}: set the window config (DARKPOOL_WINDOW_*) to match")
+        check_geometry(self.wcfg, art.window, f"artifact {self.folder}")
         self.model, self.threshold, self.metrics = art.model, art.threshold, art.metrics
         self.info.update(version=art.version, artifact=str(self.folder), artifact_threshold=art.threshold,
                          train_seconds=art.metrics.get("train_seconds"))

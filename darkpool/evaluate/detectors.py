@@ -42,7 +42,7 @@ class EvalConfig:
     transformer_epochs: int = 8
     transformer_artifact: Path | None = None  # reuse a trained artifact (split is checked)
     n_boot: int = 200  # bootstrap resamples for the CIs
-    boot_block_panes: int = 60  # bootstrap block = one instrument x this many panes (5 min)
+    boot_block_s: float = 300.0  # bootstrap block = one instrument x this much event time, in panes
     latency_calls: int = 200  # timed scoring calls per batch size
     batch: int = 256  # the "batched" latency batch size
     seed: int = 0

@@ -1,14 +1,15 @@
 """Episode-level grading (pure): alerts against the injected episodes.
 
-Used for both the offline models (window decisions coalesced into alerts here, with the
-decision stage's `close_after` / `quiet_gap_ms` from core.thresholds.ThresholdConfig)
+Used for both the offline models (window decisions turned into alerts here by the
+decision stage's own episode state machine, core.coalesce.step, with its
+`close_after` / `quiet_gap_ms` / `max_episode_ms` from core.thresholds.ThresholdConfig)
 and the deployed job (its alert events, `alerts_grading.py`). One rule for both:
 
 - an alert covers [episode_start, episode_end] (ms): the start of its first flagged
   window to the end of its last one, as in docs/ALERTS.md;
-- it *detects* an episode of the same instrument when the intervals overlap (the same
-  rule as darkpool/episodes.py `match`, here with no extra slack by default: the alert
-  interval already reaches one window back);
+- it *detects* an episode of the same instrument when the intervals overlap (the one
+  matcher, darkpool/episodes.py `match_alerts`, here with no extra slack by default: the
+  alert interval already reaches one window back);
 - detection delay = end of the alert's first flagged window (the earliest event time
   at which it could be raised) minus the episode's first manipulative event, >= 0;
 - an alert overlapping no episode is a false alert; the rate is per instrument-hour.
@@ -23,9 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.coalesce import InstrumentState, close_if_quiet, step
+from core.records import ScoredWindow
 from core.thresholds import ThresholdConfig
-
-NS_PER_MS = 1_000_000
+from darkpool.episodes import NS_PER_MS, episode_spans, fold_alert_events, match_alerts
 
 
 @dataclass(frozen=True)
@@ -40,40 +42,36 @@ def coalesce(
     instrument: np.ndarray, end_pane: np.ndarray, flagged: np.ndarray, slide_ms: int, n_buckets: int,
     cfg: ThresholdConfig | None = None,
 ) -> list[Alert]:
-    """Turn per-window decisions into alerts the way the decision stage does.
+    """Turn per-window decisions into alerts the way the decision stage does: through
+    its own episode state machine (core.coalesce.step), window by window in event-time
+    order per instrument.
 
-    An alert opens on a flagged window and closes after `close_after` consecutive
-    unflagged windows or an event-time gap of more than `quiet_gap_ms` between windows.
+    The decisions are already made, so each window enters on a fixed threshold (score
+    1 or 0 against 0.5, on the path of a degraded window, whose threshold neither adapts
+    nor learns): an alert opens on a flagged window, closes after `close_after`
+    consecutive unflagged windows or `quiet_gap_ms` of event time without a window (also
+    at the end of the input), and one that would outgrow `max_episode_ms` goes on as a
+    new alert.
     """
     cfg = cfg or ThresholdConfig()
-    out: list[Alert] = []
     order = np.lexsort((end_pane, instrument))
-    inst_s, pane_s, flag_s = np.asarray(instrument)[order], np.asarray(end_pane)[order], np.asarray(flagged)[order]
-    quiet_panes = cfg.quiet_gap_ms / slide_ms
-    cur: list[Any] | None = None  # [instrument, first end pane, last flagged end pane, below]
-    prev_inst, prev_pane = None, None
-
-    def close() -> None:
-        inst, first, last, _ = cur  # type: ignore[misc]
-        out.append(Alert(str(inst), (first - n_buckets + 1) * slide_ms, (last + 1) * slide_ms, (first + 1) * slide_ms))
-
-    for inst, pane, flag in zip(inst_s, pane_s, flag_s, strict=True):
-        if cur is not None and (inst != prev_inst or pane - prev_pane > quiet_panes):
-            close()
-            cur = None
-        if flag:
-            if cur is None:
-                cur = [inst, int(pane), int(pane), 0]
-            cur[2], cur[3] = int(pane), 0
-        elif cur is not None:
-            cur[3] += 1
-            if cur[3] >= cfg.close_after:
-                close()
-                cur = None
-        prev_inst, prev_pane = inst, pane
-    if cur is not None:
-        close()
-    return out
+    states: dict[str, InstrumentState] = {}
+    events: list[dict[str, Any]] = []
+    size_ms = n_buckets * slide_ms
+    for inst, pane, flag in zip(np.asarray(instrument)[order].tolist(), np.asarray(end_pane)[order].tolist(),
+                                np.asarray(flagged)[order].tolist(), strict=True):  # fmt: skip
+        end = (int(pane) + 1) * slide_ms
+        w = ScoredWindow(instrument=str(inst), window_start=end - size_ms, window_end=end, score=1.0 if flag else 0.0,
+                         scenario_probs=(), recon_error=0.0, channel_z=(), volatility=0.0, volume=0.0,
+                         model_version="offline", global_threshold=0.5, max_event_ts=end - 1, degraded=True)  # fmt: skip
+        st = states.get(w.instrument)
+        if st is None:  # (not setdefault: a fresh state per window costs more than the step)
+            st = states[w.instrument] = InstrumentState()
+        events += step(st, w, cfg, now_ms=end)
+    for st in states.values():  # the input ends: what the job's timer does once the watermark passes the gap
+        if st.last_end is not None:
+            events += close_if_quiet(st, st.last_end + cfg.quiet_gap_ms, cfg, now_ms=st.last_end + cfg.quiet_gap_ms)
+    return alerts_from_events(events)
 
 
 def alerts_from_events(events: Iterable[Mapping[str, Any]]) -> list[Alert]:
@@ -81,16 +79,9 @@ def alerts_from_events(events: Iterable[Mapping[str, Any]]) -> list[Alert]:
 
     Interval from the latest event (highest seq); open time from the earliest one.
     """
-    first: dict[str, Mapping[str, Any]] = {}
-    last: dict[str, Mapping[str, Any]] = {}
-    for e in events:
-        k = e["alert_id"]
-        if k not in first or e["seq"] < first[k]["seq"]:
-            first[k] = e
-        if k not in last or e["seq"] > last[k]["seq"]:
-            last[k] = e
-    return [Alert(str(last[k]["instrument"]), int(last[k]["episode_start"]), int(last[k]["episode_end"]),
-                  int(first[k].get("window_end", last[k]["episode_start"]))) for k in last]
+    return [Alert(str(last["instrument"]), int(last["episode_start"]), int(last["episode_end"]),
+                  int(first.get("window_end", last["episode_start"])))
+            for first, last in fold_alert_events(events).values()]  # fmt: skip
 
 
 @dataclass
@@ -123,12 +114,6 @@ class EpisodeGrade:
         }
 
 
-def _overlapping(ep: Any, by_inst: dict[str, list[Alert]], slack_ms: int) -> list[Alert]:
-    lo = int(ep.start_ts) // NS_PER_MS - slack_ms
-    hi = int(ep.end_ts) // NS_PER_MS + slack_ms
-    return [a for a in by_inst.get(str(ep.instrument), []) if a.start_ms <= hi and a.end_ms >= lo]
-
-
 def grade(episodes: pd.DataFrame, alerts: list[Alert], instrument_hours: float, slack_ms: int = 0,
           exempt: pd.DataFrame | None = None) -> EpisodeGrade:
     """Grade alerts against episodes (EPISODE_SCHEMA rows, times in ns).
@@ -136,24 +121,19 @@ def grade(episodes: pd.DataFrame, alerts: list[Alert], instrument_hours: float, 
     Alerts overlapping an `exempt` episode (e.g. one that started before the graded
     period) are not false alerts, though that episode is not graded.
     """
-    by_inst: dict[str, list[Alert]] = {}
-    for a in alerts:
-        by_inst.setdefault(a.instrument, []).append(a)
-    used: set[int] = set()
+    spans = [(a.instrument, a.start_ms, a.end_ms, slack_ms) for a in alerts]
+    hits = match_alerts(episode_spans(episodes), spans)
+    used = {i for h in hits for i in h}
+    if exempt is not None:
+        used.update(i for h in match_alerts(episode_spans(exempt), spans) for i in h)
     delays: list[float] = []
     by_scen: dict[str, list[int]] = {}
-    if exempt is not None:
-        for ep in exempt.itertuples(index=False):
-            used.update(id(a) for a in _overlapping(ep, by_inst, slack_ms))
-    for ep in episodes.itertuples(index=False):
-        hits = _overlapping(ep, by_inst, slack_ms)
+    for ep, h in zip(episodes.itertuples(index=False), hits, strict=True):
         c = by_scen.setdefault(str(ep.scenario), [0, 0])
         c[0] += 1
-        if hits:
+        if h:
             c[1] += 1
-            used.update(id(a) for a in hits)
-            first_open = min(a.open_ms for a in hits)
+            first_open = min(alerts[i].open_ms for i in h)
             delays.append(max(0.0, (first_open - int(ep.start_ts) // NS_PER_MS) / 1000.0))
-    false = sum(1 for a in alerts if id(a) not in used)
-    return EpisodeGrade(len(episodes), len(delays), len(alerts), false, instrument_hours, delays,
+    return EpisodeGrade(len(episodes), len(delays), len(alerts), len(alerts) - len(used), instrument_hours, delays,
                         {k: (v[0], v[1]) for k, v in by_scen.items()})

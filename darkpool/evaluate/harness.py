@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from core.config import WindowConfig
 from core.schemas import SCENARIOS
+from core.thresholds import ThresholdConfig
 from darkpool.evaluate import metrics as M
 from darkpool.evaluate.detectors import ALL_MODELS, Detector, EvalConfig, make_detector  # noqa: F401  (re-exported)
 from darkpool.evaluate.episodes import coalesce, grade
@@ -105,7 +106,7 @@ def grade_model(
     pred = score >= threshold
     res["recall_by_scenario"] = M.recall_by_scenario(pred, ws.scenario[idx], SCENARIOS)
     res["pr_auc_by_scenario"] = M.pr_auc_by_scenario(y, score, ws.scenario[idx], SCENARIOS)
-    groups = M.block_groups(ws.instrument[idx], ws.end_pane[idx], cfg.boot_block_panes)
+    groups = M.block_groups(ws.instrument[idx], ws.end_pane[idx], wcfg.panes_in(cfg.boot_block_s))
     def f1(i: np.ndarray) -> float:
         tp, fp, _, fn = M.confusion(y[i], pred[i])
         return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
@@ -116,7 +117,8 @@ def grade_model(
 
     fns = {"f1": f1, "fpr": fpr, "pr_auc": lambda i: M.ranking_metrics(y[i], score[i])["pr_auc"]}
     res["ci95"] = {k: M.bootstrap_ci(f, groups, cfg.n_boot, cfg.seed) for k, f in fns.items()}
-    alerts = coalesce(ws.instrument[idx], ws.end_pane[idx], pred, wcfg.slide_s * 1000, wcfg.n_buckets)
+    alerts = coalesce(ws.instrument[idx], ws.end_pane[idx], pred, wcfg.slide_ms, wcfg.n_buckets,
+                      ThresholdConfig().for_window(wcfg))
     g = grade(episodes[episodes["start_ts"] >= t_start], alerts, inst_hours, exempt=episodes)
     res["episodes"] = {**g.summary(), "delays_s": g.delays_s}
     return res

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import WindowConfig
+from core.config import WindowConfig, check_geometry
 from model.windows import WindowSet
 
 
@@ -59,6 +59,7 @@ class TransformerDetector:
             train_model(self.data, folder, tcfg, self.wcfg)
             self.info["train_seconds_measured"] = time.time() - t0
         art = load_artifact(folder)
+        check_geometry(self.wcfg, art.window, f"transformer artifact {folder}")
         self._check_split(art.config, art.metrics, train, val)
         self.model, self.info["version"], self.info["artifact"] = art.model, art.version, str(folder)
         self.info["train_seconds"] = art.metrics.get("train_seconds")
@@ -74,11 +75,9 @@ class TransformerDetector:
                          val_pr_auc=fitted.best["pr_auc"])
 
     def _check_split(self, config: dict, metrics: dict, train: WindowSet, val: WindowSet) -> None:
-        w, t = config.get("window", {}), config.get("train", {})
-        want = {"slide_s": self.wcfg.slide_s, "n_buckets": self.wcfg.n_buckets,
-                "val_frac": self.val_frac, "test_frac": self.test_frac}
-        got = {"slide_s": w.get("slide_s"), "n_buckets": w.get("n_buckets"),
-               "val_frac": t.get("val_frac"), "test_frac": t.get("test_frac")}
+        t = config.get("train", {})
+        want = {"val_frac": self.val_frac, "test_frac": self.test_frac}
+        got = {"val_frac": t.get("val_frac"), "test_frac": t.get("test_frac")}
         if want != got:
             raise ValueError(f"transformer artifact was trained with {got}, the harness uses {want}")
         wins = metrics.get("windows", {})

@@ -8,6 +8,15 @@ from pathlib import Path
 
 import click
 
+from core.cli_types import (
+    BOOTSTRAP_SERVERS,
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    Bounded,
+    out_folder_problem,
+)
 from darkpool.market.config import PRESETS
 
 
@@ -40,24 +49,43 @@ def _range(text: str | None, name: str, integer: bool = False) -> tuple[float, f
 VARIED_ONLY = ("--rate-range", "--rate-scale", "--flow", "--price-range", "--spread-bps", "--participants")
 
 
+# SimConfig's fields -> the flags that set them (its checks name fields)
+SIM_FLAGS = {"n_instruments": "--instruments", "n_events": "--events", "duration_s": "--duration",
+             "sessions": "--sessions", "anomaly_rate": "--anomaly-rate", "rate_range": "--rate-range",
+             "rate_scale": "--rate-scale", "price_range": "--price-range", "spread_bps": "--spread-bps",
+             "population_range": "--participants", "flow": "--flow"}
+
+
+def with_flags(message: str, flags: dict[str, str]) -> str:
+    """A config check's message with its field names replaced by the flags that set them.
+
+    >>> with_flags("invalid simulator config: n_instruments must be >= 1, got 0", SIM_FLAGS)
+    'invalid simulator config: --instruments must be >= 1, got 0'
+    """
+    for field, flag in flags.items():
+        message = re.sub(rf"(?<![\w-]){field}\b", flag, message)
+    return message
+
+
 def check_writable(out: Path) -> None:
-    """Fail before the work, not after it, when the output folder cannot be written."""
-    probe = out / ".darkpool-write-test"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise click.ClickException(f"output folder {out} cannot be created or is not writable ({exc.strerror or exc}); "
-                                   "choose another --out") from None
+    """Fail before the work, not after it, when the output folder cannot be written; the
+    check leaves nothing behind (core.cli_types.out_folder_problem)."""
+    problem = out_folder_problem(out)
+    if problem:
+        raise click.ClickException(f"output folder {out} {problem}; choose another --out")
 
 
-def read_events_or_fail(path: Path):  # noqa: ANN201 - a pyarrow Table (pyarrow imported lazily)
-    """The events table at `path`, or one line saying why it cannot be read."""
+def read_events_or_fail(path: Path, flag: str = "--input"):  # noqa: ANN201 - a pyarrow Table (lazy pyarrow)
+    """The events table at `path`, or one line naming `flag` saying why it cannot be read."""
     import pyarrow as pa
 
     from darkpool.market.simulate import read_events
 
+    events = path / "events.parquet" if path.is_dir() else path
+    if not events.exists():
+        where = f"{path} has no events.parquet" if path.is_dir() else f"{path} does not exist"
+        raise click.ClickException(f"{flag} {where}: give an events Parquet file or a folder holding events.parquet "
+                                   "(`darkpool generate --out DIR` writes one)")
     try:
         return read_events(path)
     except FileNotFoundError as exc:
@@ -91,16 +119,17 @@ def echo_written(paths: dict, checked: object | None, broken: str) -> None:
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
               help="tiny: tests (20k events); default: demo (one session); seed-table5: 2,543,678 events, 5.7% "
                    "anomalous; varied: training (12 instruments of drawn character, 6 sessions, ~2M events).")
-@click.option("--instruments", type=int, help="number of instruments (overrides the preset)")
-@click.option("--events", type=int, help="exact number of event rows (overrides the preset; not with varied, "
+@click.option("--instruments", type=POSITIVE_INT, help="number of instruments (overrides the preset)")
+@click.option("--events", type=POSITIVE_INT, help="exact number of event rows (overrides the preset; not with varied, "
                                           "whose size follows from its rates)")
 @click.option("--duration", help="length of each session, ending at the 21:00 UTC close: 1800, 30m, 6.5h")
-@click.option("--sessions", type=int, show_default="1; varied: 6", help="trading days, consecutive")
+@click.option("--sessions", type=POSITIVE_INT, show_default="1; varied: 6", help="trading days, consecutive")
 @click.option("--skip-weekends", is_flag=True, help="put the sessions on weekdays only")
-@click.option("--seed", type=int, help="random seed (same seed and options -> identical files)")
-@click.option("--anomaly-rate", type=float, help="target fraction of anomalous rows, e.g. 0.057")
+@click.option("--seed", type=COUNT, help="random seed (same seed and options -> identical files)")
+@click.option("--anomaly-rate", type=Bounded(float, lo=0, hi=0.5, hi_open=True),
+              help="target fraction of anomalous rows, e.g. 0.057")
 @click.option("--rate-range", help="varied: mean normal events/s per instrument, LOW,HIGH or one value [0.05,100]")
-@click.option("--rate-scale", type=float, help="varied: multiply every instrument's event rate, e.g. 10 or 0.1")
+@click.option("--rate-scale", type=POSITIVE, help="varied: multiply every instrument's event rate, e.g. 10 or 0.1")
 @click.option("--flow", type=click.Choice(["dark", "lit", "mixed"]),
               help="varied: dark midpoint flow, lit cancel-heavy flow (cancels >= 10x fills) or half each [mixed]")
 @click.option("--price-range", help="varied: opening prices in dollars, LOW,HIGH or one price [2,2000]")
@@ -129,16 +158,21 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
         raise click.BadParameter("the varied preset's size follows from its instruments' event rates; set "
                                  "--instruments, --duration, --sessions, --rate-range or --rate-scale instead",
                                  param_hint="--events")
+    if plot_instrument is not None and not plot:
+        raise click.UsageError("--plot-instrument picks the instrument of --plot: add --plot or drop it")
     out = out or data_dir() / preset
-    check_writable(out)  # before minutes of simulation, not after
     try:
         cfg = base.replace(n_instruments=instruments, n_events=events, duration_s=_duration_s(duration),
                            sessions=sessions, skip_weekends=skip_weekends or None, seed=seed,
                            anomaly_rate=anomaly_rate, **varied)
+    except ValueError as exc:
+        raise click.UsageError(with_flags(str(exc), SIM_FLAGS)) from None
+    check_writable(out)  # before minutes of simulation, not after
+    try:
         t0 = time.perf_counter()
         result = simulate(cfg, progress=(cfg.n_events or 1_000_000) >= 1_000_000)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.UsageError(with_flags(str(exc), SIM_FLAGS)) from None
     except RuntimeError as exc:  # e.g. no room for the episodes in very short sessions
         raise click.ClickException(str(exc)) from None
     if plot and plot_instrument is not None:  # before anything is written
@@ -168,17 +202,17 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
 @click.command()
 @click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), show_default="<data dir>/default",
               help="events Parquet file or a folder holding events.parquet")
-@click.option("--bootstrap-servers", show_default="KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS",
+@click.option("--bootstrap-servers", type=BOOTSTRAP_SERVERS, show_default="KafkaConfig / DARKPOOL_BOOTSTRAP_SERVERS",
               help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")
-@click.option("--bootstrap", hidden=True, deprecated="use --bootstrap-servers instead",
+@click.option("--bootstrap", hidden=True, type=BOOTSTRAP_SERVERS, deprecated="use --bootstrap-servers instead",
               help="old spelling of --bootstrap-servers")
 @click.option("--topic", show_default="KafkaConfig.trades_topic", help="topic")
-@click.option("--speed", type=float, default=0.0, show_default=True,
+@click.option("--speed", type=NON_NEGATIVE, default=0.0, show_default=True,
               help="0 = as fast as possible; X = event-time pace times X (1 = real time)")
-@click.option("--limit", type=int, help="send only the first N events")
-@click.option("--inject-bad", type=int, default=0, show_default=True,
+@click.option("--limit", type=POSITIVE_INT, help="send only the first N events")
+@click.option("--inject-bad", type=COUNT, default=0, show_default=True,
               help="mix N malformed messages in (not JSON, missing field, bad types, crossed NBBO, ...)")
-@click.option("--seed", type=int, default=0, show_default=True, help="where the bad messages go")
+@click.option("--seed", type=COUNT, default=0, show_default=True, help="where the --inject-bad messages go")
 @click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True)
 @click.option("--create-topic", is_flag=True, help="create the topic if missing (KafkaConfig.partitions partitions)")
 @click.option("--engine", type=click.Choice(["auto", "python", "kafka"]), default="auto", show_default=True,
@@ -192,6 +226,11 @@ def replay(input_path, bootstrap_servers, bootstrap, topic, speed, limit, inject
     from darkpool.market.replay import ReplayError, bulk_replay
     from darkpool.market.replay import replay as run_replay
 
+    if bootstrap and bootstrap_servers:
+        raise click.UsageError("--bootstrap is the old spelling of --bootstrap-servers: give one")
+    ctx = click.get_current_context()
+    if inject_bad == 0 and ctx.get_parameter_source("seed") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--seed places the --inject-bad messages; without --inject-bad N it does nothing")
     plain = speed == 0 and inject_bad == 0 and compression == "none"
     if engine == "kafka" and not plain:
         raise click.ClickException("--engine kafka cannot pace (--speed), inject bad messages or compress; "

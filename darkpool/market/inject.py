@@ -54,7 +54,7 @@ from core.schemas import (
 from darkpool.market.batch import Batch
 from darkpool.market.config import NS
 from darkpool.market.events import NEW, PK_COPY, Block, concat, resolve_prices, take, time_order
-from darkpool.market.injectors import INJECTORS
+from darkpool.market.injectors import INJECTORS, RENDITIONS
 from darkpool.market.simulate import REGIME_SCHEMA, SimResult
 from darkpool.market.universe import TYPES, other_account
 
@@ -80,8 +80,13 @@ class InjectConfig:
     rate: float = DEFAULT_RATE  # target fraction of anomalous rows in the output
     scenarios: tuple[str, ...] = tuple(INJECTORS)  # patterns to inject, each at least once
     seed: int = 0  # same background, options and seed -> identical files
+    # which drawing of the patterns (injectors.RENDITIONS): "default", the simulator's, or
+    # "alt", the same behaviours with other sizes, distances, timings, counts and orderings
+    rendition: str = "default"
 
     def __post_init__(self) -> None:
+        if self.rendition not in RENDITIONS:
+            raise InjectError(f"unknown rendition {self.rendition!r}; valid: {', '.join(RENDITIONS)}")
         if not 0 < self.rate < MAX_RATE:
             raise InjectError(f"--rate must be in (0, {MAX_RATE}), got {self.rate}")
         unknown = [s for s in self.scenarios if s not in INJECTORS]
@@ -355,7 +360,8 @@ class _Scheduler:
                 c = Batch(_Session(int(bg.close_ns[s]), float(bg.tick[inst])), rng, bg.uni, np.array([inst]),
                           np.array([t0]), np.array([intensity]), np.array([bg.venue[row]]), budget,
                           SCENARIOS.index(name), self.next_oid)
-                rows, _impacts, manip = INJECTORS[name](c)  # impacts: the lit market does not react
+                # impacts: the lit market does not react
+                rows, _impacts, manip = RENDITIONS[self.cfg.rendition][name](c)
                 if not closing:
                     rows = dict(rows, ts=t0 + np.rint((rows["ts"] - t0) * stretch).astype(np.int64))
                 drawn_t0 = t0

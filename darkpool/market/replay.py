@@ -96,7 +96,7 @@ def make_producer(cfg: KafkaConfig, compression: str | None = None) -> Any:  # a
 def _no_broker(cfg: KafkaConfig, exc: Exception) -> ReplayError:
     return ReplayError(
         f"no Kafka broker answers at {cfg.bootstrap_servers} ({type(exc).__name__}). Start the "
-        "local stack with `darkpool stack up`, or point --bootstrap / DARKPOOL_BOOTSTRAP_SERVERS "
+        "local stack with `darkpool stack up`, or point --bootstrap-servers / DARKPOOL_BOOTSTRAP_SERVERS "
         "at a running broker."
     )
 

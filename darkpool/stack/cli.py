@@ -9,14 +9,15 @@ from dataclasses import asdict
 
 import click
 
+from core.cli_types import POSITIVE, POSITIVE_INT
 from darkpool.stack import core, flink, kafka
 from darkpool.stack.procs import StackError, port_open
-from darkpool.stack.settings import StackConfig
+from darkpool.stack.settings import PROFILES, StackConfig
 
 
-def _cfg(timeout: float | None = None) -> StackConfig:
+def _cfg(timeout: float | None = None, profile: str | None = None) -> StackConfig:
     try:
-        return StackConfig.load(ready_timeout_s=timeout)
+        return StackConfig.load(ready_timeout_s=timeout, profile=profile)
     except (ValueError, TypeError) as exc:
         raise click.ClickException(f"bad stack configuration (DARKPOOL_* environment): {exc}") from exc
 
@@ -41,11 +42,17 @@ def stack() -> None:
 
 @stack.command()
 @click.option("--only", type=click.Choice(core.PARTS), multiple=True, help="start only this part (repeatable)")
-@click.option("--timeout", type=float, default=None, show_default=f"DARKPOOL_READY_TIMEOUT_S or {StackConfig.ready_timeout_s:g}",
+@click.option("--timeout", type=POSITIVE, default=None, show_default=f"DARKPOOL_READY_TIMEOUT_S or {StackConfig.ready_timeout_s:g}",
               help="seconds to wait for each part")
-def up(only: tuple[str, ...], timeout: float | None) -> None:
-    """Start whatever is not running yet (idempotent) and wait until it is ready."""
-    cfg = _cfg(timeout)
+@click.option("--profile", type=click.Choice(list(PROFILES)), default=None,
+              show_default=f"DARKPOOL_PROFILE or {StackConfig.profile}",
+              help="memory of the JVMs: default = an 8 GB laptop; production = fixed, pre-touched heaps (flat RSS over hours)")
+def up(only: tuple[str, ...], timeout: float | None, profile: str | None) -> None:
+    """Start whatever is not running yet (idempotent) and wait until it is ready.
+
+    Parts that still run keep the profile they were started with.
+    """
+    cfg = _cfg(timeout, profile)
     result = _run(core.up, cfg, only or core.PARTS, progress=_progress())
     if result.started:
         click.echo(f"started {', '.join(result.started)} in {result.seconds:.1f}s")
@@ -103,7 +110,7 @@ def env() -> None:
 
 
 @stack.command()
-@click.option("-n", "--messages", default=20, show_default=True)
+@click.option("-n", "--messages", type=POSITIVE_INT, default=20, show_default=True, help="messages to push through")
 def smoke(messages: int) -> None:
     """Bring the stack up and push messages through a real PyFlink Kafka job on it."""
     from darkpool.stack import smoke as smoke_mod
@@ -140,6 +147,9 @@ def _print_status(cfg: StackConfig, parts: list[core.PartStatus] | None = None,
     click.echo(f"kafka bootstrap    {cfg.bootstrap_servers}")
     click.echo(f"web UI             {cfg.rest_url}{_cluster_summary(cfg)}")
     click.echo(f"run dir            {cfg.run_dir}")
+    running = flink.running_profile(cfg) if any(p.running for p in parts) else None
+    if running:
+        click.echo(f"memory profile     {running} (Flink config; settings.PROFILES)")
 
 
 def _cluster_summary(cfg: StackConfig) -> str:

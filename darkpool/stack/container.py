@@ -1,8 +1,10 @@
 """Render the Flink config inside a container (docker/flink-entrypoint.sh).
 
 The container gets the same flink-conf/config.yaml as the local stack (mounted
-read-only) plus `FLINK_PROPERTIES`, the usual Flink-image variable of `key: value`
-lines, for what differs there (host names, bind addresses, paths in volumes):
+read-only), the memory of the stack profile `DARKPOOL_PROFILE` names (settings.PROFILES;
+the image sets `production`, as docker/compose.yaml does), then `FLINK_PROPERTIES`, the
+usual Flink-image variable of `key: value` lines, for what differs there (host names,
+bind addresses, paths in volumes); a key set there wins over the profile's:
 
     python -m darkpool.stack.container /opt/darkpool/flink-conf/config.yaml /tmp/flink-conf
 """
@@ -17,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from darkpool.stack.flink import flink_home, merge_dotted
+from darkpool.stack.settings import profile
+
+# what a container runs when DARKPOOL_PROFILE is unset: the containers are the deployment
+CONTAINER_PROFILE = "production"
 
 
 def parse_properties(text: str) -> dict[str, Any]:
@@ -35,11 +41,12 @@ def parse_properties(text: str) -> dict[str, Any]:
     return props
 
 
-def render(base_yaml: str, properties: str) -> str:
+def render(base_yaml: str, properties: str, profile_name: str = CONTAINER_PROFILE) -> str:
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe")
-    merged = merge_dotted(yaml.load(base_yaml) or {}, parse_properties(properties))
+    with_memory = merge_dotted(yaml.load(base_yaml) or {}, profile(profile_name).flink_overrides())
+    merged = merge_dotted(with_memory, parse_properties(properties))
     out = io.StringIO()
     yaml.default_flow_style = False
     yaml.dump(merged, out)
@@ -54,7 +61,13 @@ def main(argv: list[str]) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in (flink_home() / "conf").glob("log*"):
         shutil.copy(f, out_dir / f.name)
-    (out_dir / "config.yaml").write_text(render(base.read_text(), os.environ.get("FLINK_PROPERTIES", "")))
+    try:
+        text = render(base.read_text(), os.environ.get("FLINK_PROPERTIES", ""),
+                      os.environ.get("DARKPOOL_PROFILE") or CONTAINER_PROFILE)  # fmt: skip
+    except ValueError as exc:  # an unknown profile, a malformed FLINK_PROPERTIES line
+        print(f"flink config: {exc}", file=sys.stderr)
+        return 2
+    (out_dir / "config.yaml").write_text(text)
     return 0
 
 

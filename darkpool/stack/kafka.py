@@ -108,16 +108,12 @@ def _java_argv(cfg: StackConfig, main: str, *args: str, heap: str = "256m", flag
     return _jvm(main, args, heap, log_config, *flags)
 
 
-def broker_jvm_flags(heap: str) -> tuple[str, ...]:
-    """The broker's heap, all of it resident from the start (as the Flink JVMs,
-    flink-conf env.java.opts): G1 otherwise grows the heap in steps over hours, each one a
-    jump in the RSS (bench/soak.py saw +120 MB at the hour). docker/compose.yaml passes
-    the same to the broker image.
-
-    >>> broker_jvm_flags("1g")
-    ('-Xms1g', '-XX:+AlwaysPreTouch')
-    """
-    return (f"-Xms{heap}", "-XX:+AlwaysPreTouch")
+def broker_argv(cfg: StackConfig) -> list[str]:
+    """The broker's command line: heap and pre-touch from the stack's memory profile
+    (settings.PROFILES; docker/compose.yaml passes the production profile's flags)."""
+    heap, *flags = cfg.memory.kafka_jvm_flags()
+    return _java_argv(cfg, "kafka.Kafka", str(cfg.kafka_dir / "server.properties"),
+                      heap=heap.removeprefix("-Xmx"), flags=tuple(flags))  # fmt: skip
 
 
 def _jvm(main: str, args: tuple[str, ...], heap: str, *flags: str) -> list[str]:
@@ -179,10 +175,7 @@ def prepare(cfg: StackConfig) -> None:
 
 
 def start(cfg: StackConfig, pids: PidFiles) -> Proc:
-    argv = _java_argv(
-        cfg, "kafka.Kafka", str(cfg.kafka_dir / "server.properties"), heap=cfg.kafka_heap,
-        flags=broker_jvm_flags(cfg.kafka_heap),
-    )
+    argv = broker_argv(cfg)
     # the JVM's own stdout (crashes before log4j is up) goes to kafka.out next to the log
     proc = launch(NAME, argv, os.environ, cfg.log_dir / "kafka.out", cfg.kafka_dir, pids)
     proc = replace(proc, log=str(log_file(cfg)))

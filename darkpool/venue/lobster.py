@@ -424,6 +424,16 @@ def _table(msgs: Messages, idx: np.ndarray, bid: np.ndarray, ask: np.ndarray, ti
     return pa.Table.from_arrays([columns[f.name] for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
 
 
+def _wall_clock(ns_after_midnight: int) -> str:
+    """ns after midnight -> 'HH:MM:SS'.
+
+    >>> _wall_clock(34_200 * 10**9)
+    '09:30:00'
+    """
+    seconds = ns_after_midnight // 1_000_000_000
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def import_lobster(message: Path, out: Path, orderbook: Path | None = None, ticker: str | None = None,
                    day: dt.date | None = None, venue: str = VENUE, population: Population | None = None,
                    window_ns: tuple[int, int] | None = None, levels: int | None = None,
@@ -440,12 +450,18 @@ def import_lobster(message: Path, out: Path, orderbook: Path | None = None, tick
     levels = levels or (named[2] if named else None)
     if not ticker or not day:
         raise ValueError(f"{message.name} is not named like TICKER_YYYY-MM-DD_..._message_N.csv: "
-                         "give the ticker and the date")
+                         "give the ticker and the date (--ticker, --date)")
     if progress is None:
         progress = message.stat().st_size > 50_000_000
     msgs = read_messages(message, progress)
     quotes = read_best_quotes(orderbook, len(msgs), progress) if orderbook else None
     table, stats = convert(msgs, ticker, day, quotes, venue, population, window_ns, levels)
+    if table.num_rows == 0:  # an empty file written would look like a successful import
+        clock = np.asarray(msgs.ns_after_midnight)
+        span = (f"its messages run {_wall_clock(int(clock.min()))}-{_wall_clock(int(clock.max()))} New York time"
+                if len(clock) else "it holds no message")
+        cause = "the --start/--end window keeps none of them" if window_ns is not None else "none converts to an event"
+        raise ValueError(f"no event to write from {message.name}: {span}, and {cause}")
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")
     stats.seconds = time.perf_counter() - t0

@@ -22,18 +22,18 @@ from bench import chaos
 from core.paths import REPO_ROOT
 from darkpool.stack import jobs
 
-pytestmark = pytest.mark.integration
-
 SHORT_KINDS = ("python_worker", "taskmanager", "jobmanager", "kafka")
 
 
 # Big enough that the job still reads while every fault is injected: the JobManager fault
-# alone takes about a minute (a new JobManager, then the job resubmitted), and a Python
-# worker killed while the job idles is never noticed (no bundle runs on it).
+# alone takes about a minute (a new JobManager, then the job resubmitted). A Python
+# worker killed while the job idles is noticed too (udfs/heartbeat.py): `unnoticed` is empty.
 SHORT_EVENTS = 1_000_000
 LONG_EVENTS = 4_000_000  # read in ~2 min undisturbed: the job still reads through most of 20 faults
 
 
+@pytest.mark.integration
+@pytest.mark.cluster
 def test_short_chaos_commits_the_same_alerts_exactly_once(stack, trained_model) -> None:
     opts = chaos.Options(preset="tiny", events=SHORT_EVENTS, seed=7, faults=len(SHORT_KINDS), kinds=SHORT_KINDS,
                          max_gap=1, checkpoint_interval_ms=2000, artifact=trained_model,
@@ -44,6 +44,7 @@ def test_short_chaos_commits_the_same_alerts_exactly_once(stack, trained_model) 
     assert sorted(kinds) == sorted(SHORT_KINDS), f"not every fault was injected (market too small?): {result}"
     assert result["alerts_expected"] > 0, "the undisturbed run committed no alerts: nothing to compare"
     assert result["restarts"] >= len(SHORT_KINDS) - 1, f"the faults did not disturb the job: {result}"
+    assert result["unnoticed"] == [], f"a killed Python worker went unnoticed for 120 s: {result}"
     assert (result["lost"], result["duplicated"], result["extra"], result["differing"]) == (0, 0, 0, 0), result
     assert result["identical"] is True
 
@@ -57,6 +58,7 @@ def test_resume_without_a_recorded_submission_is_one_clear_line(tmp_path) -> Non
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.integration
 def test_resume_without_a_retained_checkpoint_says_so(stack) -> None:
     name = f"test-resume-{uuid.uuid4().hex[:8]}"
     lost_job = uuid.uuid4().hex  # a job the (new) JobManager does not know, with no checkpoint
@@ -68,6 +70,8 @@ def test_resume_without_a_retained_checkpoint_says_so(stack) -> None:
         jobs.record_path(stack, name).unlink()
 
 
+@pytest.mark.integration
+@pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # about 20 minutes on the 2-core box
 def test_long_chaos_soak(stack, trained_model) -> None:

@@ -7,11 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from core import paths
 
-pytestmark = pytest.mark.integration
 CHECK = paths.REPO_ROOT / "docker" / "check.sh"
 
 
@@ -39,3 +36,23 @@ def test_consistency_check_catches_a_version_drift():
     compose["services"]["kafka"]["command"] = ["kafka-server-start.sh"]  # no transaction.version=1
     check.check_kafka(compose)
     assert check.failures == ["kafka image = deps/kafka-broker version", "kafka storage formatted with transaction.version=1"]
+
+
+def test_consistency_check_catches_a_profile_drift():
+    """docker/ runs the production profile: a broker without pre-touch or a Flink
+    service on another profile fails the check."""
+    from ruamel.yaml import YAML
+
+    check = _consistency_module()
+    compose = YAML(typ="safe").load((paths.REPO_ROOT / "docker" / "compose.yaml").read_text())
+    compose["services"]["kafka"]["environment"]["KAFKA_OPTS"] = ""
+    compose["services"]["kafka"]["environment"]["KAFKA_HEAP_OPTS"] = "-Xmx512m"
+    check.check_kafka(compose)
+    compose["services"]["taskmanager"]["environment"] = {**compose["services"]["taskmanager"]["environment"],
+                                                         "DARKPOOL_PROFILE": "default"}  # fmt: skip
+    check.check_flink(compose)
+    assert check.failures == [
+        "kafka JVM flags = the production profile's broker flags",
+        "taskmanager runs the production profile (DARKPOOL_PROFILE)",
+        "taskmanager memory = the production profile's",
+    ]

@@ -30,7 +30,7 @@ from darkpool.stack import flink, jobs
 from darkpool.stack.procs import PidFiles
 from tests.integration.threshold_support import committed_alerts, comparable, produce, submit, win
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 OOO_MS = 20_000  # threshold_job's bounded out-of-orderness
 

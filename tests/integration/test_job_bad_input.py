@@ -18,7 +18,7 @@ from core.features import N_CHANNELS
 from tests.integration.job_support import JobProcess, produce, read_until
 from tests.unit.test_scorer import Scorer, make_artifact
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.minicluster]
 
 SLIDE_MS = 5_000
 T0_NS = 1_772_483_400_000_000_000  # aligned to a pane start (5 s)

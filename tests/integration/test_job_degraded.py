@@ -16,7 +16,16 @@ from darkpool.episodes import match
 from model.rules import Rules
 from tests.integration.job_support import JobProcess, free_port, read_until, replay_market
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.minicluster]
+
+# The rules are a fallback, far from the model's targets (README "Status": episode recall
+# 90 %, false alerts <= 1 per instrument-hour). Measured 2026-12-07 with the test model's
+# rules on the tiny market, seed 7 (`pytest tests/integration/test_job_degraded.py -s`,
+# load average ~17 on the 2-core box): 9 of 26 episodes alerted (recall 0.35), 0 false
+# alerts of 9. The bars, at about half the measured recall and the end-to-end test's
+# false-alert share, catch rules that stop alerting or alert on everything.
+MIN_RECALL = 0.17  # measured 0.35
+MAX_FALSE_SHARE = 0.25  # measured 0 of 9 alerts
 
 
 def test_scorer_down_all_run_scores_by_rules_marked_degraded(stack, kafka_topic, tmp_path, trained_model) -> None:
@@ -48,4 +57,5 @@ def test_scorer_down_all_run_scores_by_rules_marked_degraded(stack, kafka_topic,
     assert {e["threshold_source"] for e in events if e["status"] == "open"} == {"rules"}
     summary = match(pq.read_table(data / "episodes.parquet").to_pylist(), events)
     print("\n".join(summary.lines()))
-    assert summary.recall > 0, summary.lines()
+    assert summary.recall >= MIN_RECALL, summary.lines()
+    assert summary.false_alerts <= MAX_FALSE_SHARE * summary.alerts, summary.lines()

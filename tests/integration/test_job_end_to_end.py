@@ -22,7 +22,7 @@ from darkpool.episodes import match
 from tests.integration.job_support import JobProcess, read_until, replay_market
 from tests.unit.test_scorer import Scorer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.minicluster]
 
 MIN_RECALL = 0.30  # measured 0.44 (14 of 32 episodes, 0 false alerts of 10) on 2026-11-29
 MAX_FALSE_SHARE = 0.25
@@ -57,5 +57,7 @@ def test_episodes_alerted_with_bounded_false_alerts(stack, kafka_topic, tmp_path
     assert not letters, f"clean simulator data was dead-lettered: {letters[:3]}"
     assert summary.recall >= MIN_RECALL, summary.lines()
     assert summary.false_alerts <= MAX_FALSE_SHARE * max(summary.alerts, 1), summary.lines()
+    # the alerts say what their first participant did (core/participant_account.py)
+    assert all("account" in e for e in events) and any(e["account"] for e in events), [e.get("account") for e in events]
     ids = [(e["alert_id"], e["seq"]) for e in events]
     assert len(ids) == len(set(ids)), "duplicate alert events on the exactly-once topic"

@@ -7,12 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.job_support import ROOT, ScorerProcess, free_port
+from tests.samples import payload
+
+# the job's own entry point on its local mini cluster (here refused before the cluster starts)
+pytestmark = pytest.mark.minicluster
 
 
 def _job(scorer_url: str, *flags: str, tmp: Path) -> subprocess.CompletedProcess:
-    events = tmp / "none.jsonl"
-    events.write_text("")
+    events = tmp / "one.jsonl"  # one event: an empty file is refused as a backtest that cannot alert
+    events.write_text(payload() + "\n")
     return subprocess.run(
         [sys.executable, "jobs/detect_anomalies.py", "--backtest", str(events), "--scorer-url", scorer_url, *flags],
         cwd=ROOT, capture_output=True, text=True, timeout=300,

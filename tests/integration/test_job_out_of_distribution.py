@@ -23,7 +23,7 @@ from core.thresholds import ThresholdConfig
 from darkpool.evaluate.alerts_grading import grade_alerts
 from tests.integration.job_support import ROOT, ScorerProcess, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.minicluster  # backtest files, alerts printed: no Kafka
 
 CFG = ThresholdConfig()
 WARMUP_MS = CFG.warmup_windows * 5_000  # the documented warm-up: 60 windows x 5 s slide
@@ -34,10 +34,7 @@ def _cli(*args: str) -> None:
 
 
 # (name, generate flags): markets unlike the `default` training market (classic dark
-# midpoint flow, $20-$200, ~0.5-15 events/s per instrument). MIN_RECALL: measured
-# 2026-12-05 with the test model, 0.79 (lit-fast, 28 episodes) and 0.33 (quiet-wide: a
-# quiet market is this model's weak spot, jobs/README.md); the bars catch a decision
-# stage that stops alerting, not a weaker model
+# midpoint flow, $20-$200, ~0.5-15 events/s per instrument).
 MARKETS = {
     # lit, cancel-heavy (>= 10 cancels per fill), up to ~10x the training rates
     "lit-fast": ("--flow", "lit", "--rate-range", "8,30", "--duration", "40m"),
@@ -45,7 +42,18 @@ MARKETS = {
     "quiet-wide": ("--flow", "dark", "--rate-range", "0.3,1", "--price-range", "1500,2000",
                    "--spread-bps", "40,100", "--duration", "90m"),
 }  # fmt: skip
-MIN_RECALL = {"lit-fast": 0.5, "quiet-wide": 0.25}
+# The bars, against the targets (README "Status": episode recall 90 %, false alerts <= 1
+# per instrument-hour, clean 10-s bins inside evidence spans <= 3 %) and the figures
+# measured 2026-12-07 with the test model (`pytest tests/integration/
+# test_job_out_of_distribution.py -s`, load average 13-20 on the 2-core box): a recall
+# bar at 2/3 to 3/4 of the measured recall, a ceiling at ~2x the measured false alerts and
+# clean-bin share (and no looser than the target where the measured figure is far
+# inside it). They catch a decision stage that stops alerting or flags the flow
+# wholesale, not a model a few points weaker. A quiet market is this model's weak spot
+# (jobs/README.md): its recall is far below the target.
+MIN_RECALL = {"lit-fast": 0.5, "quiet-wide": 0.25}  # measured 0.79 (22 of 28 episodes), 0.33
+MAX_FALSE_PER_HOUR = {"lit-fast": 4.0, "quiet-wide": 2.7}  # measured 2.00, 1.34 (target <= 1)
+MAX_CLEAN_SHARE = {"lit-fast": 0.10, "quiet-wide": 0.03}  # measured 0.048, 0.005 (target <= 0.03)
 
 
 @pytest.fixture(scope="module", params=sorted(MARKETS))
@@ -80,5 +88,6 @@ def test_an_out_of_distribution_market_gets_its_own_thresholds_and_bounded_alert
             assert e["threshold_source"] != "global", e
     res = grade_alerts(events, market)
     print(json.dumps({k: res[k] for k in ("recall", "false_alerts_per_instrument_hour", "clean_bin_alerted_share")}))
-    assert res["clean_bin_alerted_share"] < 0.5  # not flagged wholesale
+    assert res["clean_bin_alerted_share"] <= MAX_CLEAN_SHARE[market.name], res  # not flagged wholesale
+    assert res["false_alerts_per_instrument_hour"] <= MAX_FALSE_PER_HOUR[market.name], res
     assert res["recall"] >= MIN_RECALL[market.name], res["by_scenario"]

@@ -31,7 +31,7 @@ from tests.integration.job_support import (
     replay_market,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.minicluster, pytest.mark.slow]
 
 
 def _args(bootstrap, trades, name, url, restarts) -> dict[str, list[str]]:  # noqa: ANN001

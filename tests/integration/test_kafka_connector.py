@@ -9,7 +9,7 @@ import pytest
 
 from darkpool.stack import jobs, smoke
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 
 def test_kafka_source_to_exactly_once_sink_roundtrip(stack, kafka_topic, flink_job):

@@ -37,7 +37,7 @@ from tests.samples import GOOD, payload
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.minicluster  # a collection / file source: no Kafka
 
 def _without(name: str, **change: object) -> str:
     return json.dumps({k: v for k, v in {**GOOD, **change}.items() if k != name})

@@ -25,7 +25,7 @@ from core.records import ScoredWindow
 from core.thresholds import ThresholdConfig
 from tests.integration import threshold_support
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.minicluster  # a collection source: no Kafka
 
 SLIDE, T0 = 5_000, 1_700_000_000_000
 CFG = ThresholdConfig(warmup_windows=30, min_learned=20, regime_min=10, quiet_gap_ms=30_000, idle_ttl_ms=120_000)

@@ -46,7 +46,7 @@ from tests.integration.job_support import (
 )
 from tests.integration.threshold_support import stop_with_savepoint
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
 
 CUTS_MIN = (12, 21)  # parts end at these minutes of the 30-minute session
 MARKER = "ZZEND"  # the marker instruments' prefix

@@ -25,7 +25,7 @@ from tests.integration.threshold_support import (
     win,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 
 def test_threshold_state_survives_stop_with_savepoint_and_restore(stack, kafka_topic):

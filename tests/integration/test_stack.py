@@ -37,6 +37,7 @@ def darkpool(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     return subprocess.run([DARKPOOL, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.cluster
 def test_up_roundtrip_job_down_leaves_nothing(tmp_path):
     cfg = isolated(tmp_path)
     try:
@@ -47,6 +48,14 @@ def test_up_roundtrip_job_down_leaves_nothing(tmp_path):
 
         # idempotent: a second `up` starts nothing
         assert core.up(cfg).started == []
+
+        # the default memory profile: nothing pre-touched, the profile's sizes in the config
+        assert flink.running_profile(cfg) == "default"
+        for part in core.status(cfg):
+            cmdline = Path(f"/proc/{part.pid}/cmdline").read_text().replace("\0", " ")
+            assert "AlwaysPreTouch" not in cmdline, part.name
+        conf = (cfg.flink_conf_dir / "config.yaml").read_text()
+        assert f"size: {cfg.memory.taskmanager_memory}" in conf
 
         # transaction protocol v1 (FLINK-40689) and the system's topics
         assert kafka.describe_features(cfg)["transaction.version"] == "1"

@@ -25,7 +25,7 @@ from darkpool.stack import core, flink, jobs, smoke
 from darkpool.stack.procs import PidFiles, group_members, is_alive
 from darkpool.stack.settings import StackConfig
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 DARKPOOL = str(Path(sys.executable).parent / "darkpool")
 

@@ -90,3 +90,16 @@ def test_demo_default_is_the_makefiles():
     assert demo_preset is not None
     assert "--preset $(DEMO_PRESET)" in make
     assert _option("demo", "preset").default == demo_preset.group(1)
+
+
+def test_help_shows_the_defaults_that_hide_behind_none():
+    """Options whose default is None (filled in later) still say what that default is."""
+    from darkpool.evaluate.detectors import EvalConfig
+
+    full, quick = EvalConfig(), EvalConfig.quick()
+    assert _option("evaluate", "transformer_minutes").show_default == (
+        f"{full.transformer_minutes:g}; --quick: {quick.transformer_minutes:g}")
+    assert _option("evaluate", "seq_seconds").show_default == (
+        f"{full.seq.max_seconds:g}; --quick: {quick.seq.max_seconds:g}")
+    alerts_help = " ".join(CliRunner().invoke(cli, ["alerts", "-h"]).output.split())
+    assert "[default: (no limit)]" in alerts_help and "[default: (wait for ever;" in alerts_help

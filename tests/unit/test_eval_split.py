@@ -62,15 +62,23 @@ class Spy:
 def test_threshold_is_fitted_on_validation_only() -> None:
     ws = _windows()
     s = time_split(ws.end_pane, T, 0.15, 0.15)
-    tr, va, te = ws.subset(s.train), ws.subset(s.val), ws.subset(s.test)
+    tr, va = ws.subset(s.train), ws.subset(s.val)
     det = Spy()
     s_val, thr, _ = fit_and_threshold(det, tr, va, max_fpr=0.01)
     assert np.array_equal(det.fit_train, tr.end_pane) and np.array_equal(det.fit_val, va.end_pane)
     assert thr == M.threshold_best_f1(va.y, det.score(va.x), 0.01)
     assert ((s_val >= thr) & (va.y == 0)).mean() <= 0.01
-    # the test windows cannot move it: a wildly different test set gives the same threshold
-    te.x[:] = 1e6
-    assert fit_and_threshold(Spy(), tr, va, max_fpr=0.01)[1] == thr
+    # the test windows cannot move it: the same window set with its test period changed
+    # wildly, split and subset as the evaluation does (darkpool/evaluate/harness.run),
+    # gives the same threshold ...
+    changed = _windows()
+    changed.x[s.test] = 1e6
+    s2 = time_split(changed.end_pane, T, 0.15, 0.15)
+    assert fit_and_threshold(Spy(), changed.subset(s2.train), changed.subset(s2.val), max_fpr=0.01)[1] == thr
+    # ... while the same change to the validation period does move it (the check can fail)
+    moved = _windows()
+    moved.x[s.val[: len(s.val) // 2]] = 1e6
+    assert fit_and_threshold(Spy(), moved.subset(s.train), moved.subset(s.val), max_fpr=0.01)[1] != thr
 
 
 def test_rule_thresholds_come_from_normal_validation_windows() -> None:

@@ -65,6 +65,7 @@ def _events(n: int, seed: int, t0: int, span_panes: int = 60) -> pd.DataFrame:
             "bid": np.full(n, 9.99),
             "ask": np.full(n, 10.01),
             "hidden": rng.random(n) < 0.5,
+            "order_id": rng.choice([f"o{i}" for i in range(max(n // 3, 1))], n),
         }
     )
 
@@ -81,7 +82,7 @@ def test_pane_batch_equals_pane_features_per_instrument_in_any_order() -> None:
     assert read_ms == [int(df.read_ms[df.instrument == name].max()) for name in instruments]  # latest read
     rows = pane_entries(instruments, max_ts, *rest)  # what the window assembler keeps per instrument
     assert [r[0] for r in rows] == ["AA", "MM", "ZZ"]
-    for pane, (name, (feats, max_ts_ms, parts, part_n)) in zip(panes, rows, strict=True):
+    for pane, (name, (feats, max_ts_ms, parts, part_n, _activity)) in zip(panes, rows, strict=True):
         own = frames[name]
         assert np.array_equal(np.frombuffer(feats, dtype=np.float32), pane_features(own, SLIDE_NS)[0])
         assert pane == int(own.ts.min()) // SLIDE_NS and max_ts_ms == int(own.ts.max()) // 10**6
@@ -190,7 +191,8 @@ def test_every_job_config_field_has_a_documented_flag_that_sets_it() -> None:
             want = not default
         else:  # another valid value of the field
             special = {"start_from": "latest", "window.size_s": 120, "window.slide_s": 10,
-                       "thresholds.score_scale": "raw"}
+                       "thresholds.score_scale": "raw", "kafka.bootstrap_servers": "x-y:9092",
+                       "scorer.scorer_url": "http://x-y:8500"}
             if path in special:
                 want = special[path]
             elif isinstance(default, str):

@@ -1,16 +1,12 @@
-"""ShardThresholds (the job's decision stage) driven by a small in-process harness (no JVM).
-
-Like flink-training's operator test harness: keyed value / map state and event-time
-timers are emulated with Flink's semantics (timers fire in timestamp order when the
-watermark passes them; one timer per (key, timestamp)), so the production operator's
-state/timer logic is checked fast, including that state and timers drop back to zero
-for quiet instruments. Keys are instrument shards; A and B share shard 0, C is alone on
-shard 1, as the scoring stage batches them.
+"""ShardThresholds (the job's decision stage) driven by the in-process operator harness
+(tests/support/harness.py, no JVM): the production operator's state and timer logic,
+including that state and timers drop back to zero for quiet instruments. Keys are
+instrument shards; A and B share shard 0, C is alone on shard 1, as the scoring stage
+batches them.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import random
 from dataclasses import replace
@@ -20,6 +16,7 @@ from core.coalesce import InstrumentState, close_if_quiet, step
 from core.records import ScoredWindow, encode_scored_batch
 from core.schemas import SCENARIOS
 from core.thresholds import ThresholdConfig
+from tests.support import harness
 from udfs.shard_thresholds import HOUSEKEEPING, ShardThresholds
 
 SLIDE, T0 = 5_000, 1_700_000_000_000
@@ -27,134 +24,14 @@ CFG = ThresholdConfig(quiet_gap_ms=30_000, idle_ttl_ms=120_000, score_scale="raw
 SHARD = {"A": 0, "B": 0, "C": 1}
 
 
-class _Value:
-    def __init__(self, store: dict, harness: Harness, name: str):
-        self.store, self.h, self.name = store, harness, name
+class Harness(harness.Harness):
+    """The shared harness, fed one scored batch per shard as the scoring stage emits them."""
 
-    def value(self):
-        return self.store.get((self.h.key, self.name))
-
-    def update(self, v) -> None:
-        self.store[(self.h.key, self.name)] = v
-
-    def clear(self) -> None:
-        self.store.pop((self.h.key, self.name), None)
-
-
-class _Map:
-    """MapState of the current key: an entry of the store only while it holds something."""
-
-    def __init__(self, store: dict, harness: Harness, name: str):
-        self.store, self.h, self.name = store, harness, name
-
-    def _map(self, create: bool = False) -> dict:
-        k = (self.h.key, self.name)
-        if create:
-            return self.store.setdefault(k, {})
-        return self.store.get(k, {})
-
-    def get(self, key):
-        return self._map().get(key)
-
-    def put(self, key, value) -> None:
-        self._map(create=True)[key] = value
-
-    def remove(self, key) -> None:
-        m = self._map()
-        m.pop(key, None)
-        if not m:
-            self.store.pop((self.h.key, self.name), None)
-
-    def items(self):
-        return list(self._map().items())
-
-    def is_empty(self) -> bool:
-        return not self._map()
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def inc(self, k: int = 1) -> None:
-        self.n += k
-
-
-class _Metrics:
-    def __init__(self) -> None:
-        self.counters: dict[str, _Counter] = {}
-
-    def counter(self, name: str) -> _Counter:
-        return self.counters.setdefault(name, _Counter())
-
-    def gauge(self, name: str, fn) -> None:  # noqa: ANN001
-        self.gauge_fn = fn
-
-
-class Harness:
-    """Keyed state + event-time timers with Flink's semantics, for one process function."""
-
-    def __init__(self, fn: ShardThresholds):
-        self.fn, self.store, self.timers, self.key = fn, {}, [], None
-        self.timer_set: set[tuple[int, int]] = set()
-        self.watermark = -(2**63)
-        self.metrics = _Metrics()
-        h = self
-
-        class Runtime:
-            def get_state(self, desc):  # noqa: ANN001
-                return _Value(h.store, h, desc.name)
-
-            def get_map_state(self, desc):  # noqa: ANN001
-                return _Map(h.store, h, desc.name)
-
-            def get_metrics_group(self):
-                return h.metrics
-
-        class Timers:
-            def current_watermark(self) -> int:
-                return h.watermark
-
-            def current_processing_time(self) -> int:
-                return 0
-
-            def register_event_time_timer(self, ts: int) -> None:
-                if (ts, h.key) not in h.timer_set:
-                    h.timer_set.add((ts, h.key))
-                    heapq.heappush(h.timers, (ts, h.key))
-
-            def delete_event_time_timer(self, ts: int) -> None:
-                h.timer_set.discard((ts, h.key))
-
-        class Ctx:
-            def timer_service(self):
-                return Timers()
-
-            def get_current_key(self):
-                return h.key
-
-        self.ctx = Ctx()
-        fn.open(Runtime())
-
-    def process(self, windows: list[ScoredWindow]) -> list:
-        """One scored batch per shard, as the scoring stage emits them."""
+    def process(self, windows: list[ScoredWindow]) -> list:  # type: ignore[override]
         out = []
         for shard in sorted({SHARD[w.instrument] for w in windows}):
-            self.key = shard
             batch = [w for w in windows if SHARD[w.instrument] == shard]
-            out += list(self.fn.process_element((shard, encode_scored_batch(batch)), self.ctx))
-        return out
-
-    def advance(self, watermark: int) -> list:
-        self.watermark = max(self.watermark, watermark)
-        out = []
-        while self.timers and self.timers[0][0] <= self.watermark:
-            ts, key = heapq.heappop(self.timers)
-            if (ts, key) not in self.timer_set:
-                continue  # deleted
-            self.timer_set.discard((ts, key))
-            self.key = key
-            out += list(self.fn.on_timer(ts, self.ctx))
+            out += super().process((shard, encode_scored_batch(batch)), key=shard)
         return out
 
     def instruments(self) -> set[str]:

@@ -176,7 +176,7 @@ def test_out_of_distribution_flags(tmp_path) -> None:
     (["--preset", "tiny", "--rate-scale", "10"], "--preset varied"),
     (["--preset", "varied", "--events", "1000"], "follows from"),
     (["--preset", "varied", "--rate-range", "5,1"], "LOW,HIGH"),
-    (["--preset", "varied", "--price-range", "0.5,3"], "price_range"),
+    (["--preset", "varied", "--price-range", "0.5,3"], "--price-range"),  # the flag, not the field
     (["--preset", "varied", "--spread-bps", "abc"], "LOW,HIGH"),
     (["--preset", "varied", "--rate-scale", "1000"], "events"),
     (["--preset", "varied", "--sessions", "0"], "sessions"),
