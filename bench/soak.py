@@ -3,8 +3,8 @@
     .venv/bin/python bench/soak.py [--minutes 60] [--instruments 500] [--rate 500]
         [--sample-s 30] [--warmup-minutes M/6] [--quiet-share 0.2] [--quiet-minutes 20]
         [--parallelism 1] [--artifact DIR] [--keep] [--plot PNG] [--port-offset 0]
-        [--profile production]
-    .venv/bin/python bench/soak.py --smoke       # about two minutes: checks the script
+        [--profile production] [--shared-stack]
+    .venv/bin/python bench/soak.py --smoke [--shared-stack]   # about two minutes: checks the script
     .venv/bin/python bench/soak.py --replot SAMPLES [--warmup-minutes M] [--plot PNG]
 
 Runs on a stack of its own (own run dir and ports, as bench/stack_bench.py), in the
@@ -38,6 +38,11 @@ its standard error, and `flat`: the slope is within 2 standard errors of zero (n
 under 1% of the series' mean per hour. Counts (checkpoints, restarts, events) give their
 rate per hour after the warm-up instead. --plot also draws the series (warm-up shaded);
 --replot summarizes and plots the sample lines an earlier run printed to stderr.
+
+--shared-stack runs on the stack `darkpool stack` runs (DARKPOOL_* settings) instead of one
+of its own, on topics of its own (deleted after): no stack start, so a smoke run costs a job,
+not a stack; its memory series then count the other jobs' too (and no NMT: that stack's
+TaskManager runs without it), so it is for checking the script, not for a soak.
 """
 
 from __future__ import annotations
@@ -422,6 +427,8 @@ def parse_args() -> argparse.Namespace:
                    help="the soak stack's memory profile (darkpool/stack/settings.py) [production]")
     p.add_argument("--port-offset", type=int, default=0, help="added to each of the soak stack's ports (two soaks at once) [0]")
     p.add_argument("--artifact", type=Path, default=artifacts_dir() / "small", help="model the scorer serves")
+    p.add_argument("--shared-stack", action="store_true",
+                   help="run on the running `darkpool stack` (own topics), not a stack of its own: checks the script")
     p.add_argument("--keep", action="store_true", help="leave the stack's run dir (logs, checkpoints) behind")
     p.add_argument("--plot", type=Path, help="also write the series as a PNG here")
     p.add_argument("--replot", type=Path, metavar="SAMPLES",
@@ -453,7 +460,15 @@ def main() -> None:
     if a.replot:
         return replot(a.replot, warmup_s / 60, a.plot)
     run_dir = Path(tempfile.mkdtemp(prefix="darkpool-soak-"))
-    cfg = StackConfig(run_dir=run_dir, profile=a.profile, **{k: v + a.port_offset for k, v in PORTS.items()})
+    if a.shared_stack:
+        cfg = StackConfig.load()
+        if not core.running(cfg) and not core.serving(cfg):
+            raise SystemExit(f"soak --shared-stack: no stack serves {cfg.bootstrap_servers}; start one (`darkpool stack up`)")
+        suffix = os.urandom(4).hex()  # topics of its own: the shared stack's topics are others'
+        topics = {"trades": f"soak.{suffix}.trades", "alerts": f"soak.{suffix}.alerts", "dead_letter": f"soak.{suffix}.dead"}
+    else:
+        cfg = StackConfig(run_dir=run_dir, profile=a.profile, **{k: v + a.port_offset for k, v in PORTS.items()})
+        topics = {}
     loop_s = int(60 * a.loop_minutes)
     market = load_market(a.instruments, a.rate, loop_s, run_dir / "market")
     quiet = sorted(set(market[1]))[: round(a.quiet_share * a.instruments)]
@@ -466,14 +481,21 @@ def main() -> None:
     # instead of env.java.opts.taskmanager (the profile's), so it carries those too
     os.environ["FLINK_ENV_JAVA_OPTS_TM"] = f"{cfg.memory.flink_jvm_opts} {NMT_OPTS}".strip()
     try:
-        core.up(cfg)
+        if a.shared_stack:
+            from darkpool.stack import smoke
+
+            smoke.create_topics(cfg, list(topics.values()), 2)
+        else:
+            core.up(cfg)
         scorer = ScorerProcess(a.artifact, free_port(), run_dir / "scorer.log")
         kafka = KafkaConfig(bootstrap_servers=cfg.bootstrap_servers)
+        topic_args = [x for role, name in topics.items() for x in (f"--{role.replace('_', '-')}-topic", name)]
         job_id = jobs.submit(cfg, args=["--bootstrap-servers", cfg.bootstrap_servers, "--scorer-url", scorer.url,
-                                        "--parallelism", str(a.parallelism), "--start-from", "latest",
+                                        "--parallelism", str(a.parallelism), "--start-from", "latest", *topic_args,
                                         "--job-name", "soak", "--restart-attempts", "3"])  # fmt: skip
         jobs.wait_for_state(cfg, job_id, {"RUNNING"}, timeout_s=300)
-        producer = PacedProducer(cfg.bootstrap_servers, kafka.trades_topic, market, loop_s, quiet, 60 * a.quiet_minutes)
+        producer = PacedProducer(cfg.bootstrap_servers, topics.get("trades", kafka.trades_topic), market, loop_s, quiet,
+                                 60 * a.quiet_minutes)  # fmt: skip
         producer.start()
         start = time.monotonic()
         while (t := time.monotonic() - start) < 60 * a.minutes:
@@ -491,7 +513,12 @@ def main() -> None:
             jobs.cancel(cfg, job_id)
         if scorer:
             scorer.kill()
-        core.down(cfg)
+        if a.shared_stack:  # others' stack: only what this run made goes
+            from darkpool.stack import smoke
+
+            smoke.delete_topics(cfg, list(topics.values()))
+        else:
+            core.down(cfg)
         if not a.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
     result["samples"] = len(samples)

@@ -5,7 +5,7 @@ udfs/deadletter.py), keyed by shard. The tumbling window operator fires panes in
 watermark order and key_by keeps per-key order, so each instrument's panes arrive in
 order. For every instrument in the batch the assembler emits the window that ends at
 this pane and covers panes `p-T+1 .. p` (missing panes = empty panes), built by
-`core.features.window_tensors`: exactly the sliding window of size T * slide evaluated
+`core.features.assemble_raw`: exactly the sliding window of size T * slide evaluated
 every slide, restricted, as in training (`core.features.windows_from_panes`), to windows
 that end at a pane with events.
 
