@@ -34,53 +34,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _scorer_load import start_scorer, stop_scorer  # noqa: E402
 from _smoke import untrained_artifact  # noqa: E402
 
-from darkpool.market.hostile import HOSTILE_KINDS, mix  # noqa: E402
+from darkpool.market.hostile import HOSTILE_KINDS, mix, produce_recording, read_all, tiny_market  # noqa: E402
 from darkpool.stack import smoke  # noqa: E402
 from darkpool.stack.settings import StackConfig  # noqa: E402
-
-
-def tiny_market(out: Path, limit: int | None, seed: int = 7) -> list[tuple[bytes, bytes, dict]]:
-    """(key, value, record) of the first `limit` events (all: None) of the tiny market, in
-    replay order."""
-    import pyarrow.parquet as pq
-
-    from core.schemas import encode_batch
-
-    subprocess.run([sys.executable, "-m", "darkpool.cli", "generate", "--preset", "tiny", "--seed", str(seed),
-                    "--out", str(out)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
-    table = pq.read_table(out / "events.parquet").sort_by("ts")
-    table = table.slice(0, limit) if limit else table
-    return [(k.encode(), v.encode(), json.loads(v)) for k, v in encode_batch(table)]
-
-
-def produce_recording(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes, str | None]]) -> dict[tuple[int, int], str]:
-    """Send all messages in order; returns {(partition, offset): kind} of the hostile ones."""
-    from kafka import KafkaProducer
-
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_request_size=4 * 2**20,
-                      max_in_flight_requests_per_connection=1)  # fmt: skip
-    futures = [(p.send(topic, value, key=key), kind) for key, value, kind in messages]
-    p.flush()
-    coords = {}
-    for future, kind in futures:
-        meta = future.get(timeout=60)
-        if kind is not None:
-            coords[(meta.partition, meta.offset)] = kind
-    p.close()
-    return coords
-
-
-def read_all(bootstrap: str, topic: str, idle_s: float = 5.0) -> list[dict]:
-    """Every JSON record of `topic` (the job has finished: read until it stays quiet)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=int(idle_s * 1000),
-                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)  # fmt: skip
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
 
 
 def run_job(bootstrap: str, topics: dict[str, str], scorer_url: str, log: Path, timeout_s: float) -> int:

@@ -27,9 +27,13 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from core.paths import REPO_ROOT
 from core.schemas import FIELD_NAMES, MAX_MESSAGE_BYTES, MAX_NESTING_DEPTH, STRING_MAX_CHARS
 
 DAY_NS = 86_400 * 10**9
@@ -177,3 +181,51 @@ def mix(valid: list[tuple[bytes, bytes, dict]], n_hostile: int, seed: int, skip:
             out.append((key, hostile_message(kind, rec, rng), kind))
             h += 1
     return out
+
+
+# The plumbing of a fuzz run (tests/integration/test_fuzz_input.py, bench/fuzz_bench.py):
+# the valid stream, the hostile messages produced with their Kafka coordinates, and the
+# job's outputs read back.
+
+def tiny_market(out: Path, limit: int | None = None, seed: int = 7) -> list[tuple[bytes, bytes, dict]]:
+    """(key, value, record) of the first `limit` events (all: None) of the tiny market, in
+    replay order."""
+    import pyarrow.parquet as pq
+
+    from core.schemas import encode_batch
+
+    subprocess.run([sys.executable, "-m", "darkpool.cli", "generate", "--preset", "tiny", "--seed", str(seed),
+                    "--out", str(out)], cwd=REPO_ROOT, check=True, capture_output=True)  # fmt: skip
+    table = pq.read_table(out / "events.parquet").sort_by("ts")
+    table = table.slice(0, limit) if limit else table
+    return [(k.encode(), v.encode(), json.loads(v)) for k, v in encode_batch(table)]
+
+
+def produce_recording(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes, str | None]]) -> dict[tuple[int, int], str]:
+    """Send all messages in order; returns {(partition, offset): kind} of the hostile ones."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_request_size=4 * 2**20,
+                      max_in_flight_requests_per_connection=1)  # fmt: skip
+    futures = [(p.send(topic, value, key=key), kind) for key, value, kind in messages]
+    p.flush()
+    coords = {}
+    for future, kind in futures:
+        meta = future.get(timeout=60)
+        if kind is not None:
+            coords[(meta.partition, meta.offset)] = kind
+    p.close()
+    return coords
+
+
+def read_all(bootstrap: str, topic: str, idle_s: float = 5.0) -> list[dict]:
+    """Every JSON record of `topic` (the job has finished: read until it stays quiet)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=int(idle_s * 1000),
+                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)  # fmt: skip
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()

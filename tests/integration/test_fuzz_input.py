@@ -15,11 +15,9 @@ bench/fuzz_bench.py (the same at scale).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,50 +26,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.schemas import ContractError, encode_batch, parse_message
-from darkpool.market.hostile import DAY_NS, HOSTILE_KINDS, hostile_message, mix
+from core.schemas import ContractError, parse_message
+from darkpool.market.hostile import (
+    DAY_NS,
+    HOSTILE_KINDS,
+    hostile_message,
+    mix,
+    produce_recording,
+    read_all,
+    tiny_market,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_market(out: Path, seed: int = 7) -> list[tuple[bytes, bytes, dict]]:
-    """(key, value, record) of each event of the tiny market, in replay order."""
-    import pyarrow.parquet as pq
-
-    subprocess.run([sys.executable, "-m", "darkpool.cli", "generate", "--preset", "tiny", "--seed", str(seed),
-                    "--out", str(out)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
-    table = pq.read_table(out / "events.parquet").sort_by("ts")
-    return [(k.encode(), v.encode(), json.loads(v)) for k, v in encode_batch(table)]
-
-
-def produce_recording(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes, str | None]]) -> dict[tuple[int, int], str]:
-    """Send all messages in order; returns {(partition, offset): kind} of the hostile ones."""
-    from kafka import KafkaProducer
-
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_request_size=4 * 2**20,
-                      max_in_flight_requests_per_connection=1)  # fmt: skip
-    futures = [(p.send(topic, value, key=key), kind) for key, value, kind in messages]
-    p.flush()
-    coords = {}
-    for future, kind in futures:
-        meta = future.get(timeout=60)
-        if kind is not None:
-            coords[(meta.partition, meta.offset)] = kind
-    p.close()
-    return coords
-
-
-def read_all(bootstrap: str, topic: str, idle_s: float = 5.0) -> list[dict]:
-    """Every JSON record of `topic` (the job has finished: read until it stays quiet)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=int(idle_s * 1000),
-                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)  # fmt: skip
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
 
 
 def run_job(bootstrap: str, topics: dict[str, str], scorer_url: str, log: Path, timeout_s: float) -> int:
