@@ -36,6 +36,11 @@ def comparable(events: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
     return {(e["alert_id"], e["seq"]): decisions(e) for e in events}
 
 
+# The coarsest rounding the job applies to an alert number (core/coalesce.py, core/alerts.py
+# round to 4 or 6 decimals).
+COARSEST_ROUNDING_DECIMALS = 4
+
+
 def decimals(x: float) -> int:
     """Digits after the decimal point in x's shortest repr (what a round(x, n) left).
 
@@ -49,10 +54,13 @@ def decimals(x: float) -> int:
 def rounding_steps(*runs: dict[Key, dict[str, Any]]) -> dict[str, float]:
     """Per field path ("score", "top_features.z"), the finest step its numbers were seen
     on over all the events of the runs: 10**-n for a field the job rounds to n decimals
-    (a float left unrounded shows ~17 digits, a step of no consequence).
+    (a float left unrounded shows ~17 digits, a step of no consequence). Only steps of
+    the job's own roundings count (at least COARSEST_ROUNDING_DECIMALS decimals): a float field whose
+    values all happen to be whole (60.0, 61.0) must not make 60 and 61 "one step apart".
 
-    >>> rounding_steps({("a", 0): {"p": 0.12, "xs": [{"w": 0.5}, {"w": 0.1235}]}}, {("a", 0): {"p": 0.1}})
-    {'p': 0.01, 'xs.w': 0.0001}
+    >>> rounding_steps({("a", 0): {"p": 0.12, "d": 60.0, "xs": [{"w": 0.5}, {"w": 0.1235}]}},
+    ...                {("a", 0): {"p": 0.1, "d": 61.0}})
+    {'xs.w': 0.0001}
     """
     digits: dict[str, int] = {}
 
@@ -69,7 +77,7 @@ def rounding_steps(*runs: dict[Key, dict[str, Any]]) -> dict[str, float]:
     for run in runs:
         for event in run.values():
             walk("", event)
-    return {path: 10.0 ** -n for path, n in digits.items()}
+    return {path: 10.0**-n for path, n in digits.items() if n >= COARSEST_ROUNDING_DECIMALS}
 
 
 def close(x: object, y: object, steps: dict[str, float] | None = None, path: str = "") -> bool:
