@@ -33,7 +33,7 @@ test: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/lint-imports
 	$(VENV)/pytest --doctest-modules -q $(DOCTEST_PACKAGES)
-	$(VENV)/pytest -m "not slow"
+	$(VENV)/pytest -m "not slow" --durations=30
 
 test-unit: bootstrap
 	$(VENV)/ruff check .

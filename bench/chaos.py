@@ -23,6 +23,13 @@ it breaks and brings back, so run it while nobody else uses that stack. One run:
      A job whose Kafka source has read and committed its topic to the end but never
      finishes (a bounded source restored from a checkpoint, e.g. after `submit --resume`:
      a connector bug) is ended with stop --drain, its end of input; listed under "drained".
+     A partition that a reader holds but reads nothing from for STALL_S while records
+     remain (seen once in CI right after a broker restart: the restored reader's consumer
+     never fetched its partition again, offset metric -1, for 420 s) is a liveness fault
+     of the Kafka client, not of exactly-once: its evidence (the fetcher thread's stack,
+     the TaskManager's log lines of that partition) goes to <logs>/stall-N.txt, the job is
+     failed over (a Python worker killed: a fresh consumer from the last checkpoint), as
+     an operator alerted on a lag that does not move would do; listed under "stalled".
   4. both alert topics are read with read_committed and compared event by event
      ((alert_id, seq); processing-time fields aside; numbers to rel 1e-4 / abs 1e-6 or
      one step of the field's rounding: a window's score depends, by a float32 ulp, on the
@@ -36,7 +43,7 @@ an idle worker every 5 s); a Python worker or TaskManager kill that was noticed 
 Prints a progress line per fault (stderr), a status line a minute while it waits for the
 end, and one JSON object: faults, alerts_expected, alerts_committed, lost, duplicated, extra,
 differing, differing_fields (how many events differ in each field), identical, restarts,
-unplanned, drained, unnoticed, wall_s; every differing event (both versions, whole) is
+unplanned, drained, stalled, unnoticed, wall_s; every differing event (both versions, whole) is
 kept in <work dir>/logs-<tag>/differences.jsonl (`differences_file`).
 Exit status 0 when identical and every fault was injected. If the job finishes before every fault was injected, the
 JSON says so (faults_planned vs faults): use a bigger market.
@@ -122,6 +129,9 @@ class Chaos:
     restarts: dict[str, int] = field(default_factory=dict)  # numRestarts last seen, per job id
     unplanned: list[dict] = field(default_factory=list)  # parts that died without a fault
     drained: list[str] = field(default_factory=list)  # jobs ended by stop --drain (see wait_finished)
+    stalled: list[dict] = field(default_factory=list)  # readers failed over by wait_finished (see STALL_S)
+    logs: Path | None = None  # where a stall's evidence goes
+    stall_seen: dict[int, tuple[int, float]] = field(default_factory=dict)  # partition -> (emitted, since)
     t0: float = field(default_factory=time.monotonic)
 
     def note_restarts(self) -> None:
@@ -173,6 +183,10 @@ STUCK_CHECKPOINTS = 3
 # ... and at least this long: the REST metrics it reads are fetched from the TaskManager
 # every 10 s (metrics.fetcher.update-interval), so a new attempt's gauges show up late.
 STUCK_S = 30.0
+# A partition held by a reader that emits nothing from it this long, though records remain,
+# is stalled (the reader's offset gauge is refreshed every 10 s; a loaded reader still
+# moves every few seconds).
+STALL_S = 120.0
 
 
 def wait_finished(c: Chaos) -> None:
@@ -199,7 +213,8 @@ def wait_finished(c: Chaos) -> None:
         due = time.monotonic() - last_said >= PROGRESS_EVERY_S
         if done == seen and not due:
             return False  # offsets move only with checkpoints: ask Kafka once per checkpoint
-        at_end, position = source_position(c)
+        at_end, position, unread = source_position(c)
+        watch_stall(c, unread, position)
         if due:
             last_said = time.monotonic()
             say(f"    job {c.job_id[:8]} {state}: checkpoints {counts}; source: {position}")
@@ -219,15 +234,16 @@ def wait_finished(c: Chaos) -> None:
         _poll(f"job {c.job_id} FINISHED", c.opts.job_timeout_s, ok)
     except StackError as e:
         raise StackError(f"{e}; last seen: checkpoints {jobs.checkpoint_counts(c.cfg, c.job_id)}, "
-                         f"source {source_position(c)[1]}, exceptions: {jobs.exceptions(c.cfg, c.job_id)[:1500]}") from e
+                         f"source {source_position(c)[1]}, stalled {c.stalled}, exceptions: {jobs.exceptions(c.cfg, c.job_id)[:1500]}") from e
 
 
 PROGRESS_EVERY_S = 60.0
 
 
-def source_position(c: Chaos) -> tuple[bool, str]:
+def source_position(c: Chaos) -> tuple[bool, str, dict[int, int]]:
     """(whether the job's Kafka source still runs though it has read its topic to the end;
-    what was seen). A partition counts as read (`partition_read`) when it is empty, when
+    what was seen; per partition not yet read that a reader holds, the offset it last
+    emitted). A partition counts as read (`partition_read`) when it is empty, when
     the job's consumer group has committed its end offset, when the source's own
     `currentOffset` metric (the last record it emitted) is the partition's last record,
     or when no reader of this job holds it (no such metric): its split had finished
@@ -242,9 +258,9 @@ def source_position(c: Chaos) -> tuple[bool, str]:
     info = jobs.job(c.cfg, c.job_id)
     sources = [v for v in info.get("vertices", []) if v["name"].startswith("Source: KafkaSource")]
     if info["state"] != "RUNNING" or not sources or any(v["status"] != "RUNNING" for v in sources):
-        return False, f"job {info['state']}, source tasks {[v['status'] for v in sources]}"
+        return False, f"job {info['state']}, source tasks {[v['status'] for v in sources]}", {}
     if not any(reachable(hp) for hp in c.cfg.bootstrap_servers.split(",")):
-        return False, "broker not reachable"  # restarting: a consumer made now would wait for ever
+        return False, "broker not reachable", {}  # restarting: a consumer made now would wait for ever
     try:  # a consumer of the job's group that never joins it: reads its committed offsets only
         consumer = KafkaConsumer(bootstrap_servers=c.cfg.bootstrap_servers.split(","), group_id=c.group,
                                  enable_auto_commit=False, request_timeout_ms=15000)  # fmt: skip
@@ -255,12 +271,68 @@ def source_position(c: Chaos) -> tuple[bool, str]:
         finally:
             consumer.close()
     except KafkaError as e:
-        return False, f"broker: {type(e).__name__}"  # e.g. restarting: not yet
+        return False, f"broker: {type(e).__name__}", {}  # e.g. restarting: not yet
     emitted = emitted_offsets(c, sources[0]["id"])
     read = {tp: partition_read(begins[tp], ends[tp], committed[tp], emitted.get(tp.partition)) for tp in parts}
     seen = ", ".join(f"p{tp.partition} committed {committed[tp]} emitted {emitted.get(tp.partition)} "
                      f"end {ends[tp]}" for tp in parts)  # fmt: skip
-    return bool(parts) and all(read.values()), seen or "no partitions"
+    unread = {tp.partition: emitted[tp.partition] for tp in parts if not read[tp] and tp.partition in emitted}
+    return bool(parts) and all(read.values()), seen or "no partitions", unread
+
+
+def watch_stall(c: Chaos, unread: dict[int, int], position: str) -> None:
+    """Fail the job over when a held partition has not moved for STALL_S (see the module
+    docstring), after writing down what the reader looked like."""
+    now = time.monotonic()
+    c.stall_seen, stalled = stalled_partitions(c.stall_seen, unread, now, STALL_S)
+    if not stalled:
+        return
+    n = len(c.stalled) + 1
+    evidence = stall_evidence(c, stalled)
+    path = (c.logs or c.cfg.run_dir) / f"stall-{n}.txt"
+    path.write_text(f"{position}\n\n{evidence}")
+    say(f"    job {c.job_id[:8]}: partition(s) {stalled} held but not read for {STALL_S:.0f}s ({position}); "
+        f"evidence in {path}; failing the job over")  # fmt: skip
+    c.stalled.append({"job": c.job_id, "partitions": stalled, "at_s": round(now - c.t0, 1), "evidence": str(path)})
+    c.stall_seen = {}
+    before = jobs.num_restarts(c.cfg, c.job_id)
+    kill_python_worker(c, random.Random(n))
+    wait_noticed(c, "stall failover", before)
+
+
+def stalled_partitions(seen: dict[int, tuple[int, float]], unread: dict[int, int], now: float,
+                       stall_s: float) -> tuple[dict[int, tuple[int, float]], list[int]]:  # fmt: skip
+    """(partition -> (offset last emitted, since when), the partitions that have not moved
+    for stall_s). A partition no longer unread (read, or its reader gone) is forgotten.
+
+    >>> seen, stalled = stalled_partitions({}, {1: -1}, 0.0, 120.0)
+    >>> seen, stalled = stalled_partitions(seen, {1: -1, 0: 50}, 119.0, 120.0); stalled
+    []
+    >>> seen, stalled = stalled_partitions(seen, {1: -1, 0: 60}, 121.0, 120.0); stalled, seen[0]
+    ([1], (60, 121.0))
+    >>> stalled_partitions(seen, {0: 60}, 500.0, 120.0)[1]  # 1 read meanwhile; 0 still stuck
+    [0]
+    """
+    kept = {p: (e, seen[p][1] if p in seen and seen[p][0] == e else now) for p, e in unread.items()}
+    return kept, sorted(p for p, (_, since) in kept.items() if now - since >= stall_s)
+
+
+def stall_evidence(c: Chaos, partitions: list[int]) -> str:
+    """The TaskManager's source fetcher threads (jcmd Thread.print) and its log lines that
+    name the stalled partitions: what a bug report about the client needs."""
+    tm = _live(c.cfg, flink.TM).pid
+    try:
+        dump = subprocess.run(["jcmd", str(tm), "Thread.print"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        dump = f"(no thread dump: {e})"
+    fetchers = [t for t in dump.split("\n\n") if "Source Data Fetcher" in t or "kafka-coordinator" in t]
+    names = tuple(f"{c.trades}-{p}" for p in partitions)
+    lines = []
+    for log in sorted((c.cfg.run_dir / "logs").glob("flink-*taskexecutor*.log*")):
+        with contextlib.suppress(OSError):
+            lines += [ln for ln in log.read_text(errors="replace").splitlines() if any(n in ln for n in names)]
+    return "\n\n".join(["# fetcher threads", *fetchers, f"# log lines naming {', '.join(names)} (last 200)",
+                        "\n".join(lines[-200:])])  # fmt: skip
 
 
 def partition_read(begin: int, end: int, committed: int | None, emitted: int | None) -> bool:
@@ -536,7 +608,7 @@ def run(o: Options) -> dict:
     record = f"chaos-{tag}"
     scorer_log = logs / "scorer.log"
     c = Chaos(cfg, o, record, ScorerProcess(o.artifact, free_port(), scorer_log), scorer_log, trades=trades,
-              group=f"chaos-{tag}.{trades}", savepoints=logs / "savepoints")  # group: JobConfig.group_id of the job
+              group=f"chaos-{tag}.{trades}", savepoints=logs / "savepoints", logs=logs)  # group: JobConfig.group_id of the job
     result: dict = {"market": str(data), "faults_planned": len(kinds), "faults": []}
     try:
         subprocess.run([sys.executable, "-m", "darkpool.cli", "replay", "--input", str(data), "--bootstrap-servers",
@@ -575,6 +647,7 @@ def run(o: Options) -> dict:
         result["chaos_s"] = round(time.monotonic() - t1, 1)
         result["unplanned"] = c.unplanned
         result["drained"] = c.drained
+        result["stalled"] = c.stalled
         result["unnoticed"] = [i for i, f in enumerate(result["faults"], 1) if f.get("noticed") is False]
         result.update(compare(committed(cfg, out["reference"]["alerts"]), committed(cfg, out["chaos"]["alerts"]),
                               keep=logs / "differences.jsonl"))  # fmt: skip
