@@ -42,15 +42,18 @@ Output (`WINDOW_BATCH_TYPE`, one record per input batch, instruments in batch or
     features     float32 bytes [n, F]    mean of each channel over the window
     volatility   [n] window realized mid volatility, bps (regime input)
     volume       [n] window filled shares (regime input)
-    participants JSON [[[name, weight], ...] per instrument], weight = share of the top
-                 names' events; the first ACCOUNT_PARTICIPANTS carry a third item, what
-                 they did per pane: [[pane_start_ms, *core.participant_account.STATS], ...]
+    participants pickled bytes, per instrument ([(name, weight), ...], accounts): weight =
+                 share of the top names' events; accounts = what the first
+                 ACCOUNT_PARTICIPANTS of them did per buffered pane, [(name, [pane_start_ms,
+                 ...], float32 bytes [panes, core.participant_account.STATS]), ...]
+                 (`window_participants` decodes it). Bytes, not JSON: the JSON of ~400
+                 floats per window cost ~150 us of the per-window path (bench/assembly_bench.py).
     read_ms      [n] when the source read the window's latest-read event (wall clock, ms)
 """
 
 from __future__ import annotations
 
-import json
+import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,7 +70,14 @@ from core.features import (
     assemble_raw,
     empty_pane,
 )
-from core.pane_normals import DEFAULT_SLIDE_S, PaneNormal, due_to_fold, idle_panes, is_stale
+from core.pane_normals import (
+    DEFAULT_SLIDE_S,
+    PaneNormal,
+    PaneNormals,
+    due_to_fold,
+    idle_panes,
+    is_stale,
+)
 from core.participant_account import N_STATS
 
 TOP_PARTICIPANTS = 5  # participants named per window
@@ -88,7 +98,7 @@ WINDOW_BATCH_TYPE = Types.ROW_NAMED(
         Types.PRIMITIVE_ARRAY(Types.BYTE()),
         Types.PRIMITIVE_ARRAY(Types.DOUBLE()),
         Types.PRIMITIVE_ARRAY(Types.DOUBLE()),
-        Types.STRING(),
+        Types.PRIMITIVE_ARRAY(Types.BYTE()),
         Types.PRIMITIVE_ARRAY(Types.LONG()),
     ],
 )
@@ -151,6 +161,30 @@ def add_pane(stored: dict[Any, Any] | None, pane: int, entry: PaneEntry, n_bucke
     return _pack(buffer, normal, pane), buffer, normal
 
 
+def add_panes(stored: Sequence[dict[Any, Any] | None], pane: int, entries: Sequence[PaneEntry], n_buckets: int,
+              slide_s: int = DEFAULT_SLIDE_S) -> tuple[list[dict[str, Any]], list[dict[int, PaneEntry]], PaneNormals]:  # fmt: skip
+    """`add_pane` for a shard's whole batch: the instruments' normals are folded together,
+    one numpy pass per fold round (`PaneNormals`), the same floats as one by one
+    (tests/unit/test_job_parts.py). Returns (new state values, pane buffers, normals)."""
+    buffers, normals, due = [], [], []
+    for value in stored:
+        buffer, normal, last = _layout(value) if value else ({}, None, None)
+        buffer = dict(buffer)
+        if is_stale(last, pane, slide_s):
+            buffer, normal = {}, None
+        due.append([_vector(buffer.pop(p)[0]) for p in due_to_fold(list(buffer), pane, n_buckets)])
+        buffers.append(buffer)
+        normals.append(normal)
+    batch = PaneNormals.from_states(normals, slide_s)
+    for r in range(max(map(len, due), default=0)):  # oldest first: round r = each one's r-th fold
+        rows = [i for i, d in enumerate(due) if len(d) > r]
+        batch.fold(rows, np.stack([due[i][r] for i in rows]).astype(np.float64))
+    for buffer, entry in zip(buffers, entries, strict=True):
+        buffer[pane] = entry
+    values = [{"panes": b, "normal": n, "last": pane} for b, n in zip(buffers, batch.states(), strict=True)]
+    return values, buffers, batch
+
+
 def settle(stored: dict[Any, Any], oldest_needed: int, slide_s: int = DEFAULT_SLIDE_S) -> dict[str, Any] | None:
     """A quiet instrument at a sweep: its buffered panes learned, or None when stale.
 
@@ -166,38 +200,61 @@ def settle(stored: dict[Any, Any], oldest_needed: int, slide_s: int = DEFAULT_SL
     return _pack({}, normal, last)
 
 
-def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> list[list[Any]]:
+Account = tuple[str, list[int], bytes]  # (participant, pane start ms per pane, float32 [panes, N_STATS])
+_ROW_BYTES = N_STATS * 4  # one participant's stats in a pane entry's float32 bytes
+
+
+def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> tuple[list[tuple[str, float]], list[Account]]:
     counts: dict[str, int] = {}
     for _, _, names, ns, *_ in buffer.values():
         for name, n in zip(names, ns, strict=True):
             counts[name] = counts.get(name, 0) + n
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PARTICIPANTS]
     total = sum(n for _, n in top) or 1
-    out: list[list[Any]] = [[n, round(c / total, 4)] for n, c in top]
-    panes = _activity(buffer, {n for n, _ in top[:ACCOUNT_PARTICIPANTS]}, slide_ms)
-    for item in out[:ACCOUNT_PARTICIPANTS]:
-        if panes.get(item[0]):
-            item.append(panes[item[0]])
-    return out
+    return [(n, round(c / total, 4)) for n, c in top], _activity(buffer, [n for n, _ in top[:ACCOUNT_PARTICIPANTS]], slide_ms)
 
 
-def _activity(buffer: dict[int, PaneEntry], names: set[str], slide_ms: int) -> dict[str, list[list[float]]]:
-    """Per wanted participant, [pane_start_ms, *STATS] of each buffered pane naming it."""
-    out: dict[str, list[list[float]]] = {}
+def _activity(buffer: dict[int, PaneEntry], names: list[str], slide_ms: int) -> list[Account]:
+    """Per wanted participant (in `names` order) with activity: the start of each buffered
+    pane naming it and its stats there, as bytes sliced from the pane entries (no float
+    is touched on this per-window path; `account_rows` decodes them where needed)."""
+    found: dict[str, tuple[list[int], list[bytes]]] = {n: ([], []) for n in names}
     for p in sorted(buffer):
         entry = buffer[p]
         if len(entry) < 5 or not entry[4]:
             continue
-        stats = np.frombuffer(entry[4], dtype=np.float32).reshape(-1, N_STATS)
         for j, name in enumerate(entry[2]):
-            if name in names:
-                out.setdefault(name, []).append([p * slide_ms, *np.round(stats[j].astype(np.float64), 1).tolist()])
-    return out
+            if name in found:
+                found[name][0].append(p * slide_ms)
+                found[name][1].append(entry[4][j * _ROW_BYTES : (j + 1) * _ROW_BYTES])
+    return [(n, ms, b"".join(rows)) for n, (ms, rows) in found.items() if ms]
+
+
+def window_participants(value: Any) -> list[tuple[list[tuple[str, float]], list[Account]]]:
+    """Per instrument of a WINDOW_BATCH_TYPE row, (its top participants with weights, the
+    accounts of the leading ones): the `participants` field decoded."""
+    return pickle.loads(bytes(value[8]))
+
+
+def account_rows(accounts: Sequence[Account]) -> tuple[tuple[str, int, tuple[float, ...]], ...]:
+    """Accounts -> ScoredWindow.accounts: (participant, pane start ms, STATS rounded to 0.1).
+
+    >>> stats = np.arange(2 * N_STATS, dtype=np.float32).reshape(2, N_STATS) / 3
+    >>> rows = account_rows([("P1", [0, 5000], stats.tobytes())])
+    >>> [(n, t, v[:3]) for n, t, v in rows]
+    [('P1', 0, (0.0, 0.3, 0.7)), ('P1', 5000, (5.3, 5.7, 6.0))]
+    """
+    out: list[tuple[str, int, tuple[float, ...]]] = []
+    for name, pane_ms, stats in accounts:
+        rows = np.round(np.frombuffer(stats, dtype=np.float32).reshape(-1, N_STATS).astype(np.float64), 1).tolist()
+        out += [(str(name), int(t), tuple(r)) for t, r in zip(pane_ms, rows, strict=True)]
+    return tuple(out)
 
 
 def assemble_batch(
     shard: int, buffers: Sequence[dict[int, PaneEntry]], end_pane: int, n_buckets: int, slide_ms: int,
-    instruments: Sequence[str], normals: Sequence[PaneNormal] | None = None, read_ms: Sequence[int] | None = None,
+    instruments: Sequence[str], normals: Sequence[PaneNormal] | PaneNormals | None = None,
+    read_ms: Sequence[int] | None = None,
 ) -> Row:  # fmt: skip
     """The WINDOW_BATCH_TYPE row of the windows ending at `end_pane` (pure; unit-tested).
 
@@ -216,7 +273,9 @@ def assemble_batch(
             if p <= end_pane:  # (a newer pane cannot be there: panes arrive in order per shard)
                 raw[b, p - first] = _vector(entry[0])
     snap = None
-    if normals is not None:
+    if isinstance(normals, PaneNormals):
+        snap = normals.snapshot()
+    elif normals is not None:
         parts = [n.snapshot() for n in normals]
         snap = (np.array([m for m, _, _ in parts]).reshape(len(parts), -1),
                 np.array([s for _, s, _ in parts]).reshape(len(parts), -1),
@@ -233,7 +292,7 @@ def assemble_batch(
         tensors.mean(axis=1).astype(np.float32).tobytes(),
         vol.tolist(),
         volume.tolist(),
-        json.dumps([_top_participants(buf, slide_ms) for buf in buffers], separators=(",", ":")),
+        pickle.dumps([_top_participants(buf, slide_ms) for buf in buffers], protocol=pickle.HIGHEST_PROTOCOL),
         [int(r) for r in read_ms] if read_ms is not None else [0] * len(buffers),
     )
 
@@ -315,13 +374,12 @@ class WindowAssembler(KeyedProcessFunction):
             self._shard_count.update(self._shards)
             self._checked.add(shard)
         pane = int(pane)
-        names, buffers, normals = [], [], []  # (pane_entries keeps the batch's instrument order)
-        for name, entry in pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k, part_stats):
-            stored, buffer, normal = add_pane(self._panes.get(name), pane, entry, self._t, self._slide_s)
-            self._panes.put(name, stored)
-            names.append(name)
-            buffers.append(buffer)
-            normals.append(normal)
+        batch = pane_entries(instruments, max_ts_ms, feats, parts, part_n, part_k, part_stats)
+        names = [name for name, _ in batch]  # (pane_entries keeps the batch's instrument order)
+        values, buffers, normals = add_panes([self._panes.get(n) for n in names], pane, [e for _, e in batch],
+                                             self._t, self._slide_s)  # fmt: skip
+        for name, value in zip(names, values, strict=True):
+            self._panes.put(name, value)
         # One sweep timer per shard, every T panes: after it, an instrument without a
         # pane in the last T panes can no longer be part of any window.
         sweep_at = (pane // self._t + 2) * self._t * self._slide_ms - 1
@@ -362,6 +420,6 @@ class WindowAssembler(KeyedProcessFunction):
 
 
 __all__ = [
-    "CHANNELS", "WINDOW_BATCH_FIELDS", "WINDOW_BATCH_TYPE", "ShardCountChanged", "WindowAssembler", "add_pane",
-    "assemble_batch", "check_shard_count", "pane_entries", "window_batch_arrays",
+    "CHANNELS", "WINDOW_BATCH_FIELDS", "WINDOW_BATCH_TYPE", "ShardCountChanged", "WindowAssembler", "account_rows",
+    "add_pane", "add_panes", "assemble_batch", "check_shard_count", "pane_entries", "window_batch_arrays", "window_participants",
 ]  # fmt: skip

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import json
 import time
 from typing import Any
 
@@ -52,7 +51,7 @@ from pyflink.datastream.functions import AsyncFunction
 from core.config import GeometryMismatch, WindowConfig, check_geometry
 from core.features import window_pane_surprise
 from core.records import ScoredWindow, encode_scored_batch
-from udfs.assembler import window_batch_arrays
+from udfs.assembler import account_rows, window_batch_arrays, window_participants
 
 LATENCY_SAMPLES = 1024  # requests kept for the latency percentiles
 
@@ -129,7 +128,7 @@ class ScoreWindows(AsyncFunction):
     # ---- the async call -----------------------------------------------------------
     async def async_invoke(self, value: Any) -> list[Row]:
         # Positional access: rows arrive from the assembler without their field names.
-        shard, end, instruments, max_ts, _, _, volatility, volume, participants, read_ms = value
+        shard, end, instruments, max_ts, _, _, volatility, volume, _, read_ms = value
         windows, features = window_batch_arrays(value, self._t)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending.append((windows, fut))
@@ -146,7 +145,7 @@ class ScoreWindows(AsyncFunction):
         finally:
             self._in_flight -= len(windows)
         self._scored += len(windows)
-        parts = json.loads(participants)
+        parts = window_participants(value)
         surprise = window_pane_surprise(windows).round(3)  # the decision stage's evidence span
         end = int(end)
         start = end - self._t * self._slide_ms
@@ -167,11 +166,11 @@ class ScoreWindows(AsyncFunction):
                     global_threshold=threshold,
                     max_event_ts=int(max_ts[i]),
                     features=tuple(features[i].tolist()),
-                    participants=tuple((str(p[0]), float(p[1])) for p in parts[i]),
+                    participants=tuple((str(n), float(w)) for n, w in parts[i][0]),
                     degraded=degraded,
                     pane_surprise=tuple(surprise[i].tolist()),
                     read_ms=int(read_ms[i]),
-                    accounts=tuple((str(p[0]), int(r[0]), tuple(r[1:])) for p in parts[i] if len(p) > 2 for r in p[2]),
+                    accounts=account_rows(parts[i][1]),
                 )
             )
         return [Row(int(shard), encode_scored_batch(out))]

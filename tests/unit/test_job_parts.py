@@ -18,7 +18,15 @@ from core.job_config import JobConfig
 from core.pane_normals import IDLE_PANES, RELATIVE_CHANNELS
 from tests.samples import GOOD, payload
 from udfs import sources
-from udfs.assembler import add_pane, assemble_batch, pane_entries, settle, window_batch_arrays
+from udfs.assembler import (
+    add_pane,
+    add_panes,
+    assemble_batch,
+    pane_entries,
+    settle,
+    window_batch_arrays,
+    window_participants,
+)
 from udfs.deadletter import format_dead_letter
 from udfs.pane_udaf import UDAF_COLUMNS, pane_batch, top_participants_by_key
 
@@ -120,11 +128,15 @@ def test_assembled_windows_equal_training_windows() -> None:
     warm = 0
     for k, p in enumerate(sorted(set().union(*(e.keys() for e in expected.values())))):
         names = [n for n in frames if p in expected[n]]  # instruments with events in pane p
-        buffers, normals = [], []
+        buffers, normals, entries = [], [], []
         for n in names:
             df = frames[n][frames[n].ts // SLIDE_NS == p]
-            entry = (pane_features(df, SLIDE_NS)[0].tobytes(), int(df.ts.max()) // 10**6, ["A-1"], [1])
+            entries.append((pane_features(df, SLIDE_NS)[0].tobytes(), int(df.ts.max()) // 10**6, ["A-1"], [1]))
+        # the operator's batch path and the one-instrument path: the same bytes
+        batch_values, batch_buffers, batch_normals = add_panes([stored[n] for n in names], int(p), entries, t)
+        for n, entry, value in zip(names, entries, batch_values, strict=True):
             stored[n], buffer, normal = add_pane(stored[n], int(p), entry, t)
+            assert value == stored[n], f"{n}: add_panes and add_pane differ at pane {p}"
             assert len(buffer) <= t and min(buffer) > p - t
             buffers.append(buffer)
             normals.append(normal)
@@ -133,6 +145,7 @@ def test_assembled_windows_equal_training_windows() -> None:
                 if n not in names and stored[n] is not None and max(stored[n]["panes"], default=p) < p - t + 1:
                     stored[n] = settle(stored[n], p - t + 1)
         row = assemble_batch(7, buffers, int(p), t, slide_ms, names, normals)
+        assert assemble_batch(7, batch_buffers, int(p), t, slide_ms, names, batch_normals) == row
         windows, features = window_batch_arrays(row, t)
         assert row[0] == 7 and row[1] == (p + 1) * slide_ms and list(row[2]) == names
         for i, n in enumerate(names):
@@ -140,7 +153,7 @@ def test_assembled_windows_equal_training_windows() -> None:
             assert np.allclose(features[i], expected[n][p].mean(axis=0), atol=1e-6)
             assert row[3][i] == int(frames[n].ts[frames[n].ts // SLIDE_NS == p].max()) // 10**6
             warm += bool(np.any(windows[i][:, rel] != 0))
-        assert json.loads(row[8]) == [[["A-1", 1.0]]] * len(names)
+        assert window_participants(row) == [([("A-1", 1.0)], [])] * len(names)
     assert warm > 100  # the relative channels were in use, not all warm-up zeros
 
 

@@ -204,7 +204,13 @@ def test_older_alert_versions_stay_valid() -> None:
 def test_the_activity_travels_from_the_pane_udaf_to_the_scored_window() -> None:
     """pane_batch (the UDAF body) -> pane_entries -> assemble_batch: the window's leading
     participant carries its per-pane activity, which is what the scoring stage hands on."""
-    from udfs.assembler import add_pane, assemble_batch, pane_entries
+    from udfs.assembler import (
+        account_rows,
+        add_pane,
+        assemble_batch,
+        pane_entries,
+        window_participants,
+    )
     from udfs.pane_udaf import UDAF_COLUMNS, pane_batch
 
     rows = [(T0 + t, e, p, s, px, q, c, o) for t, e, p, s, px, q, c, o in LAYERING]
@@ -217,8 +223,8 @@ def test_the_activity_travels_from_the_pane_udaf_to_the_scored_window() -> None:
     ((name, entry),) = pane_entries(instruments, max_ts, *rest)
     _, buffer, normal = add_pane(None, panes[0], entry, 12)
     row = assemble_batch(0, [buffer], panes[0], 12, SLIDE_MS, [name], [normal])
-    (parts,) = json.loads(row[8])
-    assert parts[0][0] == "P" and len(parts[0]) == 3
-    ((pane_ms, *stats),) = parts[0][2]
+    ((named, accounts),) = window_participants(row)
+    assert named[0][0] == "P" and accounts[0][0] == "P"
+    ((name, pane_ms, stats),) = account_rows(accounts[:1])
     assert pane_ms == panes[0] * SLIDE_MS and account(stats).startswith("placed 1 buy order, 300 shares, at the mid")
-    assert all(len(p) == 2 for p in parts[2:])  # only the leading participants carry activity
+    assert [a[0] for a in accounts] == [n for n, _ in named[: len(accounts)]] and len(accounts) <= 2  # the leading ones
