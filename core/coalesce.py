@@ -248,7 +248,7 @@ def _keep_accounts(ep: Episode, w: ScoredWindow) -> None:
         for name, panes in ep.pane_stats.items()
         if name in ep.participants
     }
-    for name, pane_ms, stats in w.accounts:
+    for name, pane_ms, stats in w.account_rows():  # (decoded here: only windows an alert keeps)
         if lo <= pane_ms < hi and name in ep.participants:  # type: ignore[operator]
             kept.setdefault(name, {})[str(pane_ms)] = list(stats)
     ep.pane_stats = {name: panes for name, panes in kept.items() if panes}

@@ -154,6 +154,26 @@ def _cancel_times(st: np.ndarray, key_codes: np.ndarray, order_id: np.ndarray, i
     st[:, _S["cancel_ms_max"]] = np.where(np.isfinite(ms), ms, 0.0)
 
 
+# (participant, pane start ms of each pane, float32 bytes [panes, N_STATS]): how the job
+# carries an account from the window assembler to the decision stage, undecoded
+PackedAccount = tuple[str, Sequence[int], bytes]
+
+
+def unpack_accounts(packed: Iterable[PackedAccount]) -> tuple[tuple[str, int, tuple[float, ...]], ...]:
+    """Packed accounts -> (participant, pane start ms, STATS rounded to 0.1) per pane.
+
+    >>> stats = np.arange(2 * N_STATS, dtype=np.float32).reshape(2, N_STATS) / 3
+    >>> rows = unpack_accounts([("P1", [0, 5000], stats.tobytes())])
+    >>> [(n, t, v[:3]) for n, t, v in rows]
+    [('P1', 0, (0.0, 0.3, 0.7)), ('P1', 5000, (5.3, 5.7, 6.0))]
+    """
+    out: list[tuple[str, int, tuple[float, ...]]] = []
+    for name, pane_ms, stats in packed:
+        rows = np.round(np.frombuffer(stats, dtype=np.float32).reshape(-1, N_STATS).astype(np.float64), 1).tolist()
+        out += [(str(name), int(t), tuple(r)) for t, r in zip(pane_ms, rows, strict=True)]
+    return tuple(out)
+
+
 def vector(**values: float) -> np.ndarray:
     """A `STATS` vector from named values (the rest 0).
 

@@ -35,6 +35,10 @@ Fields (times are event time, epoch **milliseconds**):
                              leading participants did in each of its panes
                              (core.participant_account.STATS), for the alert's
                              one-line account of its evidence span; [] if absent
+    packed_accounts                the same still packed (core.participant_account.
+                             PackedAccount), as the job's scoring stage hands them on:
+                             decoded (`account_rows`) only for the windows an alert
+                             keeps, not on every window's path; never in the JSON
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ import math
 import pickle
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from core.participant_account import PackedAccount, unpack_accounts
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class ScoredWindow:
     pane_surprise: tuple[float, ...] = ()
     read_ms: int = 0
     accounts: tuple[tuple[str, int, tuple[float, ...]], ...] = ()
+    packed_accounts: tuple[PackedAccount, ...] = ()
 
     def __post_init__(self) -> None:
         # A NaN score would compare False against every threshold and silently never
@@ -82,10 +89,14 @@ class ScoredWindow:
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies every tuple (measured ~0.5 ms per
         # window, the largest single cost of the decision stage).
-        d = {f: getattr(self, f) for f in _FIELDS}
+        d = {f: getattr(self, f) for f in _FIELDS if f != "packed_accounts"}
         d["participants"] = [list(p) for p in self.participants]
-        d["accounts"] = [[n, t, list(v)] for n, t, v in self.accounts]
+        d["accounts"] = [[n, t, list(v)] for n, t, v in self.account_rows()]
         return json.dumps(d, separators=(",", ":"))
+
+    def account_rows(self) -> tuple[tuple[str, int, tuple[float, ...]], ...]:
+        """`accounts`, with the packed ones decoded after them."""
+        return self.accounts + unpack_accounts(self.packed_accounts) if self.packed_accounts else self.accounts
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScoredWindow:

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "darkpool.demo:demo",
     "evaluate": "darkpool.evaluate.cli:evaluate",
     "import": "darkpool.venue.cli:import_",
+    "explain": "darkpool.explain:explain",
 }
 
 

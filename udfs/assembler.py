@@ -78,7 +78,7 @@ from core.pane_normals import (
     idle_panes,
     is_stale,
 )
-from core.participant_account import N_STATS
+from core.participant_account import N_STATS, PackedAccount
 
 TOP_PARTICIPANTS = 5  # participants named per window
 ACCOUNT_PARTICIPANTS = 2  # of them, those whose per-pane activity travels on (the alert's account)
@@ -200,7 +200,7 @@ def settle(stored: dict[Any, Any], oldest_needed: int, slide_s: int = DEFAULT_SL
     return _pack({}, normal, last)
 
 
-Account = tuple[str, list[int], bytes]  # (participant, pane start ms per pane, float32 [panes, N_STATS])
+Account = PackedAccount  # (participant, pane start ms per pane, float32 [panes, N_STATS])
 _ROW_BYTES = N_STATS * 4  # one participant's stats in a pane entry's float32 bytes
 
 
@@ -217,7 +217,8 @@ def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> tuple[list
 def _activity(buffer: dict[int, PaneEntry], names: list[str], slide_ms: int) -> list[Account]:
     """Per wanted participant (in `names` order) with activity: the start of each buffered
     pane naming it and its stats there, as bytes sliced from the pane entries (no float
-    is touched on this per-window path; `account_rows` decodes them where needed)."""
+    is touched on this per-window path; core.participant_account.unpack_accounts decodes
+    them for the windows an alert keeps)."""
     found: dict[str, tuple[list[int], list[bytes]]] = {n: ([], []) for n in names}
     for p in sorted(buffer):
         entry = buffer[p]
@@ -234,21 +235,6 @@ def window_participants(value: Any) -> list[tuple[list[tuple[str, float]], list[
     """Per instrument of a WINDOW_BATCH_TYPE row, (its top participants with weights, the
     accounts of the leading ones): the `participants` field decoded."""
     return pickle.loads(bytes(value[8]))
-
-
-def account_rows(accounts: Sequence[Account]) -> tuple[tuple[str, int, tuple[float, ...]], ...]:
-    """Accounts -> ScoredWindow.accounts: (participant, pane start ms, STATS rounded to 0.1).
-
-    >>> stats = np.arange(2 * N_STATS, dtype=np.float32).reshape(2, N_STATS) / 3
-    >>> rows = account_rows([("P1", [0, 5000], stats.tobytes())])
-    >>> [(n, t, v[:3]) for n, t, v in rows]
-    [('P1', 0, (0.0, 0.3, 0.7)), ('P1', 5000, (5.3, 5.7, 6.0))]
-    """
-    out: list[tuple[str, int, tuple[float, ...]]] = []
-    for name, pane_ms, stats in accounts:
-        rows = np.round(np.frombuffer(stats, dtype=np.float32).reshape(-1, N_STATS).astype(np.float64), 1).tolist()
-        out += [(str(name), int(t), tuple(r)) for t, r in zip(pane_ms, rows, strict=True)]
-    return tuple(out)
 
 
 def assemble_batch(
@@ -420,6 +406,6 @@ class WindowAssembler(KeyedProcessFunction):
 
 
 __all__ = [
-    "CHANNELS", "WINDOW_BATCH_FIELDS", "WINDOW_BATCH_TYPE", "ShardCountChanged", "WindowAssembler", "account_rows",
+    "CHANNELS", "WINDOW_BATCH_FIELDS", "WINDOW_BATCH_TYPE", "ShardCountChanged", "WindowAssembler",
     "add_pane", "add_panes", "assemble_batch", "check_shard_count", "pane_entries", "window_batch_arrays", "window_participants",
 ]  # fmt: skip

@@ -51,7 +51,7 @@ from pyflink.datastream.functions import AsyncFunction
 from core.config import GeometryMismatch, WindowConfig, check_geometry
 from core.features import window_pane_surprise
 from core.records import ScoredWindow, encode_scored_batch
-from udfs.assembler import account_rows, window_batch_arrays, window_participants
+from udfs.assembler import window_batch_arrays, window_participants
 
 LATENCY_SAMPLES = 1024  # requests kept for the latency percentiles
 
@@ -170,7 +170,7 @@ class ScoreWindows(AsyncFunction):
                     degraded=degraded,
                     pane_surprise=tuple(surprise[i].tolist()),
                     read_ms=int(read_ms[i]),
-                    accounts=account_rows(parts[i][1]),
+                    packed_accounts=tuple(parts[i][1]),
                 )
             )
         return [Row(int(shard), encode_scored_batch(out))]

@@ -51,6 +51,7 @@ SMOKE: dict[str, Smoke] = {
     "decision_bench.py": Smoke(lambda r: r["us_per_window"]["step"] > 0),
     "decision_sweep.py": Smoke(lambda r: "recall" in r and "max_flag_rate" in r["setting"]),
     "detection_bench.py": Smoke(lambda r: r["episodes"] > 0),  # its summary is text; see _last_json
+    "explain_bench.py": Smoke(lambda r: r["events"] == 4000 and r["explain_s"] > 0),
     "fuzz_bench.py": Smoke(_kinds_all_dead, needs_stack=True),
     "gpu_bench.py": Smoke(lambda r: r["best_in_process_windows_per_s"] > 0 and r["service"]),
     "job_bench.py": Smoke(lambda r: set(r["runs"]) == {"job_full"}, needs_stack=True),

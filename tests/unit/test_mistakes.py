@@ -136,6 +136,23 @@ CASES = [
        "--out rep", "--alerts", "NOPE"),
     _c("evaluate-alerts-empty-file", "darkpool evaluate --alerts {empty_alerts} --test-data {data} --out rep",
        "--alerts", "no alert events", warn=True),
+    # ---- darkpool explain ----
+    _c("explain-unknown-alert", "darkpool explain nope --alerts {foreign_alerts} --data {data}", "nope",
+       "foreign.jsonl", "a1"),
+    _c("explain-data-missing", "darkpool explain a1 --alerts {foreign_alerts} --data missing", "--data", "missing"),
+    _c("explain-data-not-parquet", "darkpool explain a1 --alerts {foreign_alerts} --data {corrupt}", "--data",
+       "Parquet"),
+    _c("explain-data-not-events", "darkpool explain a1 --alerts {foreign_alerts} --data {episodes}", "--data",
+       "columns"),
+    _c("explain-history-without-the-instrument", "darkpool explain a1 --alerts {foreign_alerts} --data {data}",
+       "NOPE", "covers"),
+    _c("explain-out-is-a-file", "darkpool explain a1 --alerts {foreign_alerts} --data {data} --out {afile}", "--out",
+       "is a file"),
+    _c("explain-alerts-missing-file", "darkpool explain a1 --alerts missing.jsonl --data {data}", "--alerts",
+       "missing.jsonl"),
+    _c("explain-alerts-not-json", "darkpool explain a1 --alerts {corrupt_alerts} --data {data}", "bad.jsonl"),
+    _c("explain-negative-context", "darkpool explain a1 --alerts {foreign_alerts} --data {data} --context-s -1",
+       "--context-s"),
     # ---- darkpool generate / inject / replay ----
     _c("generate-zero-instruments", "darkpool generate --preset tiny --out d --instruments 0", "--instruments"),
     _c("generate-too-few-events", "darkpool generate --preset tiny --out d --events 50", "--events",
@@ -311,5 +328,5 @@ def test_the_corpus_covers_every_command_family() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
     wanted = {"job (detect_anomalies.py)", "darkpool train", "darkpool evaluate", "darkpool generate",
               "darkpool inject", "darkpool replay", "darkpool import lobster", "python -m darkpool.venue.rates",
-              "darkpool scorer serve", "darkpool alerts", "darkpool submit", "darkpool stack up"}
+              "darkpool scorer serve", "darkpool alerts", "darkpool submit", "darkpool stack up", "darkpool explain"}
     assert wanted <= set(families), sorted(families)

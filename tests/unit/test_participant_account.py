@@ -10,7 +10,16 @@ import pandas as pd
 
 from core import alerts
 from core.coalesce import InstrumentState, step
-from core.participant_account import N_STATS, STATS, account, merge, pair_stats, tick_of, vector
+from core.participant_account import (
+    N_STATS,
+    STATS,
+    account,
+    merge,
+    pair_stats,
+    tick_of,
+    unpack_accounts,
+    vector,
+)
 from core.records import ScoredWindow
 from core.schemas import SCENARIOS
 from core.thresholds import ThresholdConfig
@@ -205,7 +214,6 @@ def test_the_activity_travels_from_the_pane_udaf_to_the_scored_window() -> None:
     """pane_batch (the UDAF body) -> pane_entries -> assemble_batch: the window's leading
     participant carries its per-pane activity, which is what the scoring stage hands on."""
     from udfs.assembler import (
-        account_rows,
         add_pane,
         assemble_batch,
         pane_entries,
@@ -225,6 +233,6 @@ def test_the_activity_travels_from_the_pane_udaf_to_the_scored_window() -> None:
     row = assemble_batch(0, [buffer], panes[0], 12, SLIDE_MS, [name], [normal])
     ((named, accounts),) = window_participants(row)
     assert named[0][0] == "P" and accounts[0][0] == "P"
-    ((name, pane_ms, stats),) = account_rows(accounts[:1])
+    ((name, pane_ms, stats),) = unpack_accounts(accounts[:1])
     assert pane_ms == panes[0] * SLIDE_MS and account(stats).startswith("placed 1 buy order, 300 shares, at the mid")
     assert [a[0] for a in accounts] == [n for n, _ in named[: len(accounts)]] and len(accounts) <= 2  # the leading ones
