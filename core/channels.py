@@ -88,6 +88,14 @@ _CHANNEL_SPEC: tuple[tuple[str, str, bool, str, str], ...] = (
     ("front_run_ratio", "participant", True, "fraction 0..1",
      "most net same-direction shares a third party traded just before the pane's large "
      "fill, over that fill's size"),
+    # one participant's behaviour: the pane's most suspicious participant for each
+    ("lead_layered_shares", "participant", True, "log1p(shares)",
+     "most shares one participant placed and cancelled on one side while trading the other"),
+    ("lead_probes", "participant", True, "log1p(count)",
+     "most small orders (<= 100 shares) one participant placed and cancelled"),
+    ("lead_net_fill_share", "participant", True, "fraction 0..1",
+     "largest one-directional (net bought or sold) share of the pane's volume of a "
+     "participant with 3 or more fills"),
 )  # fmt: skip
 
 CHANNELS: tuple[str, ...] = tuple(spec[0] for spec in _CHANNEL_SPEC)

@@ -71,6 +71,8 @@ BURST_SLOT_NS = 100_000_000  # slot length of the burst count
 EXCHANGE_TZ = "America/New_York"  # the clock of the time channels (US equity sessions)
 SESSION_CLOSE_LOCAL_S = 16 * 3600  # session close, seconds after local midnight (16:00 New York)
 TO_CLOSE_CLIP_H = (-0.5, 1.0)  # to_close_h is clipped to this range, hours: the close matters in its last hour, and a model trained on sessions' last hour then sees a whole day as it saw that hour's start
+PROBE_MAX_QTY = 100  # an order of at most this many shares, placed and cancelled, may be a probe
+RUN_MIN_FILLS = 3  # fills of one participant before its net direction counts (lead_net_fill_share)
 FIRM_SEPARATORS = "-./:"  # a participant id "FIRM-desk" belongs to firm "FIRM"
 # Columns `pane_features` reads (contract names; `pane` and `instrument` only for grouping).
 REQUIRED_COLUMNS = ("ts", "event", "participant", "side", "price", "qty", "contra", "bid", "ask", "hidden")
@@ -214,6 +216,42 @@ def _participant_matrix(out: np.ndarray, c: dict[str, np.ndarray], g: np.ndarray
     out[:, _P["top_volume_share"]] = ratio(np.bincount(g, weights=top_vol, minlength=G), 2 * vol)
     out[:, _P["front_run_ratio"]] = _front_run(g[is_fill], fq[is_fill], sign[is_fill], code_p[is_fill],
                                                code_c[is_fill], G, P)
+    _lead_behaviour(out, g, G, P, code_p, code_c, is_fill & (contra != ""), c, vol)
+
+
+def _lead_behaviour(out: np.ndarray, g: np.ndarray, G: int, P: int, code_p: np.ndarray, code_c: np.ndarray,
+                    fill_c: np.ndarray, c: dict[str, np.ndarray], vol: np.ndarray) -> None:  # fmt: skip
+    """The lead_* channels: per (pane, participant) what it did, as owner of orders and on
+    either leg of a fill; each channel takes the pane's most suspicious participant."""
+    event, buy, q = c["event"], c["side"] == "B", c["qty"].astype(np.float64)
+    is_new, is_cancel, is_fill = event == "new", event == "cancel", event == "fill"
+    n = len(g)
+    key = np.concatenate([g, g[fill_c]]).astype(np.int64) * P + np.concatenate([code_p, code_c[fill_c]])
+    ukey, inv = np.unique(key, return_inverse=True)
+    U, own, con = len(ukey), inv[:n], inv[n:]
+
+    def per_pair(idx: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return np.bincount(idx, weights=w.astype(np.float64), minlength=U)
+
+    def pane_max(v: np.ndarray) -> np.ndarray:
+        best = np.zeros(G)
+        np.maximum.at(best, ukey // P, v)
+        return best
+
+    placed_b, placed_s = per_pair(own, np.where(is_new & buy, q, 0.0)), per_pair(own, np.where(is_new & ~buy, q, 0.0))
+    pulled_b, pulled_s = (per_pair(own, np.where(is_cancel & buy, q, 0.0)),
+                          per_pair(own, np.where(is_cancel & ~buy, q, 0.0)))  # fmt: skip
+    fq, cq, cbuy = np.where(is_fill, q, 0.0), q[fill_c], buy[fill_c]  # the contra leg takes the other side
+    bought = per_pair(own, np.where(buy, fq, 0.0)) + per_pair(con, np.where(cbuy, 0.0, cq))
+    sold = per_pair(own, np.where(buy, 0.0, fq)) + per_pair(con, np.where(cbuy, cq, 0.0))
+    fills = per_pair(own, is_fill) + per_pair(con, np.ones(len(cq)))
+    layered = np.maximum(np.where(sold > 0, np.minimum(placed_b, pulled_b), 0.0),
+                         np.where(bought > 0, np.minimum(placed_s, pulled_s), 0.0))  # fmt: skip
+    probes = np.minimum(per_pair(own, is_new & (q <= PROBE_MAX_QTY)), per_pair(own, is_cancel))
+    net = np.where(fills >= RUN_MIN_FILLS, np.abs(bought - sold), 0.0)
+    out[:, _P["lead_layered_shares"]] = np.log1p(pane_max(layered))
+    out[:, _P["lead_probes"]] = np.log1p(pane_max(probes))
+    out[:, _P["lead_net_fill_share"]] = np.divide(pane_max(net), vol, out=np.zeros(G), where=vol > 0)
 
 
 def _front_run(g: np.ndarray, q: np.ndarray, sign: np.ndarray, cp: np.ndarray, cc: np.ndarray,

@@ -12,6 +12,8 @@ from core.features import (
     LARGE_FILL_RATIO,
     N_PANE_CHANNELS,
     PANE_CHANNELS,
+    PROBE_MAX_QTY,
+    RUN_MIN_FILLS,
     firm_of,
 )
 
@@ -87,7 +89,41 @@ def _pane_vector(
         out[_P["new_imbalance"]] = float((nq[nbuy].sum() - nq[~nbuy].sum()) / nq.sum())
 
     _participant_channels(out, participant, is_cancel, is_fill, buy, qty, contra)
+    _lead_channels(out, participant, event, buy, qty, contra)
     return out
+
+
+def _lead_channels(out: np.ndarray, participant: np.ndarray, event: np.ndarray, buy: np.ndarray, qty: np.ndarray,
+                   contra: np.ndarray) -> None:  # fmt: skip
+    """lead_*: one participant at a time, in plain loops."""
+    stats: dict[str, dict[str, float]] = {}
+
+    def of(name: str) -> dict[str, float]:
+        return stats.setdefault(name, dict.fromkeys(("pb", "ps", "cb", "cs", "bought", "sold", "fills", "small", "n_cancel"), 0.0))
+
+    vol = 0.0
+    for who, ev, b, q, other in zip(participant.astype(str), event, buy, qty.astype(float), contra, strict=True):
+        s = of(who)
+        if ev == "new":
+            s["pb" if b else "ps"] += q
+            s["small"] += q <= PROBE_MAX_QTY
+        elif ev == "cancel":
+            s["cb" if b else "cs"] += q
+            s["n_cancel"] += 1
+        elif ev == "fill":
+            vol += q
+            s["bought" if b else "sold"] += q
+            s["fills"] += 1
+            if other is not None and other == other and str(other) != "":
+                o = of(str(other))
+                o["sold" if b else "bought"] += q
+                o["fills"] += 1
+    layered = [max(min(s["pb"], s["cb"]) if s["sold"] > 0 else 0.0, min(s["ps"], s["cs"]) if s["bought"] > 0 else 0.0)
+               for s in stats.values()]  # fmt: skip
+    out[_P["lead_layered_shares"]] = _log1p(max(layered, default=0.0))
+    out[_P["lead_probes"]] = _log1p(max((min(s["small"], s["n_cancel"]) for s in stats.values()), default=0.0))
+    nets = [abs(s["bought"] - s["sold"]) for s in stats.values() if s["fills"] >= RUN_MIN_FILLS]
+    out[_P["lead_net_fill_share"]] = max(nets, default=0.0) / vol if vol > 0 else 0.0
 
 
 def _participant_channels(

@@ -36,7 +36,7 @@ def _windows(n: int, seed: int) -> WindowSet:
     # unsupervised, one informative channel among 31 x 5 summary features: a weaker bar
     (lambda: IsolationForest(n_estimators=100), 0.3),
     (lambda: Rules(), 0.6),
-    (lambda: SequenceDetector("cnn", SeqConfig(epochs=5, hidden=16, batch_size=64)), 0.6),
+    (lambda: SequenceDetector("cnn", SeqConfig(epochs=12, hidden=16, batch_size=64)), 0.6),
     (lambda: SequenceDetector("lstm", SeqConfig(epochs=15, hidden=16, batch_size=64, lr=5e-3, patience=15)), 0.6),
     # the transformer as LOSO trains it: model.train.fit on the given windows
     (lambda: TransformerDetector(Path("unused"), Path("unused"), WindowConfig(), 0.15, 0.15, max_epochs=15,

@@ -79,10 +79,26 @@ def test_each_pane_channel_by_hand():
         "participant_hhi": (2**2 + 1 + 1 + 1) / 5**2,
         "log_participants": np.log1p(4),
         "front_run_ratio": 0.0,  # the largest fill is the first one: nothing ahead of it
+        # F1.A1 placed and pulled 100 to buy while it sold 300 (the contra of F1.A2's buy)
+        "lead_layered_shares": np.log1p(100),
+        "lead_probes": np.log1p(1),  # F1.A1's one small order, cancelled
+        "lead_net_fill_share": 0.0,  # nobody has 3 fills
     }
     assert set(expect) == set(PANE_CHANNELS)
     for name, value in expect.items():
         assert ch(x, name) == pytest.approx(value, rel=1e-5, abs=1e-6), name
+
+
+def test_one_participants_run_of_fills_in_one_direction():
+    rows = [
+        (1 * S, "fill", "F5.A1", "B", 10.0, 100, "F6.A1", 9.99, 10.01, False),
+        (2 * S, "fill", "F7.A1", "B", 10.0, 100, "F5.A1", 9.99, 10.01, False),  # F5 sells: not one-directional
+        (3 * S, "fill", "F8.A1", "S", 10.0, 100, "F9.A1", 9.99, 10.01, False),
+        (4 * S, "fill", "F8.A1", "S", 10.0, 100, "F6.A1", 9.99, 10.01, False),
+        (4 * S + 1, "fill", "F8.A1", "S", 10.0, 100, "F7.A1", 9.99, 10.01, False),
+    ]
+    # F8 sold 300 in 3 fills (net 300 of 500); F5, F6, F7 have 2 fills each: too few
+    assert ch(ft.pane_features(frame(rows))[0], "lead_net_fill_share") == pytest.approx(300 / 500)
 
 
 def test_front_running_ahead_of_a_large_fill():

@@ -148,7 +148,7 @@ def test_errors_come_back_as_client_exceptions_with_the_message(client):
     with pytest.raises(InferenceServerException, match="unknown model 'other'") as err:
         client.infer("other", [_input(x)])
     assert err.value.status() == "404"
-    with pytest.raises(InferenceServerException, match=r"\[B>=1, 12, 32\]") as err:
+    with pytest.raises(InferenceServerException, match=rf"\[B>=1, 12, {N_CHANNELS}\]") as err:
         client.infer("darkpool", [_input(windows(1, 0)[:, :5])])
     assert err.value.status() == "400"
 

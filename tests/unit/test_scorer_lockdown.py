@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from core.features import N_CHANNELS
 from model.artifact import _version
 from model.scorer.server import ScorerApp, ScorerConfig
 from tests.unit.test_scorer import ROOT, InProcessScorer, free_port, make_artifact, post, windows
@@ -97,7 +98,7 @@ def test_a_truncated_weights_file_is_refused_and_the_old_model_keeps_serving(roo
         start = _serving(s)
         status, answer = _load(s, "truncated")
         assert status == 400 and f"still serving {start}" in answer["error"] and "does not load" in answer["error"]
-        body = json.dumps({"inputs": [{"name": "windows", "datatype": "FP32", "shape": [1, 12, 32],
+        body = json.dumps({"inputs": [{"name": "windows", "datatype": "FP32", "shape": [1, 12, N_CHANNELS],
                                        "data": windows(1, 0).ravel().tolist()}]}).encode()
         status, _, scored = post(s.url + "/v2/models/darkpool/infer", body)
         assert status == 200 and json.loads(scored)["model_version"] == start
