@@ -157,7 +157,7 @@ def _pane_matrix(c: dict[str, np.ndarray], g: np.ndarray, starts: np.ndarray, sl
     nq = np.where(is_new, qty, 0.0)
     out[:, _P["new_imbalance"]] = ratio(total(nq * sign), total(nq))
 
-    _participant_matrix(out, c, g, starts, is_cancel, is_fill, fq, sign, vol, cnt)
+    _participant_matrix(out, c, g, starts, (is_new, is_cancel, is_fill, buy), qty, fq, sign, vol, cnt)
     return out
 
 
@@ -178,9 +178,11 @@ def _group_median_gap(ts: np.ndarray, g: np.ndarray, same_group: np.ndarray, G: 
 
 
 def _participant_matrix(out: np.ndarray, c: dict[str, np.ndarray], g: np.ndarray, starts: np.ndarray,
-                        is_cancel: np.ndarray, is_fill: np.ndarray, fq: np.ndarray, sign: np.ndarray,
+                        masks: tuple[np.ndarray, ...], qty: np.ndarray, fq: np.ndarray, sign: np.ndarray,
                         vol: np.ndarray, cnt: np.ndarray) -> None:
-    """Participant-level channels of G panes (written into `out`)."""
+    """Participant-level channels of G panes (written into `out`); `masks` = the rows'
+    (is_new, is_cancel, is_fill, buy)."""
+    is_cancel, is_fill = masks[1], masks[2]
     G = len(starts)
     contra = np.where(pd.isna(c["contra"]), "", c["contra"])  # no contra = "" (never a participant)
     # One sorted code space for participants and contras: ties for "most active" go to the
@@ -216,15 +218,14 @@ def _participant_matrix(out: np.ndarray, c: dict[str, np.ndarray], g: np.ndarray
     out[:, _P["top_volume_share"]] = ratio(np.bincount(g, weights=top_vol, minlength=G), 2 * vol)
     out[:, _P["front_run_ratio"]] = _front_run(g[is_fill], fq[is_fill], sign[is_fill], code_p[is_fill],
                                                code_c[is_fill], G, P)
-    _lead_behaviour(out, g, G, P, code_p, code_c, is_fill & (contra != ""), c, vol)
+    _lead_behaviour(out, g, G, P, code_p, code_c, is_fill & (contra != ""), masks, qty, vol)
 
 
 def _lead_behaviour(out: np.ndarray, g: np.ndarray, G: int, P: int, code_p: np.ndarray, code_c: np.ndarray,
-                    fill_c: np.ndarray, c: dict[str, np.ndarray], vol: np.ndarray) -> None:  # fmt: skip
+                    fill_c: np.ndarray, masks: tuple[np.ndarray, ...], q: np.ndarray, vol: np.ndarray) -> None:  # fmt: skip
     """The lead_* channels: per (pane, participant) what it did, as owner of orders and on
     either leg of a fill; each channel takes the pane's most suspicious participant."""
-    event, buy, q = c["event"], c["side"] == "B", c["qty"].astype(np.float64)
-    is_new, is_cancel, is_fill = event == "new", event == "cancel", event == "fill"
+    is_new, is_cancel, is_fill, buy = masks
     n = len(g)
     key = np.concatenate([g, g[fill_c]]).astype(np.int64) * P + np.concatenate([code_p, code_c[fill_c]])
     ukey, inv = np.unique(key, return_inverse=True)

@@ -150,7 +150,8 @@ def add_pane(stored: dict[Any, Any] | None, pane: int, entry: PaneEntry, n_bucke
     In this order, the order `core.pane_normals.normals_for_windows` replays in training:
     after `IDLE_S` of silence the normal starts afresh (buffered panes dropped
     unlearned); panes that no window ending at or after `pane` contains are learned by
-    the normal, oldest first, and leave the buffer; the pane is added.
+    the normal, oldest first, and leave the buffer; the pane is added. One instrument at
+    a time: the reference the operator's `add_panes` is tested against.
     """
     buffer, normal, last = _unpack(stored, slide_s)
     if is_stale(last, pane, slide_s):
@@ -200,11 +201,10 @@ def settle(stored: dict[Any, Any], oldest_needed: int, slide_s: int = DEFAULT_SL
     return _pack({}, normal, last)
 
 
-Account = PackedAccount  # (participant, pane start ms per pane, float32 [panes, N_STATS])
 _ROW_BYTES = N_STATS * 4  # one participant's stats in a pane entry's float32 bytes
 
 
-def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> tuple[list[tuple[str, float]], list[Account]]:
+def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> tuple[list[tuple[str, float]], list[PackedAccount]]:
     counts: dict[str, int] = {}
     for _, _, names, ns, *_ in buffer.values():
         for name, n in zip(names, ns, strict=True):
@@ -214,7 +214,7 @@ def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> tuple[list
     return [(n, round(c / total, 4)) for n, c in top], _activity(buffer, [n for n, _ in top[:ACCOUNT_PARTICIPANTS]], slide_ms)
 
 
-def _activity(buffer: dict[int, PaneEntry], names: list[str], slide_ms: int) -> list[Account]:
+def _activity(buffer: dict[int, PaneEntry], names: list[str], slide_ms: int) -> list[PackedAccount]:
     """Per wanted participant (in `names` order) with activity: the start of each buffered
     pane naming it and its stats there, as bytes sliced from the pane entries (no float
     is touched on this per-window path; core.participant_account.unpack_accounts decodes
@@ -231,7 +231,7 @@ def _activity(buffer: dict[int, PaneEntry], names: list[str], slide_ms: int) -> 
     return [(n, ms, b"".join(rows)) for n, (ms, rows) in found.items() if ms]
 
 
-def window_participants(value: Any) -> list[tuple[list[tuple[str, float]], list[Account]]]:
+def window_participants(value: Any) -> list[tuple[list[tuple[str, float]], list[PackedAccount]]]:
     """Per instrument of a WINDOW_BATCH_TYPE row, (its top participants with weights, the
     accounts of the leading ones): the `participants` field decoded."""
     return pickle.loads(bytes(value[8]))
