@@ -29,7 +29,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _scorer_load import start_scorer, stop_scorer  # noqa: E402
 
-from darkpool.evaluate.alerts_grading import grade_alerts, summary_table, write_alert_report  # noqa: E402
+from darkpool.evaluate.alerts_grading import (  # noqa: E402
+    grade_alerts,
+    rate_table,
+    summary_table,
+    write_alert_report,
+)
 
 
 def run_backtest(artifact: Path, events: Path, out: Path, timeout_s: float) -> tuple[list[dict], float]:
@@ -86,6 +91,8 @@ def main() -> None:
     res = grade_alerts(alerts, a.data)
     res["backtest_seconds"] = round(seconds, 1)
     print(summary_table(res))
+    print("recall at an alert budget (the alerts with the largest margins, as many as each rate allows):")
+    print(rate_table(res))
     print("threshold sources of the alerts' last events:", res["threshold_sources"])
     print(f"report: {write_alert_report(res, str(a.data), out)}")
 

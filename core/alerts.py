@@ -58,6 +58,9 @@ fields of its own version, so events written by older jobs stay readable):
                                                (flagged share > max_flag_rate): its
                                                threshold is being / was re-learned from
                                                recent windows, flagged ones included
+                                 budget        any of the above raised by the instrument's
+                                               alert-budget cut (--alert-budget FILE,
+                                               core/alert_budget.py)
                                  rules         degraded mode (threshold 1)
     regime                str    calm | normal | active (triggering window vs the instrument's normal)
     global_threshold      float  the model's calibrated threshold
@@ -126,7 +129,7 @@ SCHEMA_VERSION = 4
 STATUSES = ("open", "update", "close")
 CLOSE_REASONS = ("below_threshold", "quiet_gap", "max_duration")
 # every value of threshold_source, in one place (core/thresholds.py makes them)
-THRESHOLD_SOURCES = ("global", "instrument", "regime", "floor", "ceil", "recalibrated", "rules")
+THRESHOLD_SOURCES = ("global", "instrument", "regime", "floor", "ceil", "recalibrated", "budget", "rules")
 # ... and what each means to someone reading an alert
 THRESHOLD_SOURCE_TEXT = {
     "global": "model default, instrument warming up",
@@ -135,6 +138,7 @@ THRESHOLD_SOURCE_TEXT = {
     "floor": "instrument's own, at its floor",
     "ceil": "instrument's own, at its cap",
     "recalibrated": "raised: this instrument alerts often",
+    "budget": "raised to keep this instrument within the alert budget",
     "rules": "rules, scorer down",
 }
 UNKNOWN_SCENARIO = "unknown"  # no scenario likely enough (alerts only)

@@ -313,9 +313,12 @@ def is_idle(state: InstrumentState, now_event: int, cfg: ThresholdConfig) -> boo
 
 
 def step(
-    state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig, now_ms: int
+    state: InstrumentState, w: ScoredWindow, cfg: ThresholdConfig, now_ms: int, margin_cut: float = 0.0
 ) -> list[dict[str, Any]]:
-    """Decide on one window (event-time order); returns the alert events it causes."""
+    """Decide on one window (event-time order); returns the alert events it causes.
+
+    `margin_cut`: the instrument's alert-budget raise (core/alert_budget.py), on the
+    score_margin scale; the threshold then says source "budget"."""
     if state.last_end is not None and w.window_end <= state.last_end:
         state.stale += 1  # straggler past the reorder buffer: deciding now would reorder history
         return []
@@ -327,6 +330,8 @@ def step(
     else:
         thr = state.baseline.threshold(w.volatility, w.volume, w.global_threshold, cfg)
         state.baseline.observe()
+        if margin_cut > 0:
+            thr = Threshold(cfg.raised(thr.value, margin_cut), "budget", thr.regime)
     state.last_thr = [thr.value, thr.source, thr.regime, w.global_threshold]
     ep = state.episode
 

@@ -108,6 +108,9 @@ class JobConfig:
     window: WindowConfig = field(default_factory=WindowConfig)  # size / slide (= pane)
     # the decision stage: adaptive thresholds, warm-up, alert budget, coalescing
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
+    # a file from `darkpool budget`: per-instrument threshold raises that keep a clean
+    # stretch of each instrument's history within N alerts per hour. "" = none
+    alert_budget: str = ""
     # when an event's time is a bad clock (dead-lettered as implausible_time)
     time_plausibility: TimePlausibility = field(default_factory=TimePlausibility)
     job_name: str = "darkpool-detect"  # Flink job name; also seeds the ids below

@@ -241,6 +241,22 @@ class ThresholdConfig:
             return value
         return 1.0 / (1.0 + math.exp(-value)) if value > -700 else 0.0
 
+    def raised(self, threshold: float, cut: float) -> float:
+        """`threshold` raised by `cut` on the alerts' `score_margin` scale: a score clears
+        the result exactly when its margin over `threshold` exceeds `cut` (logit units for
+        probabilities, a share of the threshold on the raw scale). The alert budget's
+        per-instrument raise (core/alert_budget.py).
+
+        >>> c = ThresholdConfig()
+        >>> round(logit(c.raised(0.5, 2.0)), 6), ThresholdConfig(score_scale="raw").raised(2.0, 0.5)
+        (2.0, 3.0)
+        """
+        if cut <= 0:
+            return threshold
+        if self.score_scale == "raw":
+            return threshold + cut * max(abs(threshold), 1e-9)
+        return self.unscaled(logit(threshold) + cut)
+
 
 @dataclass
 class RobustEwma:

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "alerts": "darkpool.submit_cli:alerts",
     "demo": "darkpool.demo:demo",
     "evaluate": "darkpool.evaluate.cli:evaluate",
+    "budget": "darkpool.evaluate.budget_cli:budget",
     "import": "darkpool.venue.cli:import_",
     "explain": "darkpool.explain:explain",
 }

@@ -54,6 +54,7 @@ from pyflink.datastream.async_data_stream import AsyncDataStream
 from pyflink.datastream.connectors import Sink
 from pyflink.table import StreamTableEnvironment
 
+from core.alert_budget import AlertBudget
 from core.job_config import GeometryMismatch, JobConfig, window_from_model
 from jobs.job_flags import parse_job_args
 from model.scorer.client import ScorerClient
@@ -203,7 +204,8 @@ def build_pipeline(
         return Pipeline(panes, windows, scored, None, dead)
     # evidence spans fall back to the last pane of a window: the job's pane length
     # window counts left at their defaults keep their span of event time under this geometry
-    alerts = decide_batches(scored, cfg.thresholds.for_window(w))
+    budget = AlertBudget.load(cfg.alert_budget) if cfg.alert_budget else None  # read here, in the driver
+    alerts = decide_batches(scored, cfg.thresholds.for_window(w), budget)
     # The decision stage yields housekeeping lines on a side output; PyFlink treats side
     # output tuples as main records (and fails) unless the side stream is consumed.
     (

@@ -315,6 +315,13 @@ def check_run_mode(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
 def check_paths(p: argparse.ArgumentParser, cfg: JobConfig) -> None:
     """Files the driver reads itself must be there before anything starts."""
+    if cfg.alert_budget:
+        from core.alert_budget import AlertBudget, BudgetFileError
+
+        try:
+            AlertBudget.load(cfg.alert_budget)
+        except BudgetFileError as exc:
+            p.error(f"--alert-budget {exc}")
     rules = cfg.degraded_rules
     if rules and not (Path(rules).is_file() or (Path(rules) / "rules.json").is_file()):
         p.error(f"--degraded-rules {rules}: no rules.json there (give a `darkpool train` artifact folder "

@@ -48,6 +48,7 @@ from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, Runt
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from core import alerts
+from core.alert_budget import AlertBudget
 from core.coalesce import InstrumentState, close_if_quiet, is_idle, step
 from core.records import scored_windows
 from core.thresholds import ThresholdConfig
@@ -89,8 +90,11 @@ def backstop_ttl(seconds: int) -> StateTtlConfig:
 
 class ShardThresholds(KeyedProcessFunction):
     def __init__(self, cfg: ThresholdConfig | None = None, state_ttl_s: int = 7 * 24 * 3600,
-                 sweep_ms: int | None = None):  # fmt: skip
+                 sweep_ms: int | None = None, budget: AlertBudget | None = None):  # fmt: skip
         self.cfg = checked(cfg)
+        # per-instrument margin cuts of the alert budget (a plain dict: pickled to the workers)
+        self.cuts = dict(budget.cuts) if budget else {}
+        self.default_cut = budget.default_cut if budget else 0.0
         self.state_ttl_s = state_ttl_s
         self.sweep_ms = sweep_ms or max(self.cfg.idle_ttl_ms // 4, 1)
         self._last_threshold = 0.0
@@ -173,7 +177,7 @@ class ShardThresholds(KeyedProcessFunction):
                 cleared.append(self._cleared(w.instrument, st))
                 st = InstrumentState()
             stale = st.stale
-            events += step(st, w, self.cfg, now)
+            events += step(st, w, self.cfg, now, self.cuts.get(w.instrument, self.default_cut))
             self.m_windows.inc()
             if st.stale != stale:
                 self.m_stale.inc()
@@ -244,11 +248,12 @@ class ShardThresholds(KeyedProcessFunction):
             self.sweep_at.update(nxt)
 
 
-def decide_batches(scored: DataStream, cfg: ThresholdConfig | None = None) -> DataStream:
+def decide_batches(scored: DataStream, cfg: ThresholdConfig | None = None,
+                   budget: AlertBudget | None = None) -> DataStream:  # fmt: skip
     """Scored window batches (SCORED_BATCH_TYPE, in order per instrument) -> alert JSON."""
     return (
         scored.key_by(lambda r: r[0], key_type=Types.INT())
-        .process(ShardThresholds(cfg), output_type=Types.STRING())
+        .process(ShardThresholds(cfg, budget=budget), output_type=Types.STRING())
         .name("adaptive-threshold")
         .uid("adaptive-threshold-by-shard")
     )

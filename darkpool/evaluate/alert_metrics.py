@@ -94,6 +94,7 @@ class JobAlert:
     evidence_end_ms: int | None
     open_ms: int  # window_end of the earliest event: when the alert was first raised
     threshold_source: str = "n/a"  # of the latest event (core.alerts.THRESHOLD_SOURCES)
+    margin: float | None = None  # score_margin of the latest event: the episode's peak over its threshold
 
     @property
     def has_evidence(self) -> bool:
@@ -127,7 +128,8 @@ def latest_alerts(events: Iterable[Mapping[str, Any]]) -> list[JobAlert]:
         out.append(JobAlert(k, str(e["instrument"]), str(e.get("scenario") or UNKNOWN), int(e["episode_start"]),
                             int(e["episode_end"]), ev_lo, ev_hi,
                             int(first.get("window_end") or e["episode_start"]),
-                            str(e.get("threshold_source") or "n/a")))
+                            str(e.get("threshold_source") or "n/a"),
+                            None if e.get("score_margin") is None else float(e["score_margin"])))
     return out
 
 
@@ -239,7 +241,8 @@ def grade_job_alerts(alert_events: Iterable[Mapping[str, Any]], events: pd.DataF
     al_rows = [{"alert_id": a.alert_id, "instrument": a.instrument, "scenario": a.scenario,
                 "start_ms": a.start_ms, "end_ms": a.end_ms, "span_start_ms": a.span_ms[0], "span_end_ms": a.span_ms[1],
                 "evidence": a.has_evidence, "duration_s": (a.end_ms - a.start_ms) / 1000.0,
-                "span_s": (a.span_ms[1] - a.span_ms[0]) / 1000.0, "episodes": matched[a.alert_id]} for a in alerts]
+                "span_s": (a.span_ms[1] - a.span_ms[0]) / 1000.0, "episodes": matched[a.alert_id],
+                "margin": a.margin} for a in alerts]
 
     instruments = sorted(set(sessions) | {r["instrument"] for r in ep_rows} | set(by_inst))
     abusive = events.loc[events["label"] == 1]
@@ -309,4 +312,58 @@ def grade_job_alerts(alert_events: Iterable[Mapping[str, Any]], events: pd.DataF
     res["clean_bin_alerted_share"] = _ratio(b["clean_alerted"], b["clean"])
     res["abusive_bin_alerted_share"] = _ratio(b["abusive_alerted"], b["abusive"])
     res["targets"] = _verdict(res)
+    res["recall_at_rates"] = recall_at_rates(al_rows, ep_rows, hours)
     return res
+
+
+# False-alert rates (per instrument-hour) at which the operating curve is read: the alert
+# budgets an operator would set.
+BUDGET_RATES = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def recall_at_rates(alert_rows: list[dict[str, Any]], episode_rows: list[dict[str, Any]], hours: float,
+                    rates: tuple[float, ...] = BUDGET_RATES) -> list[dict[str, Any]]:  # fmt: skip
+    """Episode recall, overall and per scenario, when only the alerts with the largest
+    `margin` are kept, as many as a false-alert rate of `rate` per instrument-hour allows.
+
+    The operating curve of one run: raising every threshold by a cut c keeps exactly the
+    alerts whose margin exceeds c (core.thresholds.ThresholdConfig.raised), so the point
+    for a rate is the lowest cut whose false alerts fit in rate x hours. Alerts without a
+    margin (schema < 3) are always kept. A rate above the run's own false-alert rate
+    reads the run as it is (`at_run_point`): a lower threshold than the run's might do
+    better there, which one run cannot say.
+
+    >>> eps = [{"episode_id": 0, "scenario": "spoofing"}, {"episode_id": 1, "scenario": "pinging"}]
+    >>> rows = [{"margin": 3.0, "episodes": [0]}, {"margin": 2.0, "episodes": []},
+    ...         {"margin": 1.0, "episodes": [1]}]
+    >>> [(p["rate"], p["recall"], p["false_alerts"], p["at_run_point"]) for p in recall_at_rates(rows, eps, 2.0, (0.1, 0.5, 1.0))]
+    [(0.1, 0.5, 0, False), (0.5, 1.0, 1, True), (1.0, 1.0, 1, True)]
+    """
+    order = sorted(alert_rows, key=lambda r: -np.inf if r.get("margin") is None else -r["margin"])
+    scen = {r["episode_id"]: r["scenario"] for r in episode_rows}
+    totals: dict[str, int] = {}
+    for s in scen.values():
+        totals[s] = totals.get(s, 0) + 1
+    # points after each group of equal margins: (cut, kept, false, detected episode ids)
+    points: list[tuple[float, int, int, frozenset[int]]] = []
+    detected: set[int] = set()
+    false = 0
+    for i, r in enumerate(order):
+        detected.update(r["episodes"])
+        false += not r["episodes"]
+        nxt = order[i + 1]["margin"] if i + 1 < len(order) else None
+        if i + 1 == len(order) or nxt != r["margin"]:
+            cut = -np.inf if i + 1 == len(order) else (nxt if nxt is not None else -np.inf)
+            points.append((float(cut), i + 1, false, frozenset(detected)))
+    points.insert(0, (float(order[0]["margin"]) if order and order[0].get("margin") is not None else np.inf,
+                      0, 0, frozenset()))  # fmt: skip
+    out = []
+    for rate in rates:
+        fit = [p for p in points if hours and p[2] <= rate * hours] or points[:1]
+        cut, kept, f, det = fit[-1]
+        by = {s: sum(scen[e] == s for e in det) / n for s, n in sorted(totals.items())}
+        out.append({"rate": rate, "cut": None if not np.isfinite(cut) else round(cut, 4), "alerts": kept,
+                    "false_alerts": f, "false_alerts_per_instrument_hour": _ratio(f, hours),
+                    "recall": _ratio(len(det), len(scen)), "by_scenario": by,
+                    "at_run_point": kept == len(order)})  # fmt: skip
+    return out

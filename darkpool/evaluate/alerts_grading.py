@@ -125,6 +125,26 @@ def summary_table(res: dict[str, Any]) -> str:
     return "\n".join(f"{a:<{w[0]}}  {b:<{w[1]}}  {c}".rstrip() for a, b, c in rows) + "\n"
 
 
+def rate_rows(res: dict[str, Any]) -> list[list[str]]:
+    """The recall-at-false-alert-rate curve (alert_metrics.recall_at_rates) as table rows,
+    the header first: one row per budget, one column per scenario."""
+    curve = res.get("recall_at_rates") or []
+    scen = list(curve[0]["by_scenario"]) if curve else []
+    rows = [["false alerts / inst-h <=", "alerts", "false / h", "recall", *scen]]
+    for p in curve:
+        mark = " (run)" if p["at_run_point"] else ""
+        rows.append([f"{p['rate']:g}{mark}", str(p["alerts"]), _f(p["false_alerts_per_instrument_hour"], 2),
+                     _f(p["recall"], 2), *(_f(p["by_scenario"][k], 2) for k in scen)])  # fmt: skip
+    return rows
+
+
+def rate_table(res: dict[str, Any]) -> str:
+    """Plain text of rate_rows; "(run)": the run's own threshold limits that point."""
+    rows = rate_rows(res)
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(f"{c:<{w[i]}}" for i, c in enumerate(r)).rstrip() for r in rows) + "\n"
+
+
 def _breakdown(title: str, key: str, d: dict[str, dict[str, Any]], extra: bool) -> list[str]:
     head = f"| {key} | episodes | recall | type right | unknown |"
     sep = "|---|---|---|---|---|"
@@ -164,6 +184,13 @@ def markdown(res: dict[str, Any], source: str, pngs: dict[str, str] | None = Non
     if "open_latency_ms_p50" in res:
         L += [f"Decision-stage latency of `open` events (event time -> alert): p50 {res['open_latency_ms_p50']:.0f} ms, "
               f"p99 {res['open_latency_ms_p99']:.0f} ms.", ""]
+    if res.get("recall_at_rates"):
+        rr = rate_rows(res)
+        L += ["## Recall at an alert budget", "",
+              "Only the alerts with the largest score margin, as many as each false-alert rate allows "
+              "(alert_metrics.recall_at_rates); \"(run)\": the run's own threshold limits the point.", "",
+              "| " + " | ".join(rr[0]) + " |", "|---" * len(rr[0]) + "|",
+              *("| " + " | ".join(r) + " |" for r in rr[1:]), ""]  # fmt: skip
     L += _breakdown("By scenario", "scenario", res["by_scenario"], extra=False)
     L += ["", *_breakdown("By instrument", "instrument", res["by_instrument"], extra=True)]
     if res["type_confusion"]:

@@ -114,7 +114,7 @@ def evaluate(data: Path | None, train_data: Path | None, test_data: Path | None,
 
         tol = wcfg.size_s if match_tolerance_s is None else match_tolerance_s
         rules = GradingRules(bin_s=bin_seconds, evidence_tolerance_s=tol)
-        events = _read_alerts(alerts_src, bootstrap_servers)  # before any training: fail fast on a bad source
+        events = read_alerts_source(alerts_src, bootstrap_servers)  # before any training: fail fast on a bad source
         _check_alert_instruments(events, alerts_src, labeled, instruments)  # type: ignore[arg-type]
     with _removed_on_failure(out):
         if alerts_src is not None:
@@ -290,7 +290,7 @@ def _model_names(models: str | None, all_models: tuple[str, ...], artifact: bool
     return names
 
 
-def _read_alerts(src: str, bootstrap_servers: str | None) -> list[dict[str, Any]]:
+def read_alerts_source(src: str, bootstrap_servers: str | None) -> list[dict[str, Any]]:
     from darkpool.evaluate.alerts_grading import looks_like_file, read_alert_file, read_alert_topic
 
     path = Path(src)

@@ -60,6 +60,10 @@ def _c(id: str, argv: str, *words: str, **kw) -> Case:  # noqa: A002
 
 CASES = [
     # ---- the job: flags, run modes, inputs (all refused before the JVM or the scorer) ----
+    _c("job-alert-budget-missing", "JOB --alert-budget missing.json --backtest {events}", "--alert-budget",
+       "missing.json"),
+    _c("job-alert-budget-not-a-budget", "JOB --alert-budget {corrupt_alerts} --backtest {events}", "--alert-budget",
+       "not an alert budget"),
     _c("job-misspelled-flag", "JOB --treshold-foo 3 --backtest {events}", "--treshold-foo", "unknown flag"),
     _c("job-abbreviated-flag", "JOB --k-sig 7 --backtest {events}", "--k-sig", "did you mean --k-sigma"),
     _c("job-abbreviated-flag-equals", "JOB --k-sig=7 --backtest {events}", "--k-sig", "--k-sigma"),
@@ -153,6 +157,23 @@ CASES = [
     _c("explain-alerts-not-json", "darkpool explain a1 --alerts {corrupt_alerts} --data {data}", "bad.jsonl"),
     _c("explain-negative-context", "darkpool explain a1 --alerts {foreign_alerts} --data {data} --context-s -1",
        "--context-s"),
+    # ---- darkpool budget ----
+    _c("budget-alerts-missing-file", "darkpool budget --alerts missing.jsonl --data {data} --per-hour 0.5 --out b.json",
+       "missing.jsonl"),
+    _c("budget-zero-per-hour", "darkpool budget --alerts {foreign_alerts} --data {data} --per-hour 0 --out b.json",
+       "--per-hour"),
+    _c("budget-out-exists", "darkpool budget --alerts {foreign_alerts} --data {data} --per-hour 0.5 --out {afile}",
+       "--out", "exists"),
+    _c("budget-alerts-of-another-stretch", "darkpool budget --alerts {foreign_alerts} --data {data} --per-hour 0.5 "
+       "--out b.json", "NOPE", "another stretch"),
+    _c("budget-alerts-empty", "darkpool budget --alerts {empty_alerts} --data {data} --per-hour 0.5 --out b.json",
+       "no alert events"),
+    _c("budget-data-not-parquet", "darkpool budget --alerts {foreign_alerts} --data {corrupt} --per-hour 0.5 "
+       "--out b.json", "--data"),
+    _c("budget-data-missing", "darkpool budget --alerts {foreign_alerts} --data missing --per-hour 0.5 --out b.json",
+       "--data", "missing"),
+    _c("budget-alerts-of-a-budgeted-run", "darkpool budget --alerts {budget_alerts} --data {data} --per-hour 0.5 "
+       "--out b.json", "--alert-budget"),
     # ---- darkpool generate / inject / replay ----
     _c("generate-zero-instruments", "darkpool generate --preset tiny --out d --instruments 0", "--instruments"),
     _c("generate-too-few-events", "darkpool generate --preset tiny --out d --events 50", "--events",
@@ -259,11 +280,13 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
              "participants": [], "close_reason": None, "model_version": "x", "degraded": False, "emitted_at": 0,
              "latency_ms": 0}
     (root / "foreign.jsonl").write_text(json.dumps(alert) + "\n")
+    first = pq.read_table(data / "events.parquet", columns=["instrument"]).column(0)[0].as_py()
+    (root / "budgeted.jsonl").write_text(json.dumps({**alert, "instrument": first, "threshold_source": "budget"}) + "\n")
     (root / "a-file").write_text("")
     return {"data": data, "events": data / "events.parquet", "episodes": data / "episodes.parquet",
             "mixed": mixed, "artifact": artifact, "empty_events": empty_events, "corrupt": corrupt,
             "corrupt_alerts": root / "bad.jsonl", "empty_alerts": root / "empty.jsonl",
-            "foreign_alerts": root / "foreign.jsonl", "afile": root / "a-file", "lobster": LOBSTER, "root": root}
+            "foreign_alerts": root / "foreign.jsonl", "budget_alerts": root / "budgeted.jsonl", "afile": root / "a-file", "lobster": LOBSTER, "root": root}
 
 
 def _run(case: Case, inputs: dict[str, Path], cwd: Path) -> dict:
@@ -328,5 +351,6 @@ def test_the_corpus_covers_every_command_family() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
     wanted = {"job (detect_anomalies.py)", "darkpool train", "darkpool evaluate", "darkpool generate",
               "darkpool inject", "darkpool replay", "darkpool import lobster", "python -m darkpool.venue.rates",
-              "darkpool scorer serve", "darkpool alerts", "darkpool submit", "darkpool stack up", "darkpool explain"}
+              "darkpool scorer serve", "darkpool alerts", "darkpool submit", "darkpool stack up", "darkpool explain",
+              "darkpool budget"}
     assert wanted <= set(families), sorted(families)
