@@ -65,8 +65,9 @@ fields of its own version, so events written by older jobs stay readable):
     regime                str    calm | normal | active (triggering window vs the instrument's normal)
     global_threshold      float  the model's calibrated threshold
     scenario              str    one of ALERT_SCENARIOS: most likely manipulation (mean
-                                 probabilities over the episode's flagged windows,
-                                 "normal" excluded), or "unknown" when that mean is below
+                                 P(scenario | abuse) over the episode's flagged windows,
+                                 from the model's calibrated scenario head), or
+                                 "unknown" when that mean is below
                                  min_scenario_probability (alert-only value, not in
                                  core.schemas.SCENARIOS): a label is never shown below it
     scenario_probability  float  the best scenario's mean probability (also for unknown)

@@ -25,8 +25,10 @@ widens it only with panes that reach the cut; a window without per-pane surprise
 contributes its last pane. `evidence_start` / `evidence_end` are clipped to the episode
 (two ints and the peak in the episode state).
 
-Scenario: the mean probability of each non-normal scenario over the flagged windows;
-the best one, or "unknown" when that mean is below `min_scenario_probability`.
+Scenario: the mean of P(scenario | abuse) (each manipulation scenario's probability over
+their sum) over the flagged windows; the best one, or "unknown" when that mean is below
+`min_scenario_probability`. The model's scenario head is temperature-calibrated on
+validation windows of known abuse (model.train.calibrate_scenarios).
 
 Degraded windows (scored by the rules while the scorer was down, udfs/scoring.py) are
 judged against the rules' own threshold (source `rules`) and teach nothing.
@@ -223,8 +225,12 @@ def _absorb(ep: Episode, state: InstrumentState, w: ScoredWindow, cfg: Threshold
     elif top <= 0.0 or top >= cfg.evidence_fraction * ep.peak_surprise:
         lo, hi = evidence(w, cfg, not_before=ep.start, cut=cfg.evidence_fraction * ep.peak_surprise)
         ep.evidence_start, ep.evidence_end = min(ep.evidence_start, lo), max(ep.evidence_end, hi)
-    for i, p in enumerate(w.scenario_probs[: len(SCENARIOS)]):
-        ep.prob_sum[i] += p
+    # the manipulation scenarios as P(scenario | abuse): the alert already says "abuse";
+    # which kind is the question (the model's P(normal) stays in slot 0, unused for naming)
+    probs = w.scenario_probs[: len(SCENARIOS)]
+    rest = sum(probs[1:])
+    for i, p in enumerate(probs):
+        ep.prob_sum[i] += p if i == 0 or rest <= 0 else p / rest
     for name, weight in w.participants:
         ep.participants[name] = ep.participants.get(name, 0.0) + weight
     keep = sorted(ep.participants.items(), key=lambda kv: (-kv[1], kv[0]))[

@@ -115,7 +115,10 @@ def load_artifact(folder: Path | str, device: torch.device | str = "cpu",
     cfg = ModelConfig.from_dict(config["model"])
     model = ScoringModel(cfg)
     try:
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        weights = load_file(str(folder / "model.safetensors"))
+        # artifacts trained before the scenario calibration have no temperature: 1 (as trained)
+        weights.setdefault("scen_temperature", torch.ones(()))
+        model.load_state_dict(weights)
     except (SafetensorError, RuntimeError, OSError) as exc:  # truncated / foreign weights file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(

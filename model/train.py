@@ -62,6 +62,65 @@ def calibrate(model: ScoringModel, x_normal: np.ndarray) -> None:
     model.chan_sd.copy_(log_ch.std(dim=0).clamp_min(1e-3))
 
 
+MIN_ABUSIVE_VAL = 30  # validation windows of known abuse the scenario calibration needs
+
+
+def conditional_scenario_probs(probs: np.ndarray) -> np.ndarray:
+    """[N, S] scenario_probs -> [N, S-1] P(scenario | abuse): the manipulation part renormalized.
+
+    >>> conditional_scenario_probs(np.array([[0.5, 0.25, 0.25]])).tolist()
+    [[0.5, 0.5]]
+    """
+    rest = probs[:, 1:]
+    return rest / np.clip(rest.sum(axis=1, keepdims=True), 1e-12, None)
+
+
+def fit_temperature(cond: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """Temperature T minimizing the negative log-likelihood of the true scenario under
+    softmax(log(cond) / T) (a grid over 0.2..5, then refined), and the NLL at 1 and at T.
+
+    `cond`: [N, K] P(scenario | abuse) at temperature 1; `truth`: [N] indices into K.
+
+    >>> rng = np.random.default_rng(0)
+    >>> logits = rng.normal(size=(2000, 4)) * 3
+    >>> truth = np.array([rng.choice(4, p=np.exp(r / 3) / np.exp(r / 3).sum()) for r in logits])
+    >>> cond = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)  # overconfident by 3x
+    >>> t, before, after = fit_temperature(cond, truth)
+    >>> 2.5 < t < 3.6 and after < before
+    True
+    """
+    logc = np.log(np.clip(cond, 1e-12, None))
+    rows = np.arange(len(truth))
+
+    def nll(t: float) -> float:
+        z = logc / t
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[rows, truth] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 33))
+    best = min(grid, key=nll)
+    fine = best * np.exp(np.linspace(-0.06, 0.06, 13))
+    best = float(min(fine, key=nll))
+    return best, nll(1.0), nll(best)
+
+
+def calibrate_scenarios(model: ScoringModel, va: WindowSet) -> dict[str, Any]:
+    """Temperature-scale the scenario head on the validation windows of known abuse, so
+    that an alert's P(scenario | abuse) is a calibrated probability (the job names a
+    scenario only above min_scenario_probability of it). Too few such windows: left at 1."""
+    abusive = np.flatnonzero((va.y == 1) & (va.scenario > 0))
+    if len(abusive) < MIN_ABUSIVE_VAL:
+        model.scen_temperature.fill_(1.0)
+        return {"scenario_temperature": 1.0, "scenario_calibration_windows": int(len(abusive))}
+    model.scen_temperature.fill_(1.0)
+    cond = conditional_scenario_probs(predict(model, va.x[abusive])["scenario_probs"])
+    truth = va.scenario[abusive] - 1
+    t, before, after = fit_temperature(cond, truth)
+    model.scen_temperature.fill_(t)
+    return {"scenario_temperature": round(t, 4), "scenario_calibration_windows": int(len(abusive)),
+            "scenario_nll_before": round(before, 4), "scenario_nll_after": round(after, 4)}  # fmt: skip
+
+
 def evaluate(model: ScoringModel, ws: WindowSet, threshold: float | None = None) -> dict[str, Any]:
     """PR-AUC / ROC-AUC of the combined score; at a threshold also precision, recall, FPR."""
     out = predict(model, ws.x)
@@ -228,6 +287,7 @@ def fit(tr: WindowSet, va: WindowSet, tcfg: TrainConfig, wcfg: WindowConfig | No
 
     model.load_state_dict(best_state)
     calibrate(model, val_normal)
+    best = {**best, **calibrate_scenarios(model, va)}
     val_scores = predict(model, val_normal)["score"]
     threshold = float(np.quantile(val_scores, 1 - tcfg.target_fpr))
     return Fitted(model, threshold, best, step, len(idx))

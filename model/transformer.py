@@ -147,6 +147,9 @@ class ScoringModel(nn.Module):
         self.register_buffer("recon_sd", torch.ones(()))  # its std
         self.register_buffer("chan_mu", torch.zeros(F_))  # mean log per-channel error, normal val
         self.register_buffer("chan_sd", torch.ones(F_))  # its std
+        # temperature of the scenario head's manipulation logits, fitted on validation
+        # windows of known abuse (model.train.calibrate_scenarios); 1 = as trained
+        self.register_buffer("scen_temperature", torch.ones(()))
         unknown = set(cfg.ignored_channels) - set(CHANNELS)
         if unknown:
             raise ValueError(f"ignored_channels {sorted(unknown)} are not in core.features.CHANNELS")
@@ -173,13 +176,30 @@ class ScoringModel(nn.Module):
         p_sup = torch.sigmoid(logit.float())
         return {
             "score": 1.0 - (1.0 - p_sup) * (1.0 - p_rec),
-            "scenario_probs": torch.softmax(scen.float(), dim=-1),
+            "scenario_probs": scenario_probs(scen.float(), self.scen_temperature),
             "recon_error": recon_error,
             # ignored channels are zeroed at the input: their reconstruction error says
             # nothing about this window, so they must not be named as top features
             "channel_z": (torch.log(err + eps) - self.chan_mu) / self.chan_sd * self.keep,
             "logit": logit.float(),
         }
+
+
+def scenario_probs(logits: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
+    """[B, S] head logits -> probabilities in core.schemas.SCENARIOS order: P(normal) as the
+    head says, and the rest shared by softmax(manipulation logits / temperature), so that
+    P(scenario | abuse) = probs[s] / (1 - probs[0]) is the calibrated part. At
+    temperature 1 this is the plain softmax.
+
+    >>> z = torch.tensor([[2.0, 1.0, 0.0]])
+    >>> torch.allclose(scenario_probs(z, 1.0), torch.softmax(z, -1))
+    True
+    >>> p = scenario_probs(z, 2.0); round(float(p[0, 0]), 4) == round(float(torch.softmax(z, -1)[0, 0]), 4)
+    True
+    """
+    p = torch.softmax(logits, dim=-1)
+    rest = torch.softmax(logits[:, 1:] / temperature, dim=-1) * (1.0 - p[:, :1])
+    return torch.cat([p[:, :1], rest], dim=-1)
 
 
 def count_params(m: nn.Module) -> int:

@@ -23,10 +23,11 @@ BIG_Z = 1425.0  # the unbounded channel z seen in a real alert
 
 
 def win(i: int, score: float, best: float, scenario: str = "spoofing_layering") -> ScoredWindow:
-    """Window i (5 s slide, 60 s long) whose best non-normal scenario has mean `best`."""
-    probs = [0.0] * len(SCENARIOS)
-    probs[SCENARIOS.index(scenario)] = best
-    probs[0] = 1.0 - best
+    """Window i (5 s slide, 60 s long) whose best scenario has P(scenario | abuse) `best`
+    (the rest spread evenly over the other manipulation scenarios)."""
+    others = len(SCENARIOS) - 2
+    probs = [0.1] + [0.9 * (1.0 - best) / others] * (len(SCENARIOS) - 1)
+    probs[SCENARIOS.index(scenario)] = 0.9 * best
     z = [0.5] * N_CHANNELS
     z[CHANNELS.index("cancel_fill_ratio")] = BIG_Z
     z[CHANNELS.index("fill_imbalance")] = 3.0

@@ -465,7 +465,7 @@ def test_unknown_scenario_when_no_scenario_is_likely():
     vague = [replace(win(60 + i, 2.5), scenario_probs=flat) for i in range(3)]
     _, events = run(InstrumentState(), warm + vague + [win(63 + i, 0.5) for i in range(3)])
     assert {e["scenario"] for e in events} == {"unknown"}
-    assert events[-1]["scenario_probability"] == 0.1
+    assert events[-1]["scenario_probability"] == 0.125  # P(scenario | abuse) = 0.1 / 0.8
     assert "unknown" not in SCENARIOS and "unknown" in alerts.ALERT_SCENARIOS
     _, events = run(InstrumentState(), warm + vague, replace(CFG, min_scenario_probability=0.05))
     assert events[-1]["scenario"] == SCENARIOS[1]
