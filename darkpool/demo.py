@@ -73,9 +73,19 @@ def ensure_stack():  # noqa: ANN201
     return cfg
 
 
-def ensure_market(preset: str, seed: int | None = None) -> Path:
-    """The preset's market (its own seed), or the same preset drawn with another seed."""
-    out = paths.data_dir() / (preset if seed is None else f"{preset}-seed{seed}")
+# The demo model's training market: the preset's kind of market, drawn bigger where the
+# preset is too small to learn the scenarios from (tiny: 4 instruments x 30 min give ~1,400
+# windows and a scenario head that names nothing; 12 x 1 h give ~8,500, trained in ~30 s:
+# the alerts then name their scenario).
+TRAINING_SCALE = {"tiny": {"n_instruments": 12, "n_events": 240_000, "duration_s": 3_600}}
+
+
+def ensure_market(preset: str, seed: int | None = None, training: bool = False) -> Path:
+    """The preset's market (its own seed), or the same preset drawn with another seed
+    (`training`: at TRAINING_SCALE)."""
+    scale = TRAINING_SCALE.get(preset, {}) if training else {}
+    name = preset if seed is None else f"{preset}-seed{seed}"
+    out = paths.data_dir() / (name + ("-" + "-".join(f"{v}" for v in scale.values()) if scale else ""))
     if (out / "events.parquet").exists() and (out / "episodes.parquet").exists():
         click.echo(f"  reusing {out}")
         return out
@@ -86,6 +96,7 @@ def ensure_market(preset: str, seed: int | None = None) -> Path:
 
     t0 = time.monotonic()
     config = PRESETS[preset] if seed is None else dataclasses.replace(PRESETS[preset], seed=seed)
+    config = dataclasses.replace(config, **scale)
     result = sim.simulate(config, progress=True)
     sim.write(result, out)
     click.echo(
@@ -368,7 +379,7 @@ def demo(preset: str, speed: float, settle: float, max_wait: float, train_minute
     step(3, "model")
     # Trained on another draw of the same market (seed + 1), so the summary below is
     # out-of-sample: the replayed episodes were never seen in training.
-    train_data = ensure_market(preset, seed=MARKET_PRESETS[preset].seed + 1)
+    train_data = ensure_market(preset, seed=MARKET_PRESETS[preset].seed + 1, training=True)
     artifact = ensure_model(train_data, preset, train_minutes)
     step(4, "scorer service")
     ensure_scorer(stack, artifact)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from core.config import WindowConfig, check_geometry
 from core.schemas import SCENARIOS
+from core.thresholds import ThresholdConfig
 from model.artifact import load_artifact, save_artifact
 from model.config import TrainConfig, preset
 from model.rules import Rules
@@ -140,6 +141,15 @@ def evaluate(model: ScoringModel, ws: WindowSet, threshold: float | None = None)
         pred_scen = out["scenario_probs"][:, 1:].argmax(axis=1) + 1
         anom = y == 1
         m["scenario_accuracy"] = float((pred_scen[anom] == ws.scenario[anom]).mean()) if anom.any() else None
+        # what an alert would say of the flagged abusive windows: a scenario named when
+        # P(scenario | abuse) clears the job's default bar, and how often it is right
+        hit = alert & anom
+        if hit.any():
+            conf = conditional_scenario_probs(out["scenario_probs"][hit]).max(axis=1)
+            named = conf >= ThresholdConfig().min_scenario_probability
+            m["scenario_named_share"] = float(named.mean())
+            m["scenario_named_accuracy"] = (float((pred_scen[hit][named] == ws.scenario[hit][named]).mean())
+                                            if named.any() else None)  # fmt: skip
         m["recall_by_scenario"] = {
             SCENARIOS[s]: float(alert[ws.scenario == s].mean()) for s in range(1, len(SCENARIOS))
             if (ws.scenario == s).any()
@@ -313,6 +323,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, wcfg: WindowConfig | None = 
         "val": evaluate(model, va, threshold),
         "test": evaluate(model, te, threshold),
         "threshold": threshold,
+        "scenario_calibration": {k: v for k, v in f.best.items() if k.startswith("scenario_")},
     }
     version = save_artifact(out, model, threshold, tcfg.target_fpr, metrics, {
         "train": dataclasses.asdict(tcfg),
