@@ -91,6 +91,8 @@ class MatchSummary:
     by_scenario: dict[str, tuple[int, int]] = field(
         default_factory=dict
     )  # scenario -> (injected, detected)
+    named: int = 0  # detected episodes whose alerts name a scenario (not "unknown")
+    named_right: int = 0  # ... and one of them names the episode's own
 
     @property
     def recall(self) -> float:
@@ -100,6 +102,7 @@ class MatchSummary:
         out = [
             f"episodes injected: {self.injected}, alerted: {self.detected} ({self.recall:.0%})",
             f"alerts: {self.alerts}, false alerts (no injected episode): {self.false_alerts}",
+            f"scenario named on {self.named} of {self.detected} alerted episodes, the right one on {self.named_right}",
         ]
         for name, (n, d) in sorted(self.by_scenario.items()):
             out.append(f"  {name:<20} {d}/{n}")
@@ -126,10 +129,13 @@ def match(
         counts[0] += 1
         counts[1] += bool(h)
     used = {i for h in hits for i in h}
+    said = [{str(alerts[i].get("scenario") or "unknown") for i in h} - {"unknown"} for h in hits]
     return MatchSummary(
         len(eps),
         sum(bool(h) for h in hits),
         len(alerts),
         len(alerts) - len(used),
         {k: (v[0], v[1]) for k, v in by_scenario.items()},
+        named=sum(bool(n) for n in said),
+        named_right=sum(str(ep["scenario"]) in n for ep, n in zip(eps, said, strict=True)),
     )

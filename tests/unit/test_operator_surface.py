@@ -45,6 +45,11 @@ def test_match_counts_detections_false_alerts_and_uses_the_latest_event():
     assert match(eps, events[:1], slack_ms=31_000).detected == 1
     assert match(eps, events[:1], slack_ms=29_000).detected == 0
     assert "1/2" in "\n".join(s.lines())
+    assert (s.named, s.named_right) == (0, 0)  # no alert named a scenario
+    named = [{**events[1], "scenario": "wash_trade"}, {**al("a3", "A", 995, 1020), "scenario": "wash_trade"}]
+    s = match(eps, named, slack_ms=0)
+    assert (s.detected, s.named, s.named_right) == (2, 2, 1)  # the spoofing episode is named wash_trade: wrong
+    assert "scenario named on 2 of 2 alerted episodes, the right one on 1" in s.lines()
 
 
 def _free_port() -> int:
