@@ -30,7 +30,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _scorer_load import start_scorer, stop_scorer  # noqa: E402
 
 from darkpool.evaluate.alerts_grading import (  # noqa: E402
+    events_file,
     grade_alerts,
+    is_clean,
     rate_table,
     summary_table,
     write_alert_report,
@@ -66,7 +68,8 @@ def run_backtest(artifact: Path, events: Path, out: Path, timeout_s: float) -> t
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--artifact", type=Path, help="model artifact folder (darkpool train)")
-    p.add_argument("--data", type=Path, help="labeled folder: events.parquet + episodes.parquet")
+    p.add_argument("--data", type=Path, help="labeled folder: events.parquet + episodes.parquet; or a clean stretch "
+                   "(a Parquet file, or a folder without episodes.parquet): every alert is false")
     p.add_argument("--out", type=Path, default=None, help="where alerts.jsonl and the report go [default: DATA/detection]")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="backtest time limit")
     p.add_argument("--smoke", action="store_true",
@@ -81,14 +84,17 @@ def main() -> None:
         a.artifact, a.data, a.timeout_s = untrained_artifact(tmp / "model"), tiny_market(tmp / "market"), min(a.timeout_s, 300)
     elif a.artifact is None or a.data is None:
         p.error("--artifact and --data are required (or --smoke)")
-    for need in (a.artifact / "config.json", a.data / "events.parquet", a.data / "episodes.parquet"):
+    for need in (a.artifact / "config.json", events_file(a.data)):
         if not need.exists():
-            raise SystemExit(f"{need} does not exist: give a trained --artifact and a labeled --data folder")
-    out = a.out or a.data / "detection"
+            raise SystemExit(f"{need} does not exist: give a trained --artifact and a --data folder or Parquet file")
+    if is_clean(a.data):
+        print(f"{a.data} has no episodes.parquet: a clean stretch, every alert counts as false "
+              "(its alerts.jsonl is what `darkpool budget --alerts` calibrates on)")
+    out = a.out or (a.data.with_suffix("") if a.data.suffix == ".parquet" else a.data) / "detection"
     out.mkdir(parents=True, exist_ok=True)
-    alerts, seconds = run_backtest(a.artifact, a.data / "events.parquet", out, a.timeout_s)
+    alerts, seconds = run_backtest(a.artifact, events_file(a.data), out, a.timeout_s)
     print(f"backtest: {len(alerts)} alert events in {seconds:.1f} s (load {os.getloadavg()[0]:.2f})")
-    res = grade_alerts(alerts, a.data)
+    res = grade_alerts(alerts, a.data, allow_clean=True)
     res["backtest_seconds"] = round(seconds, 1)
     print(summary_table(res))
     print("recall at an alert budget (the alerts with the largest margins, as many as each rate allows):")

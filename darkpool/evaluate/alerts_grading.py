@@ -70,9 +70,30 @@ def read_labeled(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pq.read_table(data / "events.parquet", columns=cols).to_pandas(), pd.read_parquet(data / "episodes.parquet")
 
 
-def grade_alerts(events: list[dict[str, Any]], data: Path, rules: GradingRules | None = None) -> dict[str, Any]:
-    """Every alert metric of the job's alert events against the labeled folder `data`."""
-    labeled, episodes = read_labeled(data)
+def events_file(data: Path) -> Path:
+    """The contract events of `data`: the Parquet file itself, or a folder's events.parquet."""
+    return data if data.suffix == ".parquet" else data / "events.parquet"
+
+
+def is_clean(data: Path) -> bool:
+    """A stretch with no labels: a Parquet file, or a folder without episodes.parquet."""
+    return data.suffix == ".parquet" or not (data / "episodes.parquet").exists()
+
+
+def read_clean(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events[instrument, ts, label 0], no episodes) of a clean stretch: every alert is false."""
+    f = events_file(data)
+    if not f.is_file():
+        raise FileNotFoundError(f"{data}: no events ({f} does not exist)")
+    ev = pq.read_table(f, columns=["instrument", "ts"]).to_pandas().assign(label=0)
+    return ev, pd.DataFrame({"instrument": [], "scenario": [], "start_ts": [], "end_ts": []})
+
+
+def grade_alerts(events: list[dict[str, Any]], data: Path, rules: GradingRules | None = None,
+                 allow_clean: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Every alert metric of the job's alert events against the labeled folder `data`
+    (`allow_clean`: or a clean stretch, is_clean, whose every alert is false)."""
+    labeled, episodes = read_clean(data) if allow_clean and is_clean(data) else read_labeled(data)
     out = grade_job_alerts(events, labeled, episodes, rules)
     lat = [e["latency_ms"] for e in events if e.get("seq") == 0 and e.get("latency_ms") is not None]
     if lat:
