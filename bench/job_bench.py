@@ -162,6 +162,19 @@ def start_scorer(artifact: Path, port: int) -> ScorerProcess:
     return scorer
 
 
+def scorer_counts(scorer: ScorerProcess) -> tuple[float, float]:
+    """(windows the scorer has scored, its CPU seconds) so far: a run's share is the difference."""
+    import urllib.request
+
+    from model.scorer.metrics import PREFIX
+
+    with urllib.request.urlopen(f"{scorer.url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    windows = sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{PREFIX}windows_total"))
+    stat = Path(f"/proc/{scorer.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return windows, (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
+
+
 def _seconds(duration: str) -> float:
     unit = {"s": 1, "m": 60, "h": 3600}.get(duration[-1], 1)
     return float(duration.rstrip("smh")) * unit
@@ -185,6 +198,9 @@ def main() -> None:
     p.add_argument("--scorer-port", type=int, default=8597)
     p.add_argument("--parallelism", type=int, default=1, help="of every job (read-only, parse, full)")
     p.add_argument("--pane-shards", type=int, default=0, help="the job's --pane-shards (0 = its default)")
+    p.add_argument("--activity", choices=("tiers", "zipf"), default="tiers",
+                   help="how events are shared among instruments (darkpool generate --activity): zipf = a few hot "
+                        "names, a long quiet tail")
     p.add_argument("--smoke", action="store_true",
                    help="seconds, not minutes: 2 instruments, 3,000 events, an untrained model; the full job runs "
                         "once, on the full topic only (no rates: they need the empty-topic runs)")  # fmt: skip
@@ -202,7 +218,8 @@ def main() -> None:
         a.artifact = untrained_artifact(tmp / "model")
     cli = [sys.executable, "-m", "darkpool.cli"]
     subprocess.run([*cli, "generate", "--preset", "default", "--instruments", str(a.instruments), "--events",
-                    str(a.events), "--duration", a.duration, "--out", str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+                    str(a.events), "--duration", a.duration, "--activity", a.activity, "--out", str(tmp)],
+                   cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     full_topic, empty_topic = _topic(a.bootstrap, a.partitions), _topic(a.bootstrap, a.partitions)
     t0 = time.time()
     subprocess.run([*cli, "replay", "--input", str(tmp), "--bootstrap-servers", a.bootstrap, "--topic", full_topic],
@@ -222,12 +239,16 @@ def main() -> None:
                     [sys.executable, __file__, "--parse-only-job", a.bootstrap, topic, str(a.parallelism)]
                 )
             alerts, dead = _topic(a.bootstrap, 1), _topic(a.bootstrap, 1)
+            before = scorer_counts(scorer)
             runs[f"job_{label}"] = _timed(
                 [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--bootstrap-servers", a.bootstrap,
                  "--trades-topic", topic, "--alerts-topic", alerts, "--dead-letter-topic", dead,
                  "--scorer-url", f"http://127.0.0.1:{a.scorer_port}", "--start-from", "earliest", "--bounded",
                  "--parallelism", str(a.parallelism), *(["--pane-shards", str(a.pane_shards)] if a.pane_shards else []), "--restart-attempts", "1", "--job-name", f"bench-{uuid.uuid4().hex[:6]}"]
             )  # fmt: skip
+            after = scorer_counts(scorer)
+            runs[f"job_{label}"]["windows"] = after[0] - before[0]
+            runs[f"job_{label}"]["cpu_s"]["scorer"] = round(after[1] - before[1], 2)
             print(f"{label}: " + json.dumps({k: v["wall_s"] for k, v in runs.items()}), file=sys.stderr)
         print(json.dumps(runs), file=sys.stderr)
         if scorer.proc.poll() is not None:
@@ -262,6 +283,12 @@ def main() -> None:
         "unresolved": [f"{k}: full run within {MIN_MARGIN_S:.0f} s of the empty run; give more --events" for k in unresolved],
         "cpu_us_per_event": {k: cpu_us_per_event(runs[f"{k}_full"], runs[f"{k}_empty"], a.events)
                              for k in ("read_only", "parse_only", "job")},
+        # all-in: the job's JVM and Python workers and the scorer, at the margin, per window scored
+        "job_windows": int(runs["job_full"]["windows"]),
+        "job_cpu_us_per_window": round(sum(runs["job_full"]["cpu_s"][k] - runs["job_empty"]["cpu_s"][k]
+                                           for k in runs["job_full"]["cpu_s"]) / max(runs["job_full"]["windows"], 1)
+                                       * 1e6, 1),
+        "activity": a.activity,
         "replay_events_per_s": round(a.events / replay_s),
         "runs": runs, "scorer_peak_rss_mb": round(scorer_rss / 2**20),
         "load_average": os.getloadavg(), "cpus": os.cpu_count(),

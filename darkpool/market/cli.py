@@ -53,7 +53,7 @@ VARIED_ONLY = ("--rate-range", "--rate-scale", "--flow", "--price-range", "--spr
 SIM_FLAGS = {"n_instruments": "--instruments", "n_events": "--events", "duration_s": "--duration",
              "sessions": "--sessions", "anomaly_rate": "--anomaly-rate", "rate_range": "--rate-range",
              "rate_scale": "--rate-scale", "price_range": "--price-range", "spread_bps": "--spread-bps",
-             "population_range": "--participants", "flow": "--flow"}
+             "population_range": "--participants", "flow": "--flow", "activity": "--activity"}
 
 
 def with_flags(message: str, flags: dict[str, str]) -> str:
@@ -128,6 +128,9 @@ def echo_written(paths: dict, checked: object | None, broken: str) -> None:
 @click.option("--seed", type=COUNT, help="random seed (same seed and options -> identical files)")
 @click.option("--anomaly-rate", type=Bounded(float, lo=0, hi=0.5, hi_open=True),
               help="target fraction of anomalous rows, e.g. 0.057")
+@click.option("--activity", type=click.Choice(["tiers", "zipf"]),
+              help="how activity is shared among instruments: tiers (3 : 1 : 0.3 by liquidity) or zipf (the i-th "
+                   "busiest 1 / i^1.1: a few hot names, a long quiet tail) [tiers; not with varied]")
 @click.option("--rate-range", help="varied: mean normal events/s per instrument, LOW,HIGH or one value [0.05,100]")
 @click.option("--rate-scale", type=POSITIVE, help="varied: multiply every instrument's event rate, e.g. 10 or 0.1")
 @click.option("--flow", type=click.Choice(["dark", "lit", "mixed"]),
@@ -140,7 +143,7 @@ def echo_written(paths: dict, checked: object | None, broken: str) -> None:
 @click.option("--plot", is_flag=True, help="also write a PNG of one instrument (NBBO, fills, episodes)")
 @click.option("--plot-instrument", show_default="the one with most episodes", help="instrument for --plot")
 @click.option("--check", is_flag=True, help="also verify the data invariants (time order, NBBO, labels vs episodes, ...)")
-def generate(preset, instruments, events, duration, sessions, skip_weekends, seed, anomaly_rate, rate_range,
+def generate(preset, instruments, events, duration, sessions, skip_weekends, seed, anomaly_rate, activity, rate_range,
              rate_scale, flow, price_range, spread_bps, participants, out, plot, plot_instrument, check) -> None:
     """Simulate a dark pool with labeled manipulation; write events/episodes/regimes Parquet."""
     from core.paths import data_dir
@@ -164,7 +167,7 @@ def generate(preset, instruments, events, duration, sessions, skip_weekends, see
     try:
         cfg = base.replace(n_instruments=instruments, n_events=events, duration_s=_duration_s(duration),
                            sessions=sessions, skip_weekends=skip_weekends or None, seed=seed,
-                           anomaly_rate=anomaly_rate, **varied)
+                           anomaly_rate=anomaly_rate, activity=activity, **varied)
     except ValueError as exc:
         raise click.UsageError(with_flags(str(exc), SIM_FLAGS)) from None
     check_writable(out)  # before minutes of simulation, not after

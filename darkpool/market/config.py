@@ -10,6 +10,8 @@ NS = 1_000_000_000
 DAY_NS = 86_400 * NS
 CHARACTERS = ("classic", "varied")
 FLOWS = ("dark", "lit", "mixed")
+ACTIVITIES = ("tiers", "zipf")  # classic: how activity is shared among instruments
+ZIPF_EXPONENT = 1.1
 MAX_EVENTS = 100_000_000  # a varied data set sized by its rates must stay below this
 
 
@@ -39,6 +41,10 @@ class SimConfig:
     # classic: three liquidity tiers, one participant pool, midpoint dark flow (sized by
     # n_events). varied: every instrument's character drawn from the ranges below.
     character: str = "classic"
+    # classic: the instruments' relative activity. tiers: by liquidity tier (3 : 1 : 0.3);
+    # zipf: the i-th busiest gets 1 / i^1.1 (a few hot names, a long quiet tail: a venue
+    # with thousands of symbols)
+    activity: str = "tiers"
     rate_range: tuple[float, float] = (0.05, 100.0)  # varied: mean normal events/s per instrument
     rate_scale: float = 1.0  # varied: multiplies every instrument's event rate (out-of-distribution tests)
     flow: str = "mixed"  # varied: dark (midpoint) | lit (cancel-heavy, at the touch) | mixed (half each)
@@ -67,6 +73,10 @@ class SimConfig:
             problems.append(f"grid_ms must be >= 10 and divide the session, got {self.grid_ms}")
         if not 1 <= self.sessions <= 250:
             problems.append(f"sessions must be in [1, 250], got {self.sessions}")
+        if self.activity not in ACTIVITIES:
+            problems.append(f"activity must be one of {', '.join(ACTIVITIES)}, got {self.activity!r}")
+        if self.activity != "tiers" and self.character == "varied":
+            problems.append("activity applies to the classic character (varied draws its own rates)")
         if self.flow not in FLOWS:
             problems.append(f"flow must be one of {', '.join(FLOWS)}, got {self.flow!r}")
         if not 0 < self.marked_close_share <= 1:

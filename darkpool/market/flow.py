@@ -35,7 +35,6 @@ from darkpool.market.nbbo import intraday_u
 from darkpool.market.universe import (
     ORDER_TYPE_SHARE,
     REGIME_ACTIVITY,
-    TIER_ACTIVITY,
     Universe,
     draw_senders,
     inverse_cdf,
@@ -111,7 +110,7 @@ def _arrivals(cfg: SimConfig, rng: np.random.Generator, uni: Universe, regime: n
         shape = REGIME_ACTIVITY[regime] * u[None, :]
         lam = (shape * (np.asarray(n_orders) * (1 - BRANCH) / shape.sum(axis=1))[:, None]).ravel()
     else:
-        activity = TIER_ACTIVITY[uni.tier][:, None] * REGIME_ACTIVITY[regime] * u[None, :]
+        activity = uni.activity[:, None] * REGIME_ACTIVITY[regime] * u[None, :]
         lam = activity.ravel() * (n_orders * (1 - BRANCH) / activity.sum())
     cell = np.repeat(np.arange(lam.size, dtype=np.int64), rng.poisson(lam))
     n = len(cell)

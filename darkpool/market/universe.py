@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from darkpool.market.config import NS, SimConfig
+from darkpool.market.config import NS, ZIPF_EXPONENT, SimConfig
 
 # Participant types. Shares are of *new orders*; the rest of their behaviour is in flow.py.
 TYPES = ("MM", "HFT", "ALGO", "INST")  # market maker, fast trader, broker algo, institution
@@ -164,6 +164,10 @@ def make_universe(cfg: SimConfig, rng: np.random.Generator) -> Universe:
         population=np.full(n, len(names)),
     )
     uni = dataclasses.replace(uni, order_cdf=mix_cdf(uni, ORDER_TYPE_SHARE), contra_cdf=mix_cdf(uni, CONTRA_TYPE_SHARE))
+    if cfg.activity == "zipf":  # ranks drawn at random: the busiest names are anywhere in the list
+        weight = 1.0 / (1.0 + rng.permutation(n)) ** ZIPF_EXPONENT
+        weight = weight / weight.mean()
+        uni = dataclasses.replace(uni, activity=weight, episode_weight=weight**0.75)
     return _varied_character(cfg, rng, uni) if cfg.character == "varied" else uni
 
 

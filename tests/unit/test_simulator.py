@@ -180,3 +180,18 @@ def test_invariants_catch_broken_data(tiny) -> None:
     }
     for needle, broken in cases.items():
         assert any(needle in p for p in check_all(broken)), needle
+
+
+def test_zipf_activity_gives_a_few_hot_names_and_a_long_quiet_tail() -> None:
+    """--activity zipf: the busiest of 500 names carries ~1/10 of the flow, the median name
+    ~1/5 of the mean; tiers keeps every name within 3 : 1 : 0.3 of each other."""
+    counts = {}
+    for activity in ("tiers", "zipf"):
+        r = simulate(PRESETS["default"].replace(n_instruments=500, n_events=200_000, duration_s=600,
+                                                anomaly_rate=0.0, activity=activity))  # fmt: skip
+        normal = r.events.filter(pc.equal(r.events["label"], 0))
+        c = np.sort(pc.value_counts(normal["instrument"]).field("counts").to_numpy())[::-1]
+        counts[activity] = c
+    z, t = counts["zipf"], counts["tiers"]
+    assert z[0] / z.sum() > 0.08 and np.median(z) < 0.3 * z.mean()
+    assert t[0] / t.sum() < 0.01 and np.median(t) > 0.5 * t.mean()
