@@ -95,6 +95,7 @@ class JobAlert:
     open_ms: int  # window_end of the earliest event: when the alert was first raised
     threshold_source: str = "n/a"  # of the latest event (core.alerts.THRESHOLD_SOURCES)
     margin: float | None = None  # score_margin of the latest event: the episode's peak over its threshold
+    top_participant: str | None = None  # first of the latest event's `participants` (the largest share)
 
     @property
     def has_evidence(self) -> bool:
@@ -116,6 +117,17 @@ def _opt_int(v: Any) -> int | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
 
 
+def _first_participant(e: Mapping[str, Any]) -> str | None:
+    parts = e.get("participants") or []
+    first = parts[0] if parts else None
+    return str(first.get("participant")) if isinstance(first, Mapping) and first.get("participant") else None
+
+
+# The patterns that are one participant's actions: for these the alert's first named
+# participant should be the episode's actor.
+PARTICIPANT_SCENARIOS = ("spoofing_layering", "pinging", "front_running", "momentum_ignition", "wash_trade")
+
+
 def latest_alerts(events: Iterable[Mapping[str, Any]]) -> list[JobAlert]:
     """One JobAlert per alert_id: the latest event (highest seq), opened at the earliest one's window_end."""
     folded = fold_alert_events(events)
@@ -129,7 +141,8 @@ def latest_alerts(events: Iterable[Mapping[str, Any]]) -> list[JobAlert]:
                             int(e["episode_end"]), ev_lo, ev_hi,
                             int(first.get("window_end") or e["episode_start"]),
                             str(e.get("threshold_source") or "n/a"),
-                            None if e.get("score_margin") is None else float(e["score_margin"])))
+                            None if e.get("score_margin") is None else float(e["score_margin"]),
+                            _first_participant(e)))
     return out
 
 
@@ -232,6 +245,9 @@ def grade_job_alerts(alert_events: Iterable[Mapping[str, Any]], events: pd.DataF
             # the alert that overlaps the episode most types it (negative overlap = gap inside the tolerance)
             best = max(hits, key=lambda a: (min(a.span_ms[1], e_ms) - max(a.span_ms[0], s_ms), -a.span_ms[0]))
             row["alert_scenario"] = best.scenario
+            named = getattr(ep, "participants", None)  # a list, or a NumPy array from Parquet
+            actors = set() if named is None else {str(p) for p in named}
+            row["actor_first"] = bool(actors) and best.top_participant in actors
             row["delay_s"] = max(0.0, (min(a.open_ms for a in hits) - s_ms) / 1000.0)
             delays.append(row["delay_s"])
         ep_rows.append(row)
@@ -296,6 +312,8 @@ def grade_job_alerts(alert_events: Iterable[Mapping[str, Any]], events: pd.DataF
         **head, "share_detected": head["recall"],
         "type_wrong": head["detected"] - head["type_right"] - head["type_unknown"],
         "worst_scenario_recall": min(recalls) if recalls else None,
+        # detected participant patterns whose best alert names one of the episode's actors first
+        "actor_first": _actor_first(ep_rows),
         "false_alerts": false, "instrument_hours": hours, "false_alerts_per_instrument_hour": _ratio(false, hours),
         "bins": {"bin_s": rules.bin_s, "clean": total("clean_bins"), "clean_alerted": total("clean_bins_alerted"),
                  "abusive": total("abusive_bins"), "abusive_alerted": total("abusive_bins_alerted")},
@@ -314,6 +332,12 @@ def grade_job_alerts(alert_events: Iterable[Mapping[str, Any]], events: pd.DataF
     res["targets"] = _verdict(res)
     res["recall_at_rates"] = recall_at_rates(al_rows, ep_rows, hours)
     return res
+
+
+def _actor_first(ep_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [r for r in ep_rows if r["detected"] and r["scenario"] in PARTICIPANT_SCENARIOS and "actor_first" in r]
+    hit = sum(bool(r["actor_first"]) for r in rows)
+    return {"detected": len(rows), "actor_first": hit, "share": _ratio(hit, len(rows))}
 
 
 # False-alert rates (per instrument-hour) at which the operating curve is read: the alert

@@ -127,6 +127,8 @@ def headline(res: dict[str, Any]) -> list[tuple[str, str, str]]:
          verdict("worst_scenario_recall")),
         ("scenario type right (detected)", _share(res["type_right"], res["detected"]), verdict("type_accuracy")),
         (f"  alert said {UNKNOWN}", _share(res["type_unknown"], res["detected"]), ""),
+        ("actor named first (participant patterns)",
+         _share(res["actor_first"]["actor_first"], res["actor_first"]["detected"]), ">= 0.8"),
         ("false alerts / instrument-hour",
          f"{_f(res['false_alerts_per_instrument_hour'], 2)} ({res['false_alerts']} in {res['instrument_hours']:.2f} h)",
          verdict("false_alerts_per_instrument_hour")),

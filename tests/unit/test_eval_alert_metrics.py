@@ -144,3 +144,22 @@ def test_sessions_split_on_long_gaps() -> None:
     s = active_sessions(_events(), session_gap_s=1800)
     assert s["A"].tolist() == [[0, 3600 * NS]]
     assert s["B"].tolist() == [[0, 1800 * NS], [5400 * NS, 7200 * NS]]
+
+
+def test_the_actor_named_first_and_the_recall_at_a_budget() -> None:
+    """Detected participant patterns whose best alert names an actor first; and the
+    operating curve: keeping only the largest-margin alerts trades false alerts for recall."""
+    eps = _episodes().assign(participants=[["W1"], ["S1"], ["Q1"], ["P1"]])
+    alerts = _alerts()
+    for e, who, margin in zip(alerts, (["W1", "X"], ["W1"], ["X", "S1"], ["Y"], ["Q1"], ["Z"]),
+                              (3.0, 3.0, 2.0, 0.5, 1.0, 0.2), strict=True):  # fmt: skip
+        e["participants"] = [{"participant": p, "weight": 1.0, "share": 0.5} for p in who]
+        e["score_margin"] = margin
+    g = grade_job_alerts(alerts, _events(), eps)
+    # detected: wash_trade (a1 names W1 first: right), spoofing (a2 names X first: wrong);
+    # quote_stuffing is no participant pattern
+    assert g["actor_first"] == {"detected": 2, "actor_first": 1, "share": 0.5}
+    curve = {p["rate"]: p for p in g["recall_at_rates"]}
+    # 2 false alerts (a3 margin 0.5, a5 margin 0.2) in 2 instrument-hours
+    assert curve[0.1]["false_alerts"] == 0 and curve[0.1]["recall"] == 0.75 and curve[0.1]["cut"] == 0.5
+    assert curve[1.0]["false_alerts"] == 2 and curve[1.0]["at_run_point"]
