@@ -71,13 +71,17 @@ def scorer() -> None:
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", help="auto = bfloat16 on cuda, float32 on cpu")
 @click.option("--threads", type=COUNT, default=1,
               help="torch CPU threads (0 = torch default); 1 leaves a core to the HTTP loop")
+@click.option("--backend", type=click.Choice(["torch", "jax"]), default="torch", show_default=True,
+              help="how the model runs: torch (eager) or jax (XLA-jitted; CPU float32); bench/scorer_bench.py "
+                   "--backends races them")
 @click.option("--artifact-root", type=click.Path(path_type=Path, file_okay=False), default=None,
               show_default="$DARKPOOL_SCORER_ARTIFACT_ROOT, else the folder holding --artifact",
               help="hot reloads load only artifacts under this folder")
 @click.option("--access-log/--no-access-log", default=None, show_default="$DARKPOOL_SCORER_ACCESS_LOG=1",
               help="one INFO line per request")
 def serve(artifact: Path, host: str, port: int | None, max_batch: int, max_delay_ms: float, max_queue: int,
-          device: str, dtype: str, threads: int, artifact_root: Path | None, access_log: bool | None) -> None:
+          device: str, dtype: str, threads: int, backend: str, artifact_root: Path | None,
+          access_log: bool | None) -> None:
     """Load ARTIFACT, warm up, and serve until interrupted (SIGHUP reloads the artifact)."""
     check_artifact(artifact, "--artifact")
     if max_queue < max_batch:
@@ -98,7 +102,7 @@ def serve(artifact: Path, host: str, port: int | None, max_batch: int, max_delay
     try:
         cfg = ScorerConfig(artifact=artifact, host=host, port=port, max_batch=max_batch,
                            max_delay_ms=max_delay_ms, max_queue=max_queue, device=device, dtype=dtype,
-                           threads=threads, artifact_root=artifact_root, access_log=access_log)
+                           threads=threads, backend=backend, artifact_root=artifact_root, access_log=access_log)
         run(cfg)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

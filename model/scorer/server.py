@@ -33,6 +33,7 @@ import torch
 from aiohttp import web
 
 from model.artifact import Artifact, load_artifact
+from model.backends import Forward, make_forward, warmup_sizes
 from model.scorer import protocol
 from model.scorer.batching import DynamicBatcher, Overloaded
 from model.scorer.metrics import Metrics
@@ -60,6 +61,7 @@ class ScorerConfig:
     # torch CPU threads (0 = torch default). 1: the event loop needs the other core of a
     # 2-core box, and two spinning OpenMP threads on a busy machine were measured far slower.
     threads: int = 1
+    backend: str = "torch"  # how the model runs: torch (eager) | jax (XLA-jitted, CPU float32): model/backends.py
     warmup_batches: int = 3  # forward passes at max_batch before reporting ready
     # largest request body; 413 beyond. 64 MiB holds a full queue of 8192 windows in
     # binary (12.6 MB at 12 x 32) but only ~8,000 in JSON (~20 bytes a number)
@@ -99,26 +101,26 @@ class ModelRunner:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
+        if cfg.backend != "torch" and (self.device.type != "cpu" or self.dtype != torch.float32):
+            raise ValueError(f"--backend {cfg.backend} runs float32 on the CPU here: give --device cpu "
+                             "(and no --dtype), or --backend torch")
+        # version -> the artifact's forward pass on cfg.backend (the current one and the one before)
+        self._forwards: dict[str, Forward] = {}
         self.current: Artifact = self.load(cfg.artifact)
 
     def load(self, path: Path) -> Artifact:
         art = load_artifact(path, self.device, self.dtype)
-        x = np.zeros((self.cfg.max_batch, art.cfg.n_buckets, art.cfg.n_channels), np.float32)
-        for _ in range(self.cfg.warmup_batches):
-            self._forward(art, x)
+        forward = make_forward(self.cfg.backend, art)
+        for size in warmup_sizes(self.cfg.backend, self.cfg.max_batch):
+            x = np.zeros((size, art.cfg.n_buckets, art.cfg.n_channels), np.float32)
+            for _ in range(self.cfg.warmup_batches):
+                forward(x)
+        self._forwards = {**{k: v for k, v in list(self._forwards.items())[-1:]}, art.version: forward}
         return art
-
-    @staticmethod
-    @torch.inference_mode()
-    def _forward(art: Artifact, x: np.ndarray) -> dict[str, np.ndarray]:
-        # a request's own binary tensor is a read-only view of its body: torch wants a copy
-        t = torch.from_numpy(x) if x.flags.writeable else torch.tensor(x)
-        out = art.model(t.to(art.model.mean.device))
-        return {k: out[k].float().cpu().numpy() for k in protocol.OUTPUT_NAMES}
 
     def run_batch(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
         art = self.current  # one reference read: a concurrent swap cannot split a batch
-        return self._forward(art, x), art.version
+        return self._forwards[art.version](x), art.version
 
     def config_parameters(self) -> dict[str, str]:
         """What the job reads from `GET /v2/models/darkpool/config` (core/job_config.py
@@ -151,6 +153,9 @@ class ScorerApp:
         self.access_log = cfg.access_log if cfg.access_log is not None else os.environ.get(ACCESS_LOG_ENV) == "1"
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+            if cfg.backend == "jax":  # XLA's CPU thread pool, before jax starts (the same reason as torch's)
+                os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                                   f"intra_op_parallelism_threads={cfg.threads}")
         self.cfg = cfg
         self.metrics = Metrics()
         self.runner = ModelRunner(cfg)

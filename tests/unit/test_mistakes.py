@@ -226,6 +226,7 @@ CASES = [
        absent=("max_batch",)),
     _c("scorer-queue-below-batch", "darkpool scorer serve --artifact {artifact} --max-queue 10", "--max-queue",
        "--max-batch", absent=("max_batch",)),
+    _c("scorer-unknown-backend", "darkpool scorer serve --artifact {artifact} --backend onnx", "--backend", "onnx"),
     _c("scorer-negative-delay", "darkpool scorer serve --artifact {artifact} --max-delay-ms -1", "--max-delay-ms"),
     _c("scorer-negative-threads", "darkpool scorer serve --artifact {artifact} --threads -1", "--threads"),
     _c("scorer-artifact-root-missing", "darkpool scorer serve --artifact {artifact} --artifact-root nowhere",
