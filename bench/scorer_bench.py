@@ -46,9 +46,9 @@ def in_process(artifact: Path, batch: int, seconds: float) -> dict:
 
 
 def race(artifact: Path, backend: str, batch: int, seconds: float) -> dict:
-    """One backend's forward (model/backends.py) on one batch size, in this process:
+    """One backend's forward (model/scorer/backends.py) on one batch size, in this process:
     windows/s, windows per CPU-second, p50 / p99 per call."""
-    from model.backends import make_forward
+    from model.scorer.backends import make_forward
 
     art = load_artifact(artifact)
     forward = make_forward(backend, art)
@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1, help="scorer torch threads (0 = torch default)")
     ap.add_argument("--backends", default="torch,jax",
-                    help="model/backends.py engines to race in-process (batches 1, 64, 256) and to serve")
+                    help="model/scorer/backends.py engines to race in-process (batches 1, 64, 256) and to serve")
     ap.add_argument("--smoke", action="store_true", help="seconds: 0.2 s per configuration, batches 1 and 64, 1 and 4 clients")
     args = ap.parse_args()
     if args.smoke:

@@ -33,8 +33,8 @@ import torch
 from aiohttp import web
 
 from model.artifact import Artifact, load_artifact
-from model.backends import Forward, make_forward, warmup_sizes
 from model.scorer import protocol
+from model.scorer.backends import Forward, make_forward, warmup_sizes
 from model.scorer.batching import DynamicBatcher, Overloaded
 from model.scorer.metrics import Metrics
 from model.transformer import resolve_device, resolve_dtype
@@ -61,7 +61,7 @@ class ScorerConfig:
     # torch CPU threads (0 = torch default). 1: the event loop needs the other core of a
     # 2-core box, and two spinning OpenMP threads on a busy machine were measured far slower.
     threads: int = 1
-    backend: str = "torch"  # how the model runs: torch (eager) | jax (XLA-jitted, CPU float32): model/backends.py
+    backend: str = "torch"  # how the model runs: torch (eager) | jax (XLA-jitted, CPU float32): model/scorer/backends.py
     warmup_batches: int = 3  # forward passes at max_batch before reporting ready
     # largest request body; 413 beyond. 64 MiB holds a full queue of 8192 windows in
     # binary (12.6 MB at 12 x 32) but only ~8,000 in JSON (~20 bytes a number)

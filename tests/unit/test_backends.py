@@ -1,4 +1,4 @@
-"""Every scorer backend (model/backends.py) gives the same outputs as eager torch, from the
+"""Every scorer backend (model/scorer/backends.py) gives the same outputs as eager torch, from the
 same artifact, to a stated tolerance: float32 arithmetic in another order (XLA fuses and
 reorders) moves scores by ~1e-6; the tolerance is 1e-4 absolute on probabilities and
 1e-3 relative on the unbounded outputs."""
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from model.artifact import load_artifact, save_artifact
-from model.backends import BACKENDS, make_forward
 from model.config import preset
+from model.scorer.backends import BACKENDS, make_forward
 from model.transformer import ScoringModel
 
 TOL = {"score": (1e-4, 0), "scenario_probs": (1e-4, 0), "recon_error": (1e-6, 1e-3), "channel_z": (1e-4, 1e-3)}
