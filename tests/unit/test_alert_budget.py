@@ -99,7 +99,7 @@ def test_a_budget_file_round_trips_and_bad_ones_are_one_clear_error(tmp_path: Pa
 
 
 def test_darkpool_budget_writes_the_file_the_job_reads(tmp_path: Path) -> None:
-    from darkpool.evaluate.budget_cli import budget
+    from darkpool.cli import cli  # through the group, as a user types it (its -h and settings)
     from jobs.job_flags import parse_job_args
 
     windows = stretch("BUSY", 1, spikes=9) + stretch("CALM", 2, spikes=1)
@@ -107,7 +107,7 @@ def test_darkpool_budget_writes_the_file_the_job_reads(tmp_path: Path) -> None:
     ts = [w.window_end * 1_000_000 for w in windows]
     pq.write_table(pa.table({"instrument": [w.instrument for w in windows], "ts": ts}), tmp_path / "events.parquet")
     out = tmp_path / "budget.json"
-    r = CliRunner().invoke(budget, ["--alerts", str(tmp_path / "alerts.jsonl"), "--data", str(tmp_path),
+    r = CliRunner().invoke(cli, ["budget", "--alerts", str(tmp_path / "alerts.jsonl"), "--data", str(tmp_path),
                                     "--per-hour", "2", "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "1 of 2 instruments raised" in r.output and "-> 3 " in r.output, r.output
