@@ -205,13 +205,38 @@ _ROW_BYTES = N_STATS * 4  # one participant's stats in a pane entry's float32 by
 
 
 def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> tuple[list[tuple[str, float]], list[PackedAccount]]:
-    counts: dict[str, int] = {}
-    for _, _, names, ns, *_ in buffer.values():
+    """The window's named participants, ranked by `burst_activity`, with their shares of it."""
+    panes = sorted(buffer)
+    per: dict[str, list[int]] = {}
+    for i, p in enumerate(panes):
+        _, _, names, ns, *_ = buffer[p]
         for name, n in zip(names, ns, strict=True):
-            counts[name] = counts.get(name, 0) + n
-    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PARTICIPANTS]
-    total = sum(n for _, n in top) or 1
-    return [(n, round(c / total, 4)) for n, c in top], _activity(buffer, [n for n, _ in top[:ACCOUNT_PARTICIPANTS]], slide_ms)
+            per.setdefault(name, [0] * len(panes))[i] += int(n)
+    top = burst_activity(per)[:TOP_PARTICIPANTS]
+    total = sum(b for _, b in top) or 1
+    return [(n, round(b / total, 4)) for n, b in top], _activity(buffer, [n for n, _ in top[:ACCOUNT_PARTICIPANTS]], slide_ms)
+
+
+def burst_activity(per_pane: dict[str, list[int]]) -> list[tuple[str, float]]:
+    """Participants ranked by their events above their own typical pane in the window:
+    sum over panes of max(0, events - the participant's median pane), the median taken
+    over every buffered pane (0 where it was not among a pane's named). A market maker
+    busy in every pane scores ~0 however large its volume; one participant's burst of
+    orders, probes or fills scores its size: the analyst's "who did it" is the one whose
+    activity changed, not the busiest. Ties (all steady): by events, then name. Returns
+    (name, score) with score = that excess, or the events when nobody bursts.
+
+    >>> burst_activity({"MM": [40, 42, 38, 41], "X": [0, 0, 30, 2], "Y": [1, 0, 0, 0]})
+    [('X', 28.0), ('MM', 1.0), ('Y', 1.0)]
+    """
+    def excess(c: list[int]) -> float:
+        m = sorted(c)[len(c) // 2]
+        return float(sum(max(0, v - m) for v in c))
+
+    scored = [(name, excess(c), sum(c)) for name, c in per_pane.items()]
+    if not any(e for _, e, _ in scored):
+        return [(n, float(t)) for n, _, t in sorted(scored, key=lambda r: (-r[2], r[0]))]
+    return [(n, e) for n, e, _ in sorted(scored, key=lambda r: (-r[1], -r[2], r[0]))]
 
 
 def _activity(buffer: dict[int, PaneEntry], names: list[str], slide_ms: int) -> list[PackedAccount]:
