@@ -89,10 +89,11 @@ fields of its own version, so events written by older jobs stay readable):
                                  core/pane_normals.RELATIVE_CHANNELS), normal = the
                                  instrument's learned normal of that value (null when the
                                  job has no summary)
-    participants          list   [{"participant", "weight", "share"}] most involved over
-                                 the episode: weight = the sum over flagged windows of the
-                                 participant's share of the window's named participants'
-                                 events; share = weight / n_windows (0..1, the mean share)
+    participants          list   [{"participant", "weight", "share"}] whose activity rose
+                                 most over the episode: weight = the sum over flagged
+                                 windows of the participant's share of the window's named
+                                 participants' burst (udfs.assembler.burst_activity: events
+                                 above its own median pane); share = weight / n_windows
     account               str|null  what the first of `participants` did inside the evidence
                                  span, in one line (core/participant_account.py): orders
                                  placed per side (count, shares, ticks from the quote),

@@ -43,7 +43,7 @@ Output (`WINDOW_BATCH_TYPE`, one record per input batch, instruments in batch or
     volatility   [n] window realized mid volatility, bps (regime input)
     volume       [n] window filled shares (regime input)
     participants pickled bytes, per instrument ([(name, weight), ...], accounts): weight =
-                 share of the top names' events; accounts = what the first
+                 share of the named participants' burst (burst_activity); accounts = what the first
                  ACCOUNT_PARTICIPANTS of them did per buffered pane, [(name, [pane_start_ms,
                  ...], float32 bytes [panes, core.participant_account.STATS]), ...]
                  (`window_participants` decodes it). Bytes, not JSON: the JSON of ~400
