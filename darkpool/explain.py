@@ -206,7 +206,7 @@ def summary_text(alert: dict[str, Any], activity: pd.DataFrame, n_events: int = 
         *[f"  {i}. {_channel(f)}" for i, f in enumerate(a.get("top_features", []), 1)],
         *(["  none given"] if not a.get("top_features") else []),
         "",
-        "Named participants (share of the named participants' events over the flagged windows):",
+        "Named participants (share of the named participants' burst above their usual pane, over the flagged windows):",
         *[f"  {name:<16} {100 * s:5.1f} %" for name, s in shares(a).items()],
         *(["  none named"] if not a.get("participants") else []),
     ]
