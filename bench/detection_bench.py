@@ -39,13 +39,14 @@ from darkpool.evaluate.alerts_grading import (  # noqa: E402
 )
 
 
-def run_backtest(artifact: Path, events: Path, out: Path, timeout_s: float) -> tuple[list[dict], float]:
+def run_backtest(artifact: Path, events: Path, out: Path, timeout_s: float,
+                 job_flags: tuple[str, ...] = ()) -> tuple[list[dict], float]:  # fmt: skip
     """The job's alert events on `events` (a contract Parquet file), and the run's seconds."""
     proc, url = start_scorer(artifact, [])
     try:
         t0 = time.time()
         r = subprocess.run(
-            [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--backtest", str(events), "--scorer-url", url],
+            [sys.executable, str(ROOT / "jobs" / "detect_anomalies.py"), "--backtest", str(events), "--scorer-url", url, *job_flags],
             capture_output=True, text=True, timeout=timeout_s, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
@@ -72,6 +73,8 @@ def main() -> None:
                    "(a Parquet file, or a folder without episodes.parquet): every alert is false")
     p.add_argument("--out", type=Path, default=None, help="where alerts.jsonl and the report go [default: DATA/detection]")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="backtest time limit")
+    p.add_argument("--alert-budget", type=Path, default=None,
+                   help="the job's --alert-budget FILE (darkpool budget): grade the job with that budget")
     p.add_argument("--smoke", action="store_true",
                    help="seconds: a 4,000-event market and an untrained model (checks the script, grades nothing real)")
     a = p.parse_args()
@@ -92,7 +95,10 @@ def main() -> None:
               "(its alerts.jsonl is what `darkpool budget --alerts` calibrates on)")
     out = a.out or (a.data.with_suffix("") if a.data.suffix == ".parquet" else a.data) / "detection"
     out.mkdir(parents=True, exist_ok=True)
-    alerts, seconds = run_backtest(a.artifact, events_file(a.data), out, a.timeout_s)
+    if a.alert_budget is not None and not a.alert_budget.is_file():
+        raise SystemExit(f"--alert-budget {a.alert_budget} does not exist (write one with `darkpool budget`)")
+    flags = ("--alert-budget", str(a.alert_budget)) if a.alert_budget else ()
+    alerts, seconds = run_backtest(a.artifact, events_file(a.data), out, a.timeout_s, flags)
     print(f"backtest: {len(alerts)} alert events in {seconds:.1f} s (load {os.getloadavg()[0]:.2f})")
     res = grade_alerts(alerts, a.data, allow_clean=True)
     res["backtest_seconds"] = round(seconds, 1)
