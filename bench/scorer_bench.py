@@ -107,7 +107,9 @@ def main() -> None:
             os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
         result["race"] = [race(artifact, be, b, 0.2 if args.smoke else args.seconds)
                           for be in backends for b in (1, 64, 256)]  # fmt: skip
-        for backend in backends:
+        # smoke: one scorer start (each jax start compiles ~10 programs); the unit tests
+        # serve every backend through the scorer's ModelRunner
+        for backend in backends[:1] if args.smoke else backends:
             proc, url = start_scorer(artifact, ["--device", args.device, "--max-batch", str(args.max_batch),
                                                 "--max-delay-ms", str(args.max_delay_ms), "--threads",
                                                 str(args.threads), "--backend", backend])  # fmt: skip
