@@ -7,7 +7,7 @@ Starts a real scorer process (CPU unless --device says otherwise) and drives it 
 HTTP from this process with the asyncio client, so on a 2-core machine the clients and
 the server share the cores (the figures include that). Without --artifact a freshly
 initialized model of --preset is used: speed does not depend on the weights. Also
-reports the model alone (in-process forward, no HTTP) for reference.
+races the backends (model/scorer/backends.py) on the model alone (in-process, no HTTP).
 """
 
 from __future__ import annotations
@@ -26,23 +26,6 @@ from _scorer_load import drive, start_scorer, stop_scorer  # also puts the repo 
 from model.artifact import load_artifact, save_artifact
 from model.config import preset
 from model.transformer import ScoringModel
-
-
-def in_process(artifact: Path, batch: int, seconds: float) -> dict:
-    """Model alone: wall-clock and per-CPU-second throughput of forward passes."""
-    art = load_artifact(artifact)
-    x = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (batch, art.cfg.n_buckets, art.cfg.n_channels))
-                         .astype(np.float32))
-    n = 0
-    with torch.inference_mode():
-        art.model(x)
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            art.model(x)
-            n += 1
-    return {"batch": batch, "windows_per_s": round(n * batch / (time.perf_counter() - t0), 1),
-            "windows_per_cpu_s": round(n * batch / (time.process_time() - c0), 1)}
 
 
 def race(artifact: Path, backend: str, batch: int, seconds: float) -> dict:
@@ -99,7 +82,6 @@ def main() -> None:
             "bench": "scorer", "preset": args.preset if args.artifact is None else str(artifact),
             "device": args.device, "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
             "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms, "scorer_threads": args.threads,
-            "in_process": [in_process(artifact, b, 0.2 if args.smoke else 1.0) for b in (64, 256, 1024)],
             "service": [],
         }
         backends = [b.strip() for b in args.backends.split(",") if b.strip()]

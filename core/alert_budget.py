@@ -14,11 +14,7 @@ job (`--alert-budget FILE`) then raises that instrument's threshold by c on the
 it would have reached a margin above c. Instruments the calibration never saw get the
 pooled cut (the same rule over all instruments' alerts and hours together).
 
->>> evs = [{"alert_id": "a", "seq": 0, "instrument": "X", "score_margin": 0.4},
-...        {"alert_id": "a", "seq": 1, "instrument": "X", "score_margin": 2.0},
-...        {"alert_id": "b", "seq": 0, "instrument": "X", "score_margin": 0.9},
-...        {"alert_id": "c", "seq": 0, "instrument": "Y", "score_margin": 0.1}]
->>> b = calibrate(evs, {"X": 2.0, "Y": 10.0}, alerts_per_hour=0.5)
+>>> b = calibrate({"X": [2.0, 0.9], "Y": [0.1]}, {"X": 2.0, "Y": 10.0}, alerts_per_hour=0.5)
 >>> b.cut("X"), b.cut("Y"), b.cut("NEW")  # X: 2 alerts in 2 h, 1 allowed -> cut at 0.9
 (0.9, 0.0, 0.0)
 >>> AlertBudget.from_json(b.to_json()) == b
@@ -29,10 +25,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 FORMAT = "darkpool-alert-budget/1"
 
@@ -83,22 +78,6 @@ class AlertBudget:
             raise BudgetFileError(f"{p} is not an alert budget written by `darkpool budget`: {exc}") from None
 
 
-def alert_margins(alert_events: Iterable[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Per instrument, the `score_margin` of each alert's latest event (highest seq).
-
-    The latest event's margin is the episode's peak over the threshold in force then: the
-    margin the whole alert reached. Events without a margin (schema < 3) count as 0."""
-    latest: dict[str, Mapping[str, Any]] = {}
-    for e in alert_events:
-        k = e["alert_id"]
-        if k not in latest or e["seq"] > latest[k]["seq"]:
-            latest[k] = e
-    out: dict[str, list[float]] = {}
-    for e in latest.values():
-        out.setdefault(str(e["instrument"]), []).append(float(e.get("score_margin") or 0.0))
-    return out
-
-
 def margin_cut(margins: list[float], hours: float, alerts_per_hour: float) -> float:
     """The smallest cut c >= 0 leaving at most floor(alerts_per_hour x hours) margins > c.
 
@@ -116,15 +95,16 @@ def margin_cut(margins: list[float], hours: float, alerts_per_hour: float) -> fl
     return max(0.0, desc[allowed])  # margins strictly above it: at most `allowed` (fewer on ties)
 
 
-def calibrate(alert_events: Iterable[Mapping[str, Any]], hours: Mapping[str, float],
+def calibrate(margins: Mapping[str, list[float]], hours: Mapping[str, float],
               alerts_per_hour: float) -> AlertBudget:  # fmt: skip
     """Per-instrument cuts from the alerts of a clean stretch (see the module docstring).
 
-    `hours`: each instrument's active hours in that stretch (darkpool.evaluate's
-    instrument-hours); an instrument with alerts but no hours gets the pooled cut."""
+    `margins`: per instrument, the `score_margin` of each alert's latest event (the peak
+    the whole alert reached over its threshold). `hours`: each instrument's active hours
+    in that stretch (darkpool.evaluate's instrument-hours); an instrument with alerts but
+    no hours gets the pooled cut."""
     if not (alerts_per_hour > 0 and math.isfinite(alerts_per_hour)):
         raise ValueError(f"alerts_per_hour must be > 0 (got {alerts_per_hour})")
-    margins = alert_margins(alert_events)
     pooled = margin_cut([m for ms in margins.values() for m in ms], sum(hours.values()), alerts_per_hour)
     cuts = {inst: margin_cut(margins.get(inst, []), h, alerts_per_hour) for inst, h in hours.items() if h > 0}
     seen = {inst: (float(h), len(margins.get(inst, []))) for inst, h in hours.items()}

@@ -41,6 +41,7 @@ staleWindows, stateCleared, windowsDecided, currentThresholdMilli (gauge, thresh
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pyflink.common import Time, Types
@@ -92,9 +93,7 @@ class ShardThresholds(KeyedProcessFunction):
     def __init__(self, cfg: ThresholdConfig | None = None, state_ttl_s: int = 7 * 24 * 3600,
                  sweep_ms: int | None = None, budget: AlertBudget | None = None):  # fmt: skip
         self.cfg = checked(cfg)
-        # per-instrument margin cuts of the alert budget (a plain dict: pickled to the workers)
-        self.cuts = dict(budget.cuts) if budget else {}
-        self.default_cut = budget.default_cut if budget else 0.0
+        self.budget = budget or AlertBudget(alerts_per_hour=math.inf)  # none: every cut 0
         self.state_ttl_s = state_ttl_s
         self.sweep_ms = sweep_ms or max(self.cfg.idle_ttl_ms // 4, 1)
         self._last_threshold = 0.0
@@ -177,7 +176,7 @@ class ShardThresholds(KeyedProcessFunction):
                 cleared.append(self._cleared(w.instrument, st))
                 st = InstrumentState()
             stale = st.stale
-            events += step(st, w, self.cfg, now, self.cuts.get(w.instrument, self.default_cut))
+            events += step(st, w, self.cfg, now, self.budget.cut(w.instrument))
             self.m_windows.inc()
             if st.stale != stale:
                 self.m_stale.inc()

@@ -19,28 +19,43 @@ from typing import Any
 
 import click
 
-from core.alert_budget import AlertBudget, alert_margins, calibrate
+from core.alert_budget import AlertBudget, calibrate
 from core.cli_types import BOOTSTRAP_SERVERS, POSITIVE
 from darkpool.evaluate.cli import read_alerts_source
 
 
-def _events_file(data: Path) -> Path:
-    f = data / "events.parquet" if data.is_dir() else data
-    if not f.is_file():
-        raise click.ClickException(f"--data {data}: no events.parquet there (give the folder or Parquet file of the "
-                                   "stretch the alerts came from)")
-    return f
+def _counted_margins(events: list[dict[str, Any]], data: Path, session_gap_s: float) -> tuple[dict, dict, int]:
+    """(per instrument the margins of the alerts that count against the budget, per
+    instrument its active hours, how many alerts there were in all): a labeled folder's
+    alerts that detect an episode (the one matcher's verdict) do not count."""
+    from darkpool.evaluate.alert_metrics import (
+        NS_PER_HOUR,
+        GradingRules,
+        active_sessions,
+        grade_job_alerts,
+        latest_alerts,
+    )
+    from darkpool.evaluate.alerts_grading import is_clean, read_clean, read_labeled
 
-
-def _false_only(events: list[dict[str, Any]], labeled: Any, episodes_file: Path) -> list[dict[str, Any]]:
-    """The events of the alerts that detect no labeled episode (the one matcher's verdict)."""
-    import pandas as pd
-
-    from darkpool.evaluate.alert_metrics import grade_job_alerts
-
-    res = grade_job_alerts(events, labeled.assign(label=0), pd.read_parquet(episodes_file))
-    false_ids = {r["alert_id"] for r in res["alert_rows"] if not r["episodes"]}
-    return [e for e in events if e["alert_id"] in false_ids]
+    try:
+        labeled, episodes = read_clean(data) if is_clean(data) else read_labeled(data)
+    except Exception as exc:  # not Parquet, no such columns: one line
+        raise click.ClickException(f"--data {data}: not a contract events file or labeled folder ({exc})") from exc
+    hours = {k: float((s[:, 1] - s[:, 0]).sum()) / NS_PER_HOUR for k, s in active_sessions(labeled, session_gap_s).items()}
+    alerts = latest_alerts(events)
+    n_all = len(alerts)
+    named = {a.instrument for a in alerts}
+    if not named & set(hours):
+        raise click.ClickException(f"--alerts: none of its instruments ({', '.join(sorted(named)[:5])}) is in "
+                                   f"{data}: the alerts come from another stretch")
+    if not episodes.empty:
+        rows = grade_job_alerts(events, labeled, episodes, GradingRules(session_gap_s=session_gap_s))["alert_rows"]
+        true_ids = {r["alert_id"] for r in rows if r["episodes"]}
+        alerts = [a for a in alerts if a.alert_id not in true_ids]
+    margins: dict[str, list[float]] = {}
+    for a in alerts:
+        margins.setdefault(a.instrument, []).append(a.margin or 0.0)
+    return margins, hours, n_all
 
 
 @click.command()
@@ -59,19 +74,15 @@ def _false_only(events: list[dict[str, Any]], labeled: Any, episodes_file: Path)
 def budget(alerts_src: str, data: Path, per_hour: float, out: Path, force: bool, session_gap_s: float,
            bootstrap_servers: str | None) -> None:  # fmt: skip
     """Calibrate per-instrument threshold raises that keep a clean stretch within --per-hour alerts."""
-    import pyarrow.parquet as pq
-
-    from darkpool.evaluate.alert_metrics import NS_PER_HOUR, active_sessions
+    from darkpool.evaluate.alerts_grading import events_file
 
     if out.exists() and not force:
         raise click.ClickException(f"--out {out} exists: give another file, or --force to overwrite it")
     if not out.parent.is_dir():
         raise click.ClickException(f"--out {out}: folder {out.parent} does not exist")
-    events_file = _events_file(data)
-    try:
-        labeled = pq.read_table(events_file, columns=["instrument", "ts"]).to_pandas()
-    except Exception as exc:  # not Parquet, no such columns: one line
-        raise click.ClickException(f"--data {events_file}: not a contract events file ({exc})") from exc
+    if not events_file(data).is_file():
+        raise click.ClickException(f"--data {data}: no events.parquet there (give the folder or Parquet file of the "
+                                   "stretch the alerts came from)")
     events = read_alerts_source(alerts_src, bootstrap_servers)
     if not events:
         raise click.ClickException(f"--alerts {alerts_src} holds no alert events: nothing to calibrate on "
@@ -79,18 +90,10 @@ def budget(alerts_src: str, data: Path, per_hour: float, out: Path, force: bool,
     if raised := sorted({e["alert_id"] for e in events if e.get("threshold_source") == "budget"}):
         raise click.ClickException(f"--alerts {alerts_src}: {len(raised)} alert(s) come from a job run with "
                                    "--alert-budget (threshold_source budget): calibrate on a run without it")
-    hours = {k: float((s[:, 1] - s[:, 0]).sum()) / NS_PER_HOUR for k, s in active_sessions(labeled, session_gap_s).items()}
-    named = {str(e["instrument"]) for e in events}
-    if not named & set(hours):
-        raise click.ClickException(f"--alerts {alerts_src}: none of its instruments ({', '.join(sorted(named)[:5])}) "
-                                   f"is in {events_file}: the alerts come from another stretch")
-    episodes_file = (data if data.is_dir() else data.parent) / "episodes.parquet"
-    n_all = sum(len(v) for v in alert_margins(events).values())
-    if episodes_file.is_file():
-        events = _false_only(events, labeled, episodes_file)
-    b = calibrate(events, hours, per_hour)
+    margins, hours, n_all = _counted_margins(events, data, session_gap_s)
+    b = calibrate(margins, hours, per_hour)
     out.write_text(b.to_json() + "\n")
-    click.echo(_summary(b, alert_margins(events), n_all, hours, out))
+    click.echo(_summary(b, margins, n_all, hours, out))
 
 
 def _summary(b: AlertBudget, margins: dict[str, list[float]], n_all: int, hours: dict[str, float], out: Path) -> str:

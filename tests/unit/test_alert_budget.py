@@ -17,6 +17,7 @@ from core.alert_budget import AlertBudget, BudgetFileError, calibrate
 from core.coalesce import InstrumentState, close_if_quiet, step
 from core.records import encode_scored_batch
 from core.thresholds import ThresholdConfig
+from darkpool.evaluate.alert_metrics import latest_alerts
 from tests.support import harness
 from tests.unit.test_thresholds import SLIDE, T0, win
 from udfs.shard_thresholds import ShardThresholds
@@ -48,6 +49,14 @@ def decide(windows: list, budget: AlertBudget | None = None) -> list[dict]:
     return out
 
 
+def margins(events: list[dict]) -> dict[str, list[float]]:
+    """Per instrument, each alert's margin (its latest event's), as `darkpool budget` reads them."""
+    out: dict[str, list[float]] = {}
+    for a in latest_alerts(events):
+        out.setdefault(a.instrument, []).append(a.margin or 0.0)
+    return out
+
+
 def alerts_per_instrument(events: list[dict]) -> dict[str, int]:
     ids: dict[str, set] = {}
     for e in events:
@@ -59,7 +68,7 @@ def test_a_calibrated_budget_keeps_the_clean_stretch_within_it_and_says_so() -> 
     windows = stretch("BUSY", 1, spikes=9) + stretch("CALM", 2, spikes=1)
     before = decide(windows)
     assert alerts_per_instrument(before) == {"BUSY": 9, "CALM": 1}
-    budget = calibrate(before, {"BUSY": 1.0, "CALM": 1.0}, alerts_per_hour=2.0)
+    budget = calibrate(margins(before), {"BUSY": 1.0, "CALM": 1.0}, alerts_per_hour=2.0)
     assert budget.cut("BUSY") > 0 and budget.cut("CALM") == 0.0
     after = decide(windows, budget)
     assert alerts_per_instrument(after) == {"BUSY": 2, "CALM": 1}  # the two strongest of BUSY's nine
@@ -73,7 +82,7 @@ def test_a_calibrated_budget_keeps_the_clean_stretch_within_it_and_says_so() -> 
 
 def test_the_operator_the_job_runs_applies_the_same_cuts() -> None:
     windows = stretch("BUSY", 1, spikes=9) + stretch("CALM", 2, spikes=1)
-    budget = calibrate(decide(windows), {"BUSY": 1.0, "CALM": 1.0}, alerts_per_hour=2.0)
+    budget = calibrate(margins(decide(windows)), {"BUSY": 1.0, "CALM": 1.0}, alerts_per_hour=2.0)
     op = harness.Harness(ShardThresholds(CFG, budget=budget))
     out: list = []
     ends = sorted({w.window_end for w in windows})
