@@ -206,32 +206,34 @@ _ROW_BYTES = N_STATS * 4  # one participant's stats in a pane entry's float32 by
 
 def _top_participants(buffer: dict[int, PaneEntry], slide_ms: int) -> tuple[list[tuple[str, float]], list[PackedAccount]]:
     """The window's named participants, ranked by `burst_activity`, with their shares of it."""
-    panes = sorted(buffer)
-    per: dict[str, list[int]] = {}
-    for i, p in enumerate(panes):
-        _, _, names, ns, *_ = buffer[p]
+    per: dict[str, list[int]] = {}  # name -> its event counts in the panes that name it
+    for _, _, names, ns, *_ in buffer.values():
         for name, n in zip(names, ns, strict=True):
-            per.setdefault(name, [0] * len(panes))[i] += int(n)
-    top = burst_activity(per)[:TOP_PARTICIPANTS]
+            per.setdefault(name, []).append(n)
+    top = burst_activity(per, len(buffer))[:TOP_PARTICIPANTS]
     total = sum(b for _, b in top) or 1
     return [(n, round(b / total, 4)) for n, b in top], _activity(buffer, [n for n, _ in top[:ACCOUNT_PARTICIPANTS]], slide_ms)
 
 
-def burst_activity(per_pane: dict[str, list[int]]) -> list[tuple[str, float]]:
+def burst_activity(per_pane: dict[str, list[int]], panes: int) -> list[tuple[str, float]]:
     """Participants ranked by their events above their own typical pane in the window:
     sum over panes of max(0, events - the participant's median pane), the median taken
-    over every buffered pane (0 where it was not among a pane's named). A market maker
-    busy in every pane scores ~0 however large its volume; one participant's burst of
-    orders, probes or fills scores its size: the analyst's "who did it" is the one whose
-    activity changed, not the busiest. Ties (all steady): by events, then name. Returns
-    (name, score) with score = that excess, or the events when nobody bursts.
+    over all `panes` buffered panes (0 where it was not among a pane's named; `per_pane`
+    lists only its counts in the panes that name it). A market maker busy in every pane
+    scores ~0 however large its volume; one participant's burst of orders, probes or
+    fills scores its size: the analyst's "who did it" is the one whose activity changed,
+    not the busiest. Ties (all steady): by events, then name. Returns (name, score) with
+    score = that excess, or the events when nobody bursts.
 
-    >>> burst_activity({"MM": [40, 42, 38, 41], "X": [0, 0, 30, 2], "Y": [1, 0, 0, 0]})
+    >>> burst_activity({"MM": [40, 42, 38, 41], "X": [30, 2], "Y": [1]}, panes=4)
     [('X', 28.0), ('MM', 1.0), ('Y', 1.0)]
     """
     def excess(c: list[int]) -> float:
-        m = sorted(c)[len(c) // 2]
-        return float(sum(max(0, v - m) for v in c))
+        zeros = panes - len(c)
+        if zeros > panes // 2:  # named in under half the panes: its median pane is 0
+            return float(sum(c))
+        m = sorted(c)[panes // 2 - zeros]
+        return float(sum(v - m for v in c if v > m))
 
     scored = [(name, excess(c), sum(c)) for name, c in per_pane.items()]
     if not any(e for _, e, _ in scored):
